@@ -1,0 +1,193 @@
+public import Foundation
+import GRDB
+
+/// A resource version ready to store: parsed, blinded, hashed and sealed.
+///
+/// Preparing is pure CPU work with no database access, so callers may prepare on several
+/// cores and hand the results to the single writer.
+public struct PreparedVersion: Sendable {
+    public let envelope: ResourceEnvelope
+    let bid: Data
+    let patient: Data?
+    let hash: Data
+    let sealed: Data
+    let bytes: Data
+}
+
+extension Replica {
+    /// Parses and seals one resource for ``apply(_:state:)``.
+    public func prepare(_ bytes: Data) throws(ResourceError) -> PreparedVersion {
+        let env = try ResourceEnvelope.parse(bytes, sizeLimit: sizeLimit)
+        let bid = blind(type: env.resourceType, id: env.id)
+        let patient = env.patientID.map { blind(type: "Patient", id: $0) }
+        let hash = keys.contentHash(bytes)
+        let context = Replica.context(type: env.resourceType, bid: bid, versionId: env.versionId, deleted: false)
+        let sealed: Data
+        do {
+            sealed = try keys.seal(bytes, context: context)
+        } catch {
+            // AES-GCM sealing only fails for inputs beyond its 64 GiB limit.
+            throw .tooLarge(bytes: bytes.count, limit: sizeLimit)
+        }
+        return PreparedVersion(envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, bytes: bytes)
+    }
+
+    /// Parses, seals and stores raw resources (one JSON resource each, e.g. NDJSON lines);
+    /// bad ones are counted in ``ApplyOutcome/rejected`` and skipped.
+    @discardableResult
+    public func apply(_ raw: [Data], state: [String: String?] = [:]) throws(ReplicaError) -> ApplyOutcome {
+        var rejected: [String: Int] = [:]
+        var prepared: [PreparedVersion] = []
+        prepared.reserveCapacity(raw.count)
+        for bytes in raw {
+            do {
+                prepared.append(try prepare(bytes))
+            } catch {
+                rejected[error.description, default: 0] += 1
+            }
+        }
+        var outcome = try apply(prepared: prepared, state: state)
+        outcome.rejected.merge(rejected, uniquingKeysWith: +)
+        return outcome
+    }
+
+    /// Stores prepared versions in one transaction, together with sync-state updates (so a
+    /// page and the cursor that follows it commit atomically).
+    ///
+    /// Idempotent: a version already stored is left alone; a version older than the stored
+    /// one is held (``UpsertDecision/holdRegression``), never applied.
+    @discardableResult
+    public func apply(prepared: [PreparedVersion], state: [String: String?] = [:]) throws(ReplicaError) -> ApplyOutcome {
+        var outcome = ApplyOutcome()
+        var patientsChanged: [PreparedVersion] = []
+        try write { db in
+            let select = try db.cachedStatement(
+                sql: "SELECT row, version_id, last_updated, content_hash, deleted FROM resource WHERE type = ? AND bid = ?")
+            let insert = try db.cachedStatement(
+                sql: """
+                    INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body)
+                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+                    """)
+            let update = try db.cachedStatement(
+                sql: """
+                    UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,
+                    patient = ?, body = ? WHERE row = ?
+                    """)
+            for p in prepared {
+                let env = p.envelope
+                let existing = try Row.fetchOne(select, arguments: [env.resourceType, p.bid])
+                let stored = existing.map { row in
+                    UpsertDecision.Version(
+                        versionId: row[1], lastUpdated: row[2], contentHash: Array(row[3] as Data),
+                        deleted: (row[4] as Int64) != 0)
+                }
+                let incoming = UpsertDecision.Version(
+                    versionId: env.versionId, lastUpdated: env.lastUpdated, contentHash: Array(p.hash))
+                switch UpsertDecision.decide(stored: stored, incoming: incoming) {
+                case .insert:
+                    try insert.execute(arguments: [
+                        env.resourceType, p.bid, env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient,
+                        p.sealed,
+                    ])
+                    outcome.inserted += 1
+                case .update:
+                    try update.execute(arguments: [
+                        env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed,
+                        existing![0] as Int64,
+                    ])
+                    outcome.updated += 1
+                case .unchanged:
+                    outcome.unchanged += 1
+                    continue
+                case .holdRegression:
+                    try hold(p, reason: .regression, db: db)
+                    outcome.held += 1
+                    continue
+                }
+                if env.resourceType == "Patient" { patientsChanged.append(p) }
+            }
+            try writeState(state, db: db)
+        }
+        if !patientsChanged.isEmpty {
+            patients.withLock { index in
+                for p in patientsChanged { index.upsert(bid: p.bid, json: p.bytes) }
+            }
+        }
+        return outcome
+    }
+
+    /// What happened to a server deletion.
+    public enum DeletionOutcome: Sendable, Equatable {
+        case tombstoned
+        case alreadyDeleted
+        case unknown
+        case held
+    }
+
+    /// Records a server deletion as a tombstone that keeps the last known content (the base
+    /// of a later merge against a local edit) and is hidden from reads.
+    @discardableResult
+    public func applyDeletion(
+        type: String, id: String, versionId: String? = nil, lastUpdated: String? = nil, state: [String: String?] = [:]
+    ) throws(ReplicaError) -> DeletionOutcome {
+        let bid = blind(type: type, id: id)
+        let outcome: DeletionOutcome = try write { db in
+            defer { _ = try? writeState(state, db: db) }
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT row, version_id, last_updated, deleted, body FROM resource WHERE type = ? AND bid = ?",
+                    arguments: [type, bid])
+            else { return .unknown }
+            let rowID: Int64 = row[0]
+            let oldVersion: String? = row[1]
+            if (row[3] as Int64) != 0 { return .alreadyDeleted }
+            if let v = versionId, let old = oldVersion, let a = Int(v), let b = Int(old), a < b {
+                return .held
+            }
+            let oldContext = Replica.context(type: type, bid: bid, versionId: oldVersion, deleted: false)
+            guard let plain = keys.open(row[4], context: oldContext) else {
+                throw ReplicaError.integrity(resourceType: type, row: rowID)
+            }
+            let newVersion = versionId ?? oldVersion
+            let sealed = try keys.seal(
+                plain, context: Replica.context(type: type, bid: bid, versionId: newVersion, deleted: true))
+            try db.execute(
+                sql: "UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ? WHERE row = ?",
+                arguments: [newVersion, lastUpdated, sealed, rowID])
+            return .tombstoned
+        }
+        if type == "Patient", outcome == .tombstoned {
+            patients.withLock { $0.remove(bid: bid) }
+        }
+        return outcome
+    }
+
+    /// Why a server change was held instead of applied.
+    public enum HoldReason: String, Sendable {
+        /// The server sent a version older than the replica's (restored from a backup?).
+        case regression
+        /// The cycle deleted more than the configured threshold.
+        case massDelete = "mass-delete"
+    }
+
+    func hold(_ p: PreparedVersion, reason: HoldReason, db: Database) throws {
+        let env = p.envelope
+        let context = Replica.heldContext(type: env.resourceType, bid: p.bid, versionId: env.versionId)
+        try db.execute(
+            sql: """
+                INSERT INTO held_change (type, bid, reason, version_id, last_updated, size, body, held_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                env.resourceType, p.bid, reason.rawValue, env.versionId, env.lastUpdated, p.bytes.count,
+                try keys.seal(p.bytes, context: context), FHIRInstant.format(Date().timeIntervalSince1970),
+            ])
+    }
+
+    static func heldContext(type: String, bid: Data, versionId: String?) -> Data {
+        var d = Data("h1|\(type)|".utf8)
+        d.append(bid)
+        d.append(contentsOf: Array("|\(versionId ?? "")".utf8))
+        return d
+    }
+}

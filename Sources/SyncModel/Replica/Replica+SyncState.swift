@@ -1,0 +1,38 @@
+import Foundation
+import GRDB
+
+/// Sync bookkeeping (cursors, resume points), sealed like records: a next-page link or a
+/// cursor may carry ids.
+extension Replica {
+    /// A sync-state value, or nil when unset.
+    public func syncState(_ name: String) throws(ReplicaError) -> String? {
+        try read { db in
+            guard let sealed = try Data.fetchOne(db, sql: "SELECT value FROM sync_state WHERE name = ?", arguments: [name])
+            else { return nil }
+            guard let plain = keys.open(sealed, context: Self.stateContext(name)) else {
+                throw ReplicaError.corruptState(name)
+            }
+            return String(decoding: plain, as: UTF8.self)
+        }
+    }
+
+    /// Sets or clears sync-state values in one transaction.
+    public func setSyncState(_ values: [String: String?]) throws(ReplicaError) {
+        try write { db in try writeState(values, db: db) }
+    }
+
+    func writeState(_ values: [String: String?], db: Database) throws {
+        for (name, value) in values {
+            if let value {
+                let sealed = try keys.seal(Data(value.utf8), context: Self.stateContext(name))
+                try db.execute(
+                    sql: "INSERT INTO sync_state (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    arguments: [name, sealed])
+            } else {
+                try db.execute(sql: "DELETE FROM sync_state WHERE name = ?", arguments: [name])
+            }
+        }
+    }
+
+    static func stateContext(_ name: String) -> Data { Data("s1|\(name)".utf8) }
+}

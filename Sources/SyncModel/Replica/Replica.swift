@@ -1,0 +1,160 @@
+import Crypto
+import Foundation
+import GRDB
+import Synchronization
+
+/// The encrypted local replica: one SQLite file (WAL mode, one writer, concurrent readers)
+/// holding the latest server version of every mirrored resource, sealed with AES-256-GCM.
+///
+/// ```swift
+/// let replica = try Replica.open(directory: "/var/lib/ehr-sync", kek: kek, keySource: "\(source)")
+/// let outcome = try replica.apply(ndjsonLines)
+/// let patient = try replica.resource(type: "Patient", id: "123")
+/// ```
+///
+/// Every row's seal binds its type, blinded id, versionId and tombstone flag as associated
+/// data, so a row cannot be swapped, moved or flipped without detection. Ids and patient
+/// references are stored only as blind indexes. Patient demographics are searchable through
+/// an index built in memory at open (``PatientIndex``), never written to disk.
+public final class Replica: Sendable {
+    /// File name of the replica database inside the state directory.
+    public static let fileName = "replica.sqlite"
+
+    /// Path of the SQLite file.
+    public let path: String
+    let pool: DatabasePool
+    let keys: KeyRing
+    let patients: Mutex<PatientIndex>
+    let sizeLimit: Int
+
+    private init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
+        self.path = path
+        self.pool = pool
+        self.keys = keys
+        self.patients = Mutex(PatientIndex())
+        self.sizeLimit = sizeLimit
+    }
+
+    /// Opens (creating if needed) the replica in `directory`, checks the KEK, runs pending
+    /// migrations and builds the in-memory patient index.
+    ///
+    /// - Parameters:
+    ///   - keySource: describes where the KEK came from, for error messages (never the key).
+    /// - Throws: ``ReplicaError/wrongKey(source:path:)`` without modifying the file when the
+    ///   KEK does not match.
+    public static func open(
+        directory: String, kek: KeyEncryptionKey, keySource: String, sizeLimit: Int = 64 << 20
+    ) throws(ReplicaError) -> Replica {
+        try ensureDirectory(directory)
+        let path = directory + "/" + fileName
+        var config = Configuration()
+        config.label = "replica"
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")
+        }
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw .database(String(describing: error))
+        }
+        do {
+            // Check the key before anything writes: a wrong KEK leaves the file untouched.
+            let existing = try pool.read { db -> (wrapped: Data, replicaID: Data)? in
+                guard try db.tableExists("keyring") else { return nil }
+                guard let wrapped = try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1"),
+                    let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")
+                else { return nil }
+                return (wrapped, rid)
+            }
+            if let existing, KeyRing.unwrap(existing.wrapped, with: kek, replicaID: existing.replicaID) == nil {
+                try? pool.close()
+                throw ReplicaError.wrongKey(source: keySource, path: path)
+            }
+            try ReplicaSchema.migrator(kek: kek).migrate(pool)
+            let (wrapped, rid) = try pool.read { db in
+                (
+                    try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1")!,
+                    try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+                )
+            }
+            guard let dek = KeyRing.unwrap(wrapped, with: kek, replicaID: rid) else {
+                throw ReplicaError.wrongKey(source: keySource, path: path)
+            }
+            let replica = Replica(path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
+            try replica.buildPatientIndex()
+            return replica
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// Closes the database; later calls fail.
+    public func close() {
+        try? pool.close()
+    }
+
+    private static func ensureDirectory(_ directory: String) throws(ReplicaError) {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw .unusableDirectory(path: directory, reason: "not a directory") }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .unusableDirectory(path: directory, reason: "cannot create it")
+        }
+    }
+
+    // MARK: Keys
+
+    /// Rewraps the data key under a new KEK. Records are not rewritten.
+    public func rotateKey(to newKEK: KeyEncryptionKey) throws(ReplicaError) {
+        try write { db in
+            let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+            let dek = keys.dataKeyForRotation
+            let wrapped = try KeyRing.wrap(dataKey: dek, with: newKEK, replicaID: rid)
+            try db.execute(
+                sql: "UPDATE keyring SET wrapped_dek = ?, rotated_at = ? WHERE id = 1",
+                arguments: [wrapped, FHIRInstant.format(Date().timeIntervalSince1970)])
+        }
+    }
+
+    // MARK: Blinding
+
+    /// Blind index of a resource identity, as stored in the `bid` and `patient` columns.
+    func blind(type: String, id: String) -> Data { keys.blind(type: type, id: id) }
+
+    static func context(type: String, bid: Data, versionId: String?, deleted: Bool) -> Data {
+        var d = Data("r1|\(type)|".utf8)
+        d.append(bid)
+        d.append(contentsOf: Array("|\(versionId ?? "")|\(deleted ? 1 : 0)".utf8))
+        return d
+    }
+
+    // MARK: Helpers
+
+    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try pool.write(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+}

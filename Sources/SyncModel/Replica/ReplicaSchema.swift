@@ -1,0 +1,66 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// The replica's schema: named, append-only migrations run on open.
+///
+/// In clear on disk: resource type, sizes, server versionId and lastUpdated, flags.
+/// Everything that identifies a person or a record is sealed (bodies, sync state) or
+/// blinded (ids and patient references, HMAC-SHA256 under a key derived from the DEK).
+enum ReplicaSchema {
+    static func migrator(kek: KeyEncryptionKey) -> DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-replica") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE replica_meta (
+                        name TEXT PRIMARY KEY,
+                        value BLOB NOT NULL
+                    );
+                    CREATE TABLE keyring (
+                        id INTEGER PRIMARY KEY CHECK (id = 1),
+                        wrapped_dek BLOB NOT NULL,
+                        rotated_at TEXT NOT NULL
+                    );
+                    CREATE TABLE resource (
+                        row INTEGER PRIMARY KEY,
+                        type TEXT NOT NULL,
+                        bid BLOB NOT NULL,
+                        version_id TEXT,
+                        last_updated TEXT,
+                        content_hash BLOB NOT NULL,
+                        size INTEGER NOT NULL,
+                        deleted INTEGER NOT NULL DEFAULT 0,
+                        patient BLOB,
+                        body BLOB NOT NULL,
+                        UNIQUE (type, bid)
+                    );
+                    CREATE INDEX resource_by_patient ON resource (patient, type) WHERE patient IS NOT NULL;
+                    CREATE TABLE held_change (
+                        row INTEGER PRIMARY KEY,
+                        type TEXT NOT NULL,
+                        bid BLOB NOT NULL,
+                        reason TEXT NOT NULL,
+                        version_id TEXT,
+                        last_updated TEXT,
+                        size INTEGER NOT NULL,
+                        body BLOB NOT NULL,
+                        held_at TEXT NOT NULL
+                    );
+                    CREATE TABLE sync_state (
+                        name TEXT PRIMARY KEY,
+                        value BLOB NOT NULL
+                    );
+                    """)
+            let replicaID = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) })
+            let dek = SymmetricKey(size: .bits256)
+            let wrapped = try KeyRing.wrap(dataKey: dek, with: kek, replicaID: replicaID)
+            try db.execute(
+                sql: "INSERT INTO replica_meta (name, value) VALUES ('replica_id', ?)", arguments: [replicaID])
+            try db.execute(
+                sql: "INSERT INTO keyring (id, wrapped_dek, rotated_at) VALUES (1, ?, ?)",
+                arguments: [wrapped, FHIRInstant.format(Date().timeIntervalSince1970)])
+        }
+        return migrator
+    }
+}
