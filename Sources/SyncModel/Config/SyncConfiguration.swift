@@ -1,0 +1,169 @@
+public import Foundation
+
+/// The daemon's configuration, read from a TOML file (see `config/ehr-sync.toml`).
+///
+/// Holds no secret: the replica key, the EHR token and the SMART private key are files
+/// the configuration names.
+public struct SyncConfiguration: Sendable, Equatable {
+    public struct EHR: Sendable, Equatable {
+        public var baseURL: URL
+        public var bearerTokenFile: String?
+        public var smart: SMART?
+        public var requestsPerSecond: Double = 20
+        public var connectTimeout: Double = 10
+        public var requestTimeout: Double = 120
+        public var maxResourceBytes: Int = 64 << 20
+    }
+
+    /// SMART Backend Services client credentials (a signed JWT exchanged for a token).
+    public struct SMART: Sendable, Equatable {
+        public var clientID: String
+        public var privateKeyFile: String
+        public var keyID: String?
+        public var tokenURL: URL
+        public var scopes: String
+    }
+
+    public enum BulkExport: String, Sendable, Equatable, CaseIterable {
+        case auto, system, group, off
+    }
+
+    public struct Sync: Sendable, Equatable {
+        /// nil: derived from the server's CapabilityStatement.
+        public var resourceTypes: [String]?
+        public var pollInterval: Double = 60
+        public var pageSize: Int = 500
+        public var bulkExport: BulkExport = .auto
+        public var groupID: String?
+        public var sweepInterval: Double = 21_600
+        public var massDeletePercent: Double = 5
+        public var massDeleteCount: Int = 500
+        public var massDeleteFloor: Int = 10
+        /// Seconds subtracted from the server-time cursor at each incremental cycle.
+        public var overlap: Double = 120
+    }
+
+    public var ehr: EHR
+    public var sync = Sync()
+    public var stateDirectory: String
+    /// nil: the systemd credential `$CREDENTIALS_DIRECTORY/replica-key`.
+    public var keyFile: String?
+    public var controlSocket: String = "/run/ehr-sync/control.sock"
+
+    public init(ehr: EHR, stateDirectory: String, keyFile: String?) {
+        self.ehr = ehr
+        self.stateDirectory = stateDirectory
+        self.keyFile = keyFile
+    }
+
+    /// Reads and validates a configuration file.
+    public static func load(path: String) throws(ConfigError) -> SyncConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, key: nil, message: "cannot read the file (\(error.localizedDescription))")
+        }
+        return try parse(text, file: path)
+    }
+
+    /// Parses configuration text; `file` names it in error messages.
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> SyncConfiguration {
+        let root = try TOMLReader(text: text, file: file)
+        try root.allowOnly(["ehr", "sync", "replica", "key", "control"])
+
+        let ehrTable = try root.requiredTable("ehr")
+        try ehrTable.allowOnly([
+            "base_url", "bearer_token_file", "smart", "requests_per_second", "connect_timeout", "request_timeout",
+            "max_resource_bytes",
+        ])
+        var ehr = EHR(baseURL: try ehrTable.requiredURL("base_url"))
+        ehr.bearerTokenFile = try ehrTable.string("bearer_token_file")
+        ehr.requestsPerSecond = try ehrTable.number("requests_per_second", in: 0.1...10_000) ?? ehr.requestsPerSecond
+        ehr.connectTimeout = try ehrTable.number("connect_timeout", in: 0.1...3600) ?? ehr.connectTimeout
+        ehr.requestTimeout = try ehrTable.number("request_timeout", in: 1...86_400) ?? ehr.requestTimeout
+        ehr.maxResourceBytes = try ehrTable.integer("max_resource_bytes", in: 1024...(1 << 34)) ?? ehr.maxResourceBytes
+        if let smart = try ehrTable.table("smart") {
+            try smart.allowOnly(["client_id", "private_key_file", "key_id", "token_url", "scopes"])
+            ehr.smart = SMART(
+                clientID: try smart.requiredString("client_id"),
+                privateKeyFile: try smart.requiredString("private_key_file"),
+                keyID: try smart.string("key_id"),
+                tokenURL: try smart.requiredURL("token_url"),
+                scopes: try smart.string("scopes") ?? "system/*.read")
+            if ehr.bearerTokenFile != nil {
+                throw ConfigError(
+                    file: file, key: "[ehr] bearer_token_file",
+                    message: "set either bearer_token_file or [ehr.smart], not both")
+            }
+        }
+
+        let replica = try root.requiredTable("replica")
+        try replica.allowOnly(["state_dir"])
+        var config = SyncConfiguration(ehr: ehr, stateDirectory: try replica.requiredString("state_dir"), keyFile: nil)
+
+        if let key = try root.table("key") {
+            try key.allowOnly(["file"])
+            config.keyFile = try key.requiredString("file")
+        }
+        if let control = try root.table("control") {
+            try control.allowOnly(["socket"])
+            config.controlSocket = try control.string("socket") ?? config.controlSocket
+        }
+        if let sync = try root.table("sync") {
+            try sync.allowOnly([
+                "resource_types", "poll_interval", "page_size", "bulk_export", "group_id", "sweep_interval",
+                "mass_delete_percent", "mass_delete_count", "mass_delete_floor", "overlap",
+            ])
+            var s = Sync()
+            if let types = try sync.stringArray("resource_types") {
+                for type in types where !FHIRID.isValidType(type) {
+                    throw ConfigError(
+                        file: file, key: sync.keyName("resource_types"),
+                        message: "\"\(type)\" is not a FHIR resource type name")
+                }
+                s.resourceTypes = types
+            }
+            s.pollInterval = try sync.number("poll_interval", in: 1...86_400) ?? s.pollInterval
+            s.pageSize = try sync.integer("page_size", in: 1...10_000) ?? s.pageSize
+            if let mode = try sync.string("bulk_export") {
+                guard let value = BulkExport(rawValue: mode) else {
+                    throw ConfigError(
+                        file: file, key: sync.keyName("bulk_export"),
+                        message: "expected one of \(BulkExport.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(mode)\"")
+                }
+                s.bulkExport = value
+            }
+            s.groupID = try sync.string("group_id")
+            if s.bulkExport == .group, s.groupID == nil {
+                throw ConfigError(file: file, key: sync.keyName("group_id"), message: "required when bulk_export = \"group\"")
+            }
+            s.sweepInterval = try sync.number("sweep_interval", in: 0...(86_400 * 365)) ?? s.sweepInterval
+            s.massDeletePercent = try sync.number("mass_delete_percent", in: 0...100) ?? s.massDeletePercent
+            s.massDeleteCount = try sync.integer("mass_delete_count", in: 0...Int.max) ?? s.massDeleteCount
+            s.massDeleteFloor = try sync.integer("mass_delete_floor", in: 0...Int.max) ?? s.massDeleteFloor
+            s.overlap = try sync.number("overlap", in: 0...86_400) ?? s.overlap
+            config.sync = s
+        }
+        return config
+    }
+}
+
+/// A configuration error: which file, which key, what was expected.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+    public var file: String
+    /// `[table] key`, or nil for the whole file.
+    public var key: String?
+    public var message: String
+
+    public init(file: String, key: String?, message: String) {
+        self.file = file
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String {
+        if let key { return "\(file): \(key): \(message)" }
+        return "\(file): \(message)"
+    }
+}

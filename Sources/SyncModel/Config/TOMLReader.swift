@@ -1,0 +1,120 @@
+import Foundation
+import TOMLKit
+
+/// Typed, path-aware access to a TOML table, with errors that name the file, the key and
+/// what was expected (TOMLKit alone reports a wrong type as a missing key).
+struct TOMLReader {
+    let table: TOMLTable
+    let file: String
+    let path: String
+
+    init(text: String, file: String) throws(ConfigError) {
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(
+                file: file, key: nil,
+                message: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+        } catch {
+            throw ConfigError(file: file, key: nil, message: "not valid TOML")
+        }
+        self.file = file
+        self.path = ""
+    }
+
+    private init(table: TOMLTable, file: String, path: String) {
+        self.table = table
+        self.file = file
+        self.path = path
+    }
+
+    func keyName(_ key: String) -> String { path.isEmpty ? "[\(key)]" : "[\(path)] \(key)" }
+
+    private func fail(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(file: file, key: keyName(key), message: message)
+    }
+
+    private func describe(_ value: any TOMLValueConvertible) -> String {
+        switch value.type {
+        case .string: "a string"
+        case .int: "an integer"
+        case .double: "a number"
+        case .bool: "a boolean"
+        case .table: "a table"
+        case .array: "an array"
+        default: "a date or time"
+        }
+    }
+
+    func allowOnly(_ keys: Set<String>) throws(ConfigError) {
+        for key in table.keys where !keys.contains(key) {
+            let what = path.isEmpty ? "unknown section [\(key)]" : "unknown key \(key) in [\(path)]"
+            throw ConfigError(
+                file: file, key: nil, message: "\(what); known: \(keys.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func table(_ key: String) throws(ConfigError) -> TOMLReader? {
+        guard let value = table[key] else { return nil }
+        guard let t = value.table else { throw fail(key, "expected a table [\(key)], got \(describe(value))") }
+        return TOMLReader(table: t, file: file, path: path.isEmpty ? key : "\(path).\(key)")
+    }
+
+    func requiredTable(_ key: String) throws(ConfigError) -> TOMLReader {
+        guard let t = try table(key) else {
+            throw ConfigError(file: file, key: "[\(key)]", message: "missing section [\(key)]")
+        }
+        return t
+    }
+
+    func string(_ key: String) throws(ConfigError) -> String? {
+        guard let value = table[key] else { return nil }
+        guard let s = value.string else { throw fail(key, "expected a string, got \(describe(value))") }
+        guard !s.isEmpty else { throw fail(key, "must not be empty") }
+        return s
+    }
+
+    func requiredString(_ key: String) throws(ConfigError) -> String {
+        guard let s = try string(key) else { throw fail(key, "missing (expected a string)") }
+        return s
+    }
+
+    func requiredURL(_ key: String) throws(ConfigError) -> URL {
+        let s = try requiredString(key)
+        guard let url = URL(string: s), let scheme = url.scheme?.lowercased(), scheme == "https" || scheme == "http",
+            url.host != nil
+        else { throw fail(key, "expected an http(s) URL such as \"https://ehr.example/fhir\", got \"\(s)\"") }
+        return url
+    }
+
+    func integer(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let value = table[key] else { return nil }
+        guard let i = value.int else { throw fail(key, "expected an integer, got \(describe(value))") }
+        guard range.contains(i) else { throw fail(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(i)") }
+        return i
+    }
+
+    func number(_ key: String, in range: ClosedRange<Double>) throws(ConfigError) -> Double? {
+        guard let value = table[key] else { return nil }
+        guard let d = value.double ?? value.int.map(Double.init) else {
+            throw fail(key, "expected a number, got \(describe(value))")
+        }
+        guard range.contains(d) else {
+            throw fail(key, "expected a number from \(range.lowerBound) to \(range.upperBound), got \(d)")
+        }
+        return d
+    }
+
+    func stringArray(_ key: String) throws(ConfigError) -> [String]? {
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw fail(key, "expected an array of strings, got \(describe(value))") }
+        var result: [String] = []
+        for element in array {
+            guard let s = element.string else {
+                throw fail(key, "expected an array of strings, found \(describe(element))")
+            }
+            result.append(s)
+        }
+        return result
+    }
+}
