@@ -131,31 +131,8 @@ extension Replica {
         type: String, id: String, versionId: String? = nil, lastUpdated: String? = nil, state: [String: String?] = [:]
     ) throws(ReplicaError) -> DeletionOutcome {
         let bid = blind(type: type, id: id)
-        let outcome: DeletionOutcome = try write { db in
-            defer { _ = try? writeState(state, db: db) }
-            guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT row, version_id, last_updated, deleted, body FROM resource WHERE type = ? AND bid = ?",
-                    arguments: [type, bid])
-            else { return .unknown }
-            let rowID: Int64 = row[0]
-            let oldVersion: String? = row[1]
-            if (row[3] as Int64) != 0 { return .alreadyDeleted }
-            if let v = versionId, let old = oldVersion, let a = Int(v), let b = Int(old), a < b {
-                return .held
-            }
-            let oldContext = Replica.context(type: type, bid: bid, versionId: oldVersion, deleted: false)
-            guard let plain = keys.open(row[4], context: oldContext) else {
-                throw ReplicaError.integrity(resourceType: type, row: rowID)
-            }
-            let newVersion = versionId ?? oldVersion
-            let sealed = try keys.seal(
-                plain, context: Replica.context(type: type, bid: bid, versionId: newVersion, deleted: true))
-            try db.execute(
-                sql: "UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ? WHERE row = ?",
-                arguments: [newVersion, lastUpdated, sealed, rowID])
-            return .tombstoned
-        }
+        let outcome = try tombstone(type: type, bid: bid, versionId: versionId, lastUpdated: lastUpdated)
+        if !state.isEmpty { try setSyncState(state) }
         if type == "Patient", outcome == .tombstoned {
             patients.withLock { $0.remove(bid: bid) }
         }
@@ -173,6 +150,11 @@ extension Replica {
     func hold(_ p: PreparedVersion, reason: HoldReason, db: Database) throws {
         let env = p.envelope
         let context = Replica.heldContext(type: env.resourceType, bid: p.bid, versionId: env.versionId)
+        let already = try Bool.fetchOne(
+            db,
+            sql: "SELECT EXISTS (SELECT 1 FROM held_change WHERE type = ? AND bid = ? AND reason = ? AND version_id IS ?)",
+            arguments: [env.resourceType, p.bid, reason.rawValue, env.versionId]) ?? false
+        if already { return }
         try db.execute(
             sql: """
                 INSERT INTO held_change (type, bid, reason, version_id, last_updated, size, body, held_at)

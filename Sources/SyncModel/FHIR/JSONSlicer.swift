@@ -1,0 +1,214 @@
+/// Finds the byte ranges of JSON values without building a tree, so the bytes a server
+/// sent can be stored as they are (and bundles split into resources cheaply).
+///
+/// It checks structure (strings, nesting, literals) as it goes and throws on malformed
+/// input; it does not decode numbers or string escapes.
+public struct JSONSlicer {
+    public enum Error: Swift.Error, Equatable {
+        case malformed(offset: Int)
+    }
+
+    let bytes: UnsafeRawBufferPointer
+
+    /// The members of the object at `range`: key (unescaped only for plain ASCII keys) →
+    /// value range.
+    public static func members(of data: [UInt8], in range: Range<Int>? = nil) throws(Error) -> [(key: String, value: Range<Int>)] {
+        try data.withUnsafeBytes { raw in
+            let slicer = JSONSlicer(bytes: raw)
+            var i = range?.lowerBound ?? 0
+            let end = range?.upperBound ?? raw.count
+            return Result { () throws(Error) in try slicer.objectMembers(&i, end: end) }
+        }.get()
+    }
+
+    /// The element ranges of the array at `range`.
+    public static func elements(of data: [UInt8], in range: Range<Int>) throws(Error) -> [Range<Int>] {
+        try data.withUnsafeBytes { raw in
+            let slicer = JSONSlicer(bytes: raw)
+            var i = range.lowerBound
+            return Result { () throws(Error) in try slicer.arrayElements(&i, end: range.upperBound) }
+        }.get()
+    }
+
+    /// The string value at `range` (a JSON string), unescaped.
+    public static func string(in data: [UInt8], at range: Range<Int>) -> String? {
+        guard range.count >= 2, data[range.lowerBound] == 0x22, data[range.upperBound - 1] == 0x22 else { return nil }
+        let inner = data[(range.lowerBound + 1)..<(range.upperBound - 1)]
+        if !inner.contains(0x5C) { return String(decoding: inner, as: UTF8.self) }
+        // Rare: escapes. Let a real decoder handle them.
+        return Self.decodeEscaped(Array(data[range]))
+    }
+
+    private static func decodeEscaped(_ quoted: [UInt8]) -> String? {
+        var out: [UInt8] = []
+        var i = 1
+        while i < quoted.count - 1 {
+            let b = quoted[i]
+            if b != 0x5C {
+                out.append(b)
+                i += 1
+                continue
+            }
+            guard i + 1 < quoted.count - 1 else { return nil }
+            let e = quoted[i + 1]
+            switch e {
+            case 0x22, 0x5C, 0x2F: out.append(e)
+            case 0x62: out.append(0x08)
+            case 0x66: out.append(0x0C)
+            case 0x6E: out.append(0x0A)
+            case 0x72: out.append(0x0D)
+            case 0x74: out.append(0x09)
+            case 0x75:
+                guard i + 5 < quoted.count, let code = UInt32(String(decoding: quoted[(i + 2)...(i + 5)], as: UTF8.self), radix: 16)
+                else { return nil }
+                var scalarValue = code
+                var consumed = 6
+                if (0xD800...0xDBFF).contains(code), i + 11 < quoted.count, quoted[i + 6] == 0x5C, quoted[i + 7] == 0x75,
+                    let low = UInt32(String(decoding: quoted[(i + 8)...(i + 11)], as: UTF8.self), radix: 16),
+                    (0xDC00...0xDFFF).contains(low)
+                {
+                    scalarValue = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+                    consumed = 12
+                }
+                guard let scalar = Unicode.Scalar(scalarValue) else { return nil }
+                out.append(contentsOf: Array(String(Character(scalar)).utf8))
+                i += consumed
+                continue
+            default: return nil
+            }
+            i += 2
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    // MARK: Scanner
+
+    @inline(__always) private func skipSpace(_ i: inout Int, _ end: Int) {
+        while i < end {
+            let b = bytes[i]
+            if b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 { i += 1 } else { return }
+        }
+    }
+
+    private func objectMembers(_ i: inout Int, end: Int) throws(Error) -> [(key: String, value: Range<Int>)] {
+        skipSpace(&i, end)
+        guard i < end, bytes[i] == 0x7B else { throw .malformed(offset: i) }
+        i += 1
+        var result: [(key: String, value: Range<Int>)] = []
+        skipSpace(&i, end)
+        if i < end, bytes[i] == 0x7D { return result }
+        while true {
+            skipSpace(&i, end)
+            let keyStart = i
+            try skipString(&i, end)
+            let key = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(keyStart + 1)..<(i - 1)]), as: UTF8.self)
+            skipSpace(&i, end)
+            guard i < end, bytes[i] == 0x3A else { throw .malformed(offset: i) }
+            i += 1
+            skipSpace(&i, end)
+            let valueStart = i
+            try skipValue(&i, end, depth: 0)
+            result.append((key, valueStart..<i))
+            skipSpace(&i, end)
+            guard i < end else { throw .malformed(offset: i) }
+            if bytes[i] == 0x2C {
+                i += 1
+                continue
+            }
+            guard bytes[i] == 0x7D else { throw .malformed(offset: i) }
+            i += 1
+            return result
+        }
+    }
+
+    private func arrayElements(_ i: inout Int, end: Int) throws(Error) -> [Range<Int>] {
+        skipSpace(&i, end)
+        guard i < end, bytes[i] == 0x5B else { throw .malformed(offset: i) }
+        i += 1
+        var result: [Range<Int>] = []
+        skipSpace(&i, end)
+        if i < end, bytes[i] == 0x5D { return result }
+        while true {
+            skipSpace(&i, end)
+            let start = i
+            try skipValue(&i, end, depth: 0)
+            result.append(start..<i)
+            skipSpace(&i, end)
+            guard i < end else { throw .malformed(offset: i) }
+            if bytes[i] == 0x2C {
+                i += 1
+                continue
+            }
+            guard bytes[i] == 0x5D else { throw .malformed(offset: i) }
+            i += 1
+            return result
+        }
+    }
+
+    private func skipString(_ i: inout Int, _ end: Int) throws(Error) {
+        guard i < end, bytes[i] == 0x22 else { throw .malformed(offset: i) }
+        i += 1
+        while i < end {
+            let b = bytes[i]
+            if b == 0x22 {
+                i += 1
+                return
+            }
+            if b == 0x5C {
+                i += 2
+                continue
+            }
+            if b < 0x20 { throw .malformed(offset: i) }
+            i += 1
+        }
+        throw .malformed(offset: i)
+    }
+
+    private func skipValue(_ i: inout Int, _ end: Int, depth: Int) throws(Error) {
+        guard depth < 512, i < end else { throw .malformed(offset: i) }
+        switch bytes[i] {
+        case 0x22:
+            try skipString(&i, end)
+        case 0x7B, 0x5B:
+            let close: UInt8 = bytes[i] == 0x7B ? 0x7D : 0x5D
+            let isObject = close == 0x7D
+            i += 1
+            skipSpace(&i, end)
+            if i < end, bytes[i] == close {
+                i += 1
+                return
+            }
+            while true {
+                skipSpace(&i, end)
+                if isObject {
+                    try skipString(&i, end)
+                    skipSpace(&i, end)
+                    guard i < end, bytes[i] == 0x3A else { throw .malformed(offset: i) }
+                    i += 1
+                    skipSpace(&i, end)
+                }
+                try skipValue(&i, end, depth: depth + 1)
+                skipSpace(&i, end)
+                guard i < end else { throw .malformed(offset: i) }
+                if bytes[i] == 0x2C {
+                    i += 1
+                    continue
+                }
+                guard bytes[i] == close else { throw .malformed(offset: i) }
+                i += 1
+                return
+            }
+        default:
+            // number, true, false, null
+            let start = i
+            while i < end {
+                let b = bytes[i]
+                let isToken = (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2B || b == 0x2E || (b >= 0x61 && b <= 0x7A)
+                    || b == 0x45
+                if !isToken { break }
+                i += 1
+            }
+            guard i > start else { throw .malformed(offset: i) }
+        }
+    }
+}

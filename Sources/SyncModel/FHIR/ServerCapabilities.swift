@@ -1,0 +1,81 @@
+public import Foundation
+
+/// What the hosted EHR's CapabilityStatement says it can do, reduced to what sync needs.
+public struct ServerCapabilities: Sendable, Equatable {
+    /// Resource types the server offers with `search-type`.
+    public var searchableTypes: Set<String> = []
+    /// System-level `_history` (carries deletions).
+    public var systemHistory = false
+    /// System-level Bulk Data `$export`.
+    public var systemExport = false
+    /// `Group/[id]/$export`.
+    public var groupExport = false
+    public var fhirVersion: String?
+
+    public init() {}
+
+    /// Types of the R4 Patient compartment (spec, compartmentdefinition-patient).
+    public static let patientCompartment: Set<String> = [
+        "Account", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse", "AuditEvent", "Basic",
+        "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim", "ClaimResponse", "ClinicalImpression",
+        "Communication", "CommunicationRequest", "Composition", "Condition", "Consent", "Coverage",
+        "CoverageEligibilityRequest", "CoverageEligibilityResponse", "DetectedIssue", "DeviceRequest",
+        "DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference", "Encounter",
+        "EnrollmentRequest", "EpisodeOfCare", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal", "Group",
+        "ImagingStudy", "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "Invoice", "List",
+        "MeasureReport", "Media", "MedicationAdministration", "MedicationDispense", "MedicationRequest",
+        "MedicationStatement", "MolecularSequence", "NutritionOrder", "Observation", "Patient", "Person", "Procedure",
+        "Provenance", "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchSubject", "RiskAssessment",
+        "Schedule", "ServiceRequest", "Specimen", "SupplyDelivery", "SupplyRequest", "VisionPrescription",
+    ]
+
+    /// Shared resources a practice's records point at: who, where, what drug, which device.
+    public static let referenceTypes: Set<String> = [
+        "Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "Device",
+    ]
+
+    /// The default mirror set: what the server offers of the Patient compartment plus the
+    /// shared reference types, in a stable order (reference types first, then Patient,
+    /// then the rest alphabetically).
+    public var defaultTypes: [String] {
+        let wanted = Self.patientCompartment.union(Self.referenceTypes).subtracting(["Group", "AuditEvent"])
+        let offered = searchableTypes.intersection(wanted)
+        let first = Self.referenceTypes.sorted() + ["Patient"]
+        return first.filter(offered.contains) + offered.subtracting(first).sorted()
+    }
+
+    /// Parses a CapabilityStatement (JSON). Unknown shapes yield an empty capability set,
+    /// which makes sync fall back to plain searches.
+    public static func parse(_ data: Data) throws(ResourceError) -> ServerCapabilities {
+        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw .notJSON }
+        guard object["resourceType"] as? String == "CapabilityStatement" else {
+            throw .unexpectedType(expected: "CapabilityStatement", got: object["resourceType"] as? String ?? "nothing")
+        }
+        var caps = ServerCapabilities()
+        caps.fhirVersion = object["fhirVersion"] as? String
+        for rest in object["rest"] as? [[String: Any]] ?? [] where (rest["mode"] as? String ?? "server") == "server" {
+            for interaction in rest["interaction"] as? [[String: Any]] ?? [] where interaction["code"] as? String == "history-system" {
+                caps.systemHistory = true
+            }
+            for operation in rest["operation"] as? [[String: Any]] ?? [] {
+                if Self.isExport(operation) { caps.systemExport = true }
+            }
+            for resource in rest["resource"] as? [[String: Any]] ?? [] {
+                guard let type = resource["type"] as? String else { continue }
+                let codes = (resource["interaction"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
+                if codes.contains("search-type") { caps.searchableTypes.insert(type) }
+                if type == "Group", (resource["operation"] as? [[String: Any]] ?? []).contains(where: Self.isExport) {
+                    caps.groupExport = true
+                }
+            }
+        }
+        return caps
+    }
+
+    private static func isExport(_ operation: [String: Any]) -> Bool {
+        let name = operation["name"] as? String ?? ""
+        let definition = operation["definition"] as? String ?? ""
+        return name == "export" || name == "$export" || definition.hasSuffix("/export")
+            || definition.hasSuffix("/group-export")
+    }
+}

@@ -1,0 +1,271 @@
+import AsyncHTTPClient
+public import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// HTTP access to the hosted EHR's FHIR API: keep-alive, gzip, `User-Agent`, a request
+/// rate limit, per-request timeouts, and retries with exponential backoff and full jitter
+/// on network errors, 5xx and 429, honouring `Retry-After`.
+///
+/// Credentials are only ever sent to the configured base URL's origin.
+public final class FHIRClient: Sendable {
+    /// A complete response.
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: Data
+
+        /// The server's clock from the `Date` header.
+        public var serverDate: Double? { headers["date"].flatMap(HTTPDate.parse) }
+    }
+
+    /// Counters by outcome, for status and metrics.
+    public struct Stats: Sendable, Equatable {
+        public var requests = 0
+        public var byClass: [String: Int] = [:]
+        public var retries = 0
+        public var networkErrors = 0
+        public var bytes = 0
+    }
+
+    public let baseURL: String
+    let origin: String
+    let http: HTTPClient
+    let limiter: Mutex<TokenBucket>
+    let backoff: Backoff
+    let requestTimeout: TimeAmount
+    let authorization: (@Sendable () async throws -> String?)?
+    let logger: Logger
+    let statsBox = Mutex(Stats())
+
+    public init(
+        baseURL: URL, requestsPerSecond: Double, connectTimeout: Double, requestTimeout: Double,
+        backoff: Backoff = Backoff(), logger: Logger, authorization: (@Sendable () async throws -> String?)? = nil
+    ) {
+        var base = baseURL.absoluteString
+        while base.hasSuffix("/") { base.removeLast() }
+        self.baseURL = base
+        self.origin = Self.origin(of: base) ?? base
+        var config = HTTPClient.Configuration(
+            redirectConfiguration: .disallow,
+            timeout: .init(connect: .milliseconds(Int64(connectTimeout * 1000)), read: .milliseconds(Int64(requestTimeout * 1000))),
+            decompression: .enabled(limit: .ratio(100)))
+        config.connectionPool = .init(idleTimeout: .seconds(60))
+        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        self.limiter = Mutex(TokenBucket(rate: requestsPerSecond))
+        self.backoff = backoff
+        self.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
+        self.authorization = authorization
+        self.logger = logger
+    }
+
+    public func shutdown() async {
+        try? await http.shutdown()
+    }
+
+    public var stats: Stats { statsBox.withLock { $0 } }
+
+    /// Resolves a path (relative to the base) or an absolute URL from the server.
+    public func url(_ pathOrURL: String) -> String {
+        if pathOrURL.hasPrefix("http://") || pathOrURL.hasPrefix("https://") { return pathOrURL }
+        return baseURL + (pathOrURL.hasPrefix("/") ? "" : "/") + pathOrURL
+    }
+
+    static func origin(of url: String) -> String? {
+        guard let u = URL(string: url), let scheme = u.scheme?.lowercased(), let host = u.host?.lowercased() else {
+            return nil
+        }
+        let port = u.port ?? (scheme == "https" ? 443 : 80)
+        return "\(scheme)://\(host):\(port)"
+    }
+
+    /// A label for logs: the first path segment after the base (a resource type, `_history`
+    /// or an operation), never an id or a query.
+    func route(_ url: String) -> String {
+        var rest = url.hasPrefix(baseURL) ? String(url.dropFirst(baseURL.count)) : (URL(string: url)?.path ?? "")
+        if let q = rest.firstIndex(of: "?") { rest = String(rest[..<q]) }
+        let segments = rest.split(separator: "/")
+        guard let first = segments.first else { return "base" }
+        let label = String(first)
+        if FHIRID.isValidType(label) || label.hasPrefix("_") || label.hasPrefix("$") {
+            if segments.count >= 3, segments[2].hasPrefix("$") { return "\(label)/\(segments[2])" }
+            return segments.count > 1 && !label.hasPrefix("$") ? "\(label)/…" : label
+        }
+        return "other"
+    }
+
+    /// GET with retries; returns the first response that is neither 5xx nor 429, or throws
+    /// ``RemoteError/unavailable(route:reason:)`` once retries are spent.
+    public func get(
+        _ pathOrURL: String, accept: String = "application/fhir+json", headers: [(String, String)] = [],
+        maxBytes: Int = 64 << 20, sendCredentials: Bool = true
+    ) async throws(RemoteError) -> Response {
+        let target = url(pathOrURL)
+        let route = route(target)
+        let sameOrigin = Self.origin(of: target) == origin
+        if !sameOrigin && sendCredentials { throw .foreignOrigin(route: route) }
+        var attempt = 0
+        while true {
+            attempt += 1
+            try await throttle()
+            let started = ContinuousClock.now
+            var retryAfter: Double?
+            var reason: String
+            do {
+                var request = HTTPClientRequest(url: target)
+                request.method = .GET
+                request.headers.add(name: "Accept", value: accept)
+                request.headers.add(name: "Accept-Encoding", value: "gzip")
+                request.headers.add(name: "User-Agent", value: "ehr-sync/\(EHRSync.version)")
+                for (name, value) in headers { request.headers.add(name: name, value: value) }
+                if sameOrigin, let auth = authorization, let value = try await auth() {
+                    request.headers.add(name: "Authorization", value: value)
+                }
+                let response = try await http.execute(request, timeout: requestTimeout)
+                let status = Int(response.status.code)
+                var headerMap: [String: String] = [:]
+                for header in response.headers { headerMap[header.name.lowercased()] = header.value }
+                let buffer = try await response.body.collect(upTo: maxBytes)
+                let body = Data(buffer.readableBytesView)
+                record(status: status, bytes: body.count)
+                let elapsed = started.duration(to: .now)
+                logger.debug(
+                    "http", metadata: ["route": "\(route)", "status": "\(status)", "ms": "\(elapsed.milliseconds)"])
+                if status < 500 && status != 429 {
+                    return Response(status: status, headers: headerMap, body: body)
+                }
+                let date = headerMap["date"].flatMap(HTTPDate.parse) ?? Date().timeIntervalSince1970
+                retryAfter = RetryAfter.seconds(headerMap["retry-after"], now: date)
+                reason = "HTTP \(status)"
+            } catch let error as RemoteError {
+                throw error
+            } catch is CancellationError {
+                throw .cancelled
+            } catch {
+                if Task.isCancelled { throw .cancelled }
+                statsBox.withLock { $0.networkErrors += 1 }
+                reason = Self.describe(error)
+            }
+            guard let delay = backoff.delay(attempt: attempt, retryAfter: retryAfter, unit: Double.random(in: 0..<1))
+            else {
+                logger.warning("giving up", metadata: ["route": "\(route)", "attempts": "\(attempt)", "reason": "\(reason)"])
+                throw .unavailable(route: route, reason: reason)
+            }
+            statsBox.withLock { $0.retries += 1 }
+            logger.info(
+                "retrying",
+                metadata: [
+                    "route": "\(route)", "reason": "\(reason)", "attempt": "\(attempt)",
+                    "wait_s": "\(String(format: "%.2f", delay))",
+                ])
+            do {
+                try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+            } catch {
+                throw .cancelled
+            }
+        }
+    }
+
+    /// Streams a response body line by line (NDJSON) in bounded memory, handing `batchSize`
+    /// lines at a time to `consume`. No retries: the caller resumes from what it committed.
+    public func streamLines(
+        _ pathOrURL: String, sendCredentials: Bool = true, maxLineBytes: Int, batchSize: Int,
+        consume: ([Data]) async throws -> Void
+    ) async throws -> Int {
+        let target = url(pathOrURL)
+        let route = route(target)
+        let sameOrigin = Self.origin(of: target) == origin
+        if !sameOrigin && sendCredentials { throw RemoteError.foreignOrigin(route: route) }
+        try await throttle()
+        var request = HTTPClientRequest(url: target)
+        request.headers.add(name: "Accept", value: "application/fhir+ndjson")
+        request.headers.add(name: "Accept-Encoding", value: "gzip")
+        request.headers.add(name: "User-Agent", value: "ehr-sync/\(EHRSync.version)")
+        if sameOrigin && sendCredentials, let auth = authorization, let value = try await auth() {
+            request.headers.add(name: "Authorization", value: value)
+        }
+        let response = try await http.execute(request, timeout: .hours(6))
+        let status = Int(response.status.code)
+        record(status: status, bytes: 0)
+        guard status == 200 else { throw RemoteError.status(route: route, code: status) }
+        var pending = Data()
+        var batch: [Data] = []
+        var lines = 0
+        var received = 0
+        for try await buffer in response.body {
+            received += buffer.readableBytes
+            pending.append(contentsOf: buffer.readableBytesView)
+            var start = pending.startIndex
+            while let newline = pending[start...].firstIndex(of: 0x0A) {
+                let line = pending[start..<newline]
+                start = pending.index(after: newline)
+                if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
+                batch.append(Data(line))
+                lines += 1
+                if batch.count >= batchSize {
+                    try await consume(batch)
+                    batch.removeAll(keepingCapacity: true)
+                }
+            }
+            pending = Data(pending[start...])
+            if pending.count > maxLineBytes {
+                throw RemoteError.badResponse(route: route, reason: "an NDJSON line exceeds \(maxLineBytes) bytes")
+            }
+        }
+        if !pending.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 || $0 == 0x0A }) {
+            batch.append(pending)
+            lines += 1
+        }
+        if !batch.isEmpty { try await consume(batch) }
+        statsBox.withLock { $0.bytes += received }
+        return lines
+    }
+
+    private func throttle() async throws(RemoteError) {
+        let now = ContinuousClock.now
+        let seconds = Double(now.seconds)
+        let wait = limiter.withLock { $0.take(now: seconds) }
+        if wait > 0 {
+            do {
+                try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+            } catch {
+                throw .cancelled
+            }
+        }
+    }
+
+    private func record(status: Int, bytes: Int) {
+        statsBox.withLock {
+            $0.requests += 1
+            $0.byClass["\(status / 100)xx", default: 0] += 1
+            $0.bytes += bytes
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        if let e = error as? HTTPClientError {
+            return "\(e)"
+        }
+        if let e = error as? NIOConnectionError {
+            return "connection failed (\(e.connectionErrors.first.map { "\($0.error)" } ?? "refused"))"
+        }
+        return String(describing: type(of: error)) + ": " + "\(error)".prefix(120)
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}
+
+extension ContinuousClock.Instant {
+    /// Seconds since the process's first use of this property (monotonic).
+    var seconds: Double {
+        let c = Self.referenceOrigin.duration(to: self).components
+        return Double(c.seconds) + Double(c.attoseconds) / 1e18
+    }
+
+    private static let referenceOrigin = ContinuousClock.now
+}
