@@ -1,0 +1,209 @@
+import Foundation
+import Logging
+import Synchronization
+import SyncModel
+
+/// Why the daemon could not start; the message names what to fix.
+struct DaemonStartError: Error {
+    var message: String
+    /// sysexits: 78 configuration, 77 permission (key), 74 I/O (replica).
+    var exitCode: Int32
+}
+
+/// The process shell: wires configuration, key, replica, EHR client, puller and control
+/// socket, and runs the sync loop until SIGTERM.
+final class Daemon: Sendable {
+    let config: SyncConfiguration
+    let keySource: KeySource
+    let replica: Replica
+    let client: FHIRClient
+    let puller: Puller
+    let logger: Logger
+    let health = Mutex(Health())
+    let control = Mutex<ControlServer?>(nil)
+
+    /// Outcome history of the sync loop, for status.
+    struct Health {
+        var consecutiveFailures = 0
+        var failingSince: Date?
+        var running = false
+    }
+
+    private init(config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller, logger: Logger) {
+        self.config = config
+        self.keySource = keySource
+        self.replica = replica
+        self.client = client
+        self.puller = puller
+        self.logger = logger
+    }
+
+    static func start(configPath: String, logger: Logger) async throws(DaemonStartError) -> Daemon {
+        let config: SyncConfiguration
+        do {
+            config = try SyncConfiguration.load(path: configPath)
+        } catch {
+            throw DaemonStartError(message: error.description, exitCode: 78)
+        }
+        let source: KeySource
+        let kek: KeyEncryptionKey
+        do {
+            source = try KeySource.resolve(configuredFile: config.keyFile)
+            kek = try source.load()
+        } catch {
+            throw DaemonStartError(message: error.description, exitCode: 77)
+        }
+        let replica: Replica
+        do {
+            replica = try Replica.open(
+                directory: config.stateDirectory, kek: kek, keySource: source.description,
+                sizeLimit: config.ehr.maxResourceBytes)
+        } catch {
+            throw DaemonStartError(message: error.description, exitCode: 74)
+        }
+        if config.ehr.smart != nil {
+            throw DaemonStartError(
+                message: "\(configPath): [ehr.smart]: SMART Backend Services is not supported by this version; "
+                    + "use [ehr] bearer_token_file",
+                exitCode: 78)
+        }
+        var authorization: (@Sendable () async throws -> String?)?
+        if let tokenFile = config.ehr.bearerTokenFile {
+            let token: String
+            do {
+                token = try SecretFile.read(path: tokenFile)
+            } catch {
+                throw DaemonStartError(message: "[ehr] bearer_token_file: \(error.description)", exitCode: 77)
+            }
+            authorization = { "Bearer \(token)" }
+        }
+        let client = FHIRClient(
+            baseURL: config.ehr.baseURL, requestsPerSecond: config.ehr.requestsPerSecond,
+            connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
+            logger: logger, authorization: authorization)
+        let puller = Puller(client: client, replica: replica, settings: Puller.Settings(config), logger: logger)
+        let daemon = Daemon(config: config, keySource: source, replica: replica, client: client, puller: puller, logger: logger)
+        let resources = (try? replica.count()) ?? 0
+        logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
+        do {
+            let server = try await ControlServer.start(path: config.controlSocket, logger: logger) { request in
+                await daemon.handle(request)
+            }
+            daemon.control.withLock { $0 = server }
+        } catch {
+            await client.shutdown()
+            replica.close()
+            throw DaemonStartError(
+                message: "cannot listen on the control socket \(config.controlSocket) ([control] socket): \(error)",
+                exitCode: 74)
+        }
+        return daemon
+    }
+
+    /// One full cycle; true when the replica is up to date.
+    func runOnce() async -> Bool {
+        do {
+            try await cycle()
+            return true
+        } catch {
+            FileHandle.standardError.write(Data("ehr-syncd: sync did not complete: \(error)\n".utf8))
+            return false
+        }
+    }
+
+    private func cycle() async throws {
+        health.withLock { $0.running = true }
+        defer { health.withLock { $0.running = false } }
+        do {
+            try await puller.runCycle()
+            health.withLock {
+                $0.consecutiveFailures = 0
+                $0.failingSince = nil
+            }
+        } catch {
+            health.withLock {
+                $0.consecutiveFailures += 1
+                if $0.failingSince == nil { $0.failingSince = Date() }
+            }
+            throw error
+        }
+    }
+
+    /// Cycles every poll interval until the task is cancelled (SIGTERM/SIGINT).
+    func runForever() async {
+        let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
+        let loop = Task {
+            var failures = 0
+            while !Task.isCancelled {
+                var wait = config.sync.pollInterval
+                do {
+                    try await cycle()
+                    failures = 0
+                } catch {
+                    if Task.isCancelled { break }
+                    failures += 1
+                    logger.warning("sync cycle failed", metadata: ["reason": "\(error)", "failures": "\(failures)"])
+                    wait = min(config.sync.pollInterval, Backoff(base: 2, cap: config.sync.pollInterval).delay(attempt: failures, retryAfter: nil, unit: Double.random(in: 0.5..<1)) ?? config.sync.pollInterval)
+                }
+                try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+            }
+        }
+        let signal = await signals.next()
+        logger.notice("stopping", metadata: ["signal": "\(signal)"])
+        loop.cancel()
+        _ = await loop.value
+    }
+
+    func shutdown() async {
+        if let server = control.withLock({ $0 }) { await server.stop() }
+        await client.shutdown()
+        replica.close()
+        logger.info("stopped")
+    }
+
+    // MARK: Control
+
+    func handle(_ request: ControlRequest) async -> ControlResponse {
+        switch request.command {
+        case "status":
+            do {
+                return ControlResponse(ok: true, status: try status())
+            } catch {
+                return .failure("status unavailable: \(error)")
+            }
+        default:
+            return .failure("unknown command \"\(request.command.prefix(40))\"; known: status")
+        }
+    }
+
+    func status() throws -> StatusReport {
+        let progress = puller.progress
+        let h = health.withLock { $0 }
+        let initialComplete = try replica.syncState("initial.complete") == "1"
+        let held = try replica.heldSummary()
+        let state: String
+        if h.consecutiveFailures >= 3 {
+            state = "outage"
+        } else if h.consecutiveFailures > 0 {
+            state = "degraded"
+        } else if !initialComplete {
+            state = progress.phase == .starting && !h.running ? "starting" : "initial-sync"
+        } else {
+            state = "online"
+        }
+        var initial: StatusReport.InitialSyncProgress?
+        if !progress.types.isEmpty || !initialComplete {
+            let known = progress.types.compactMap(\.total)
+            initial = .init(
+                mode: progress.initialMode, done: progress.types.reduce(0) { $0 + $1.done },
+                total: known.count == progress.types.count && !known.isEmpty ? known.reduce(0, +) : nil, types: progress.types)
+        }
+        return StatusReport(
+            state: state, resources: try replica.count(), initialSyncComplete: initialComplete,
+            lastSyncAt: try replica.syncState("lastSyncAt"), dataAsOf: try replica.syncState("cursor"),
+            failingSince: h.failingSince.map { FHIRInstant.format($0.timeIntervalSince1970) },
+            lastError: progress.lastError, initialSync: initial, heldChanges: held.total,
+            heldRegressions: held.regressions, heldMassDeletions: held.massDeletions,
+            rejectedResources: progress.rejected, keySource: keySource.description)
+    }
+}

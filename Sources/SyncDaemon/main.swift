@@ -1,1 +1,0 @@
-print("ehr-syncd")

@@ -1,0 +1,98 @@
+import Foundation
+
+/// The control socket's protocol: one JSON request line, one JSON response line.
+///
+/// `syncctl` never opens the replica or the key; it asks the daemon.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public var command: String
+    public var arguments: [String: String]?
+
+    public init(command: String, arguments: [String: String]? = nil) {
+        self.command = command
+        self.arguments = arguments
+    }
+
+    /// Largest request line accepted, in bytes.
+    public static let maxBytes = 64 * 1024
+}
+
+public struct ControlResponse: Codable, Sendable, Equatable {
+    public var ok: Bool
+    public var error: String?
+    public var status: StatusReport?
+
+    public init(ok: Bool, error: String? = nil, status: StatusReport? = nil) {
+        self.ok = ok
+        self.error = error
+        self.status = status
+    }
+
+    public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+}
+
+/// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
+public struct StatusReport: Codable, Sendable, Equatable {
+    /// `starting`, `initial-sync`, `online`, `degraded`, `outage`.
+    public var state: String
+    /// Live resources in the replica.
+    public var resources: Int
+    public var initialSyncComplete: Bool
+    /// Local time of the last complete sync cycle (ISO 8601), or nil.
+    public var lastSyncAt: String?
+    /// Server time the replica is complete up to.
+    public var dataAsOf: String?
+    /// Since when the EHR has been failing, when it is.
+    public var failingSince: String?
+    public var lastError: String?
+    public var initialSync: InitialSyncProgress?
+    public var heldChanges: Int
+    public var heldRegressions: Int
+    public var heldMassDeletions: Int
+    public var rejectedResources: Int
+    public var keySource: String
+    public var version: String
+
+    public struct InitialSyncProgress: Codable, Sendable, Equatable {
+        public var mode: String?
+        public var done: Int
+        public var total: Int?
+        public var types: [PullProgress.TypeProgress]
+
+        public init(mode: String?, done: Int, total: Int?, types: [PullProgress.TypeProgress]) {
+            self.mode = mode
+            self.done = done
+            self.total = total
+            self.types = types
+        }
+    }
+
+    public init(
+        state: String, resources: Int, initialSyncComplete: Bool, lastSyncAt: String?, dataAsOf: String? = nil,
+        failingSince: String? = nil, lastError: String? = nil, initialSync: InitialSyncProgress? = nil,
+        heldChanges: Int = 0, heldRegressions: Int = 0, heldMassDeletions: Int = 0, rejectedResources: Int = 0,
+        keySource: String, version: String = EHRSync.version
+    ) {
+        self.state = state
+        self.resources = resources
+        self.initialSyncComplete = initialSyncComplete
+        self.lastSyncAt = lastSyncAt
+        self.dataAsOf = dataAsOf
+        self.failingSince = failingSince
+        self.lastError = lastError
+        self.initialSync = initialSync
+        self.heldChanges = heldChanges
+        self.heldRegressions = heldRegressions
+        self.heldMassDeletions = heldMassDeletions
+        self.rejectedResources = rejectedResources
+        self.keySource = keySource
+        self.version = version
+    }
+
+    /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
+    public var exitCode: Int32 {
+        if state == "outage" || !(lastError ?? "").isEmpty && state != "online" { return 2 }
+        if state == "degraded" || heldChanges > 0 || rejectedResources > 0 { return 1 }
+        if state == "initial-sync" || state == "starting" { return 1 }
+        return 0
+    }
+}

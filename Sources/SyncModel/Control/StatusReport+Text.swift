@@ -1,0 +1,62 @@
+import Foundation
+
+extension StatusReport {
+    /// The human screen of `syncctl status`: what a receptionist needs, in plain words.
+    /// `now` (seconds since 1970) makes ages like "3 min ago" testable.
+    public func text(now: Double) -> String {
+        var lines: [(String, String)] = []
+        let stateText: String
+        switch state {
+        case "online": stateText = "online — the EHR answers and the copy is current"
+        case "degraded": stateText = "degraded — the EHR answers badly; retrying"
+        case "outage": stateText = "OUTAGE — the EHR is unreachable\(failingSince.map { " since \(Self.human($0))" } ?? "")"
+        case "initial-sync": stateText = "first copy in progress"
+        case "starting": stateText = "starting"
+        default: stateText = state
+        }
+        lines.append(("EHR", stateText))
+        if let asOf = dataAsOf {
+            lines.append(("Data as of", "\(Self.human(asOf)) (\(Self.age(asOf, now: now)))"))
+        } else {
+            lines.append(("Data as of", "no complete copy yet"))
+        }
+        lines.append(("Records", "\(resources) mirrored"))
+        if let initial = initialSync, !initialSyncComplete {
+            let total = initial.total.map { " of \($0)" } ?? ""
+            lines.append(("First copy", "\(initial.done)\(total) records (\(initial.mode ?? "starting"))"))
+        }
+        if let last = lastSyncAt { lines.append(("Last sync", "\(Self.human(last)) (\(Self.age(last, now: now)))")) }
+        if heldChanges > 0 {
+            var parts: [String] = []
+            if heldRegressions > 0 { parts.append("\(heldRegressions) older versions (server restored?)") }
+            if heldMassDeletions > 0 { parts.append("\(heldMassDeletions) deletions (mass delete)") }
+            lines.append(("Held changes", "\(heldChanges) need an operator: " + parts.joined(separator: ", ")))
+        } else {
+            lines.append(("Held changes", "none"))
+        }
+        if rejectedResources > 0 { lines.append(("Skipped", "\(rejectedResources) unusable records from the EHR (see logs)")) }
+        if let error = lastError, state != "online" { lines.append(("Last error", error)) }
+        lines.append(("Key", keySource))
+        let width = lines.map(\.0.count).max() ?? 0
+        return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
+            .joined(separator: "\n") + "\n"
+    }
+
+    /// `2026-11-29T09:20:00.000Z` → `2026-11-29 09:20 UTC`.
+    static func human(_ instant: String) -> String {
+        guard let t = FHIRInstant.parse(instant) else { return instant }
+        let s = FHIRInstant.format(t)
+        return String(s.prefix(10)) + " " + String(s.dropFirst(11).prefix(5)) + " UTC"
+    }
+
+    static func age(_ instant: String, now: Double) -> String {
+        guard let t = FHIRInstant.parse(instant) else { return "unknown age" }
+        let seconds = max(0, now - t)
+        switch seconds {
+        case ..<60: return "just now"
+        case ..<3600: return "\(Int(seconds / 60)) min ago"
+        case ..<86_400: return "\(Int(seconds / 3600)) h ago"
+        default: return "\(Int(seconds / 86_400)) days ago"
+        }
+    }
+}
