@@ -21,6 +21,21 @@ public struct JSONSlicer {
         }.get()
     }
 
+    /// The members of the object at `range` of raw bytes.
+    public static func members(ofRaw raw: UnsafeRawBufferPointer, in range: Range<Int>) throws(Error) -> [(key: String, value: Range<Int>)] {
+        let slicer = JSONSlicer(bytes: raw)
+        var i = range.lowerBound
+        return try slicer.objectMembers(&i, end: range.upperBound)
+    }
+
+    /// The string at `range` of raw bytes, unescaped.
+    public static func string(inRaw raw: UnsafeRawBufferPointer, at range: Range<Int>) -> String? {
+        guard range.count >= 2, raw[range.lowerBound] == 0x22, raw[range.upperBound - 1] == 0x22 else { return nil }
+        let inner = UnsafeRawBufferPointer(rebasing: raw[(range.lowerBound + 1)..<(range.upperBound - 1)])
+        if !inner.contains(0x5C) { return String(decoding: inner, as: UTF8.self) }
+        return decodeEscaped(Array(UnsafeRawBufferPointer(rebasing: raw[range])))
+    }
+
     /// The element ranges of the array at `range`.
     public static func elements(of data: [UInt8], in range: Range<Int>) throws(Error) -> [Range<Int>] {
         try data.withUnsafeBytes { raw in

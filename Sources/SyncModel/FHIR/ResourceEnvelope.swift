@@ -30,61 +30,61 @@ public struct ResourceEnvelope: Sendable, Equatable {
     ///   `resourceType` or `id`, or exceed `sizeLimit`. Messages carry no content.
     public static func parse(_ bytes: Data, sizeLimit: Int = 64 << 20) throws(ResourceError) -> ResourceEnvelope {
         guard bytes.count <= sizeLimit else { throw .tooLarge(bytes: bytes.count, limit: sizeLimit) }
-        let raw: Raw
+        let fields: Fields
         do {
-            raw = try decoder.decode(Raw.self, from: bytes)
+            fields = try bytes.withUnsafeBytes { raw in Result { () throws(JSONSlicer.Error) in try Fields(raw) } }.get()
         } catch {
             throw .notJSON
         }
-        guard let type = raw.resourceType, FHIRID.isValidType(type) else { throw .missingResourceType }
-        guard let id = raw.id else { throw .missingID(resourceType: type) }
+        guard let type = fields.resourceType, FHIRID.isValidType(type) else { throw .missingResourceType }
+        guard let id = fields.id else { throw .missingID(resourceType: type) }
         guard FHIRID.isValid(id) else { throw .invalidID(resourceType: type) }
         var patient: String?
         if type == "Patient" {
             patient = id
         } else {
-            for ref in [raw.subject, raw.patient, raw.beneficiary] {
-                if let reference = ref?.reference, let target = FHIRReference(reference),
-                    target.type == "Patient"
-                {
+            for reference in fields.references {
+                if let target = FHIRReference(reference), target.type == "Patient" {
                     patient = target.id
                     break
                 }
             }
         }
         return ResourceEnvelope(
-            resourceType: type, id: id, versionId: raw.meta?.versionId,
-            lastUpdated: raw.meta?.lastUpdated, patientID: patient)
+            resourceType: type, id: id, versionId: fields.versionId, lastUpdated: fields.lastUpdated, patientID: patient)
     }
 
-    private static let decoder = JSONDecoder()
-
-    private struct Raw: Decodable {
+    /// The envelope's fields, read with ``JSONSlicer`` straight from the bytes.
+    private struct Fields {
         var resourceType: String?
         var id: String?
-        var meta: Meta?
-        var subject: Ref?
-        var patient: Ref?
-        var beneficiary: Ref?
+        var versionId: String?
+        var lastUpdated: String?
+        /// `subject`, `patient`, `beneficiary` references, in that order of preference.
+        var references: [String] = []
 
-        struct Meta: Decodable {
-            var versionId: String?
-            var lastUpdated: String?
-        }
-        struct Ref: Decodable {
-            var reference: String?
-        }
-        enum CodingKeys: String, CodingKey {
-            case resourceType, id, meta, subject, patient, beneficiary
-        }
-        init(from decoder: any Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
-            resourceType = try? c.decodeIfPresent(String.self, forKey: .resourceType)
-            id = try? c.decodeIfPresent(String.self, forKey: .id)
-            meta = try? c.decodeIfPresent(Meta.self, forKey: .meta)
-            subject = try? c.decodeIfPresent(Ref.self, forKey: .subject)
-            patient = try? c.decodeIfPresent(Ref.self, forKey: .patient)
-            beneficiary = try? c.decodeIfPresent(Ref.self, forKey: .beneficiary)
+        init(_ raw: UnsafeRawBufferPointer) throws(JSONSlicer.Error) {
+            var refs: [Int: String] = [:]
+            for (key, value) in try JSONSlicer.members(ofRaw: raw, in: 0..<raw.count) {
+                switch key {
+                case "resourceType": resourceType = JSONSlicer.string(inRaw: raw, at: value)
+                case "id": id = JSONSlicer.string(inRaw: raw, at: value)
+                case "meta":
+                    guard raw[value.lowerBound] == 0x7B else { continue }
+                    for (metaKey, metaValue) in try JSONSlicer.members(ofRaw: raw, in: value) {
+                        if metaKey == "versionId" { versionId = JSONSlicer.string(inRaw: raw, at: metaValue) }
+                        if metaKey == "lastUpdated" { lastUpdated = JSONSlicer.string(inRaw: raw, at: metaValue) }
+                    }
+                case "subject", "patient", "beneficiary":
+                    guard raw[value.lowerBound] == 0x7B else { continue }
+                    for (refKey, refValue) in try JSONSlicer.members(ofRaw: raw, in: value) where refKey == "reference" {
+                        let rank = key == "subject" ? 0 : key == "patient" ? 1 : 2
+                        refs[rank] = JSONSlicer.string(inRaw: raw, at: refValue)
+                    }
+                default: continue
+                }
+            }
+            references = refs.sorted { $0.key < $1.key }.map(\.value)
         }
     }
 }

@@ -32,6 +32,28 @@ extension Replica {
         return PreparedVersion(envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, bytes: bytes)
     }
 
+    /// Prepares resources on every core (parsing, HMAC and AES-GCM are CPU-bound and
+    /// independent); results keep the input order.
+    public func prepareConcurrently(_ raw: [Data]) -> [Result<PreparedVersion, ResourceError>] {
+        let chunk = 64
+        let chunks = (raw.count + chunk - 1) / chunk
+        var results = [Result<PreparedVersion, ResourceError>](repeating: .failure(.notJSON), count: raw.count)
+        results.withUnsafeMutableBufferPointer { out in
+            // Each index is written by exactly one iteration, and read only after all finish.
+            nonisolated(unsafe) let base = out.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                for i in (c * chunk)..<min(raw.count, (c + 1) * chunk) {
+                    do throws(ResourceError) {
+                        (base + i).pointee = .success(try prepare(raw[i]))
+                    } catch {
+                        (base + i).pointee = .failure(error)
+                    }
+                }
+            }
+        }
+        return results
+    }
+
     /// Parses, seals and stores raw resources (one JSON resource each, e.g. NDJSON lines);
     /// bad ones are counted in ``ApplyOutcome/rejected`` and skipped.
     @discardableResult
@@ -39,11 +61,10 @@ extension Replica {
         var rejected: [String: Int] = [:]
         var prepared: [PreparedVersion] = []
         prepared.reserveCapacity(raw.count)
-        for bytes in raw {
-            do {
-                prepared.append(try prepare(bytes))
-            } catch {
-                rejected[error.description, default: 0] += 1
+        for result in prepareConcurrently(raw) {
+            switch result {
+            case .success(let p): prepared.append(p)
+            case .failure(let error): rejected[error.description, default: 0] += 1
             }
         }
         var outcome = try apply(prepared: prepared, state: state)
