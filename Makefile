@@ -18,7 +18,7 @@ build:
 	$(SWIFT) build -c $(CONFIG)
 
 venv:
-	scripts/test-venv.sh
+	python3 Tests/harness/sekmet_harness.py ensure-venv
 
 test: venv
 	$(SWIFT) build --build-tests

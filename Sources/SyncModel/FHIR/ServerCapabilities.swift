@@ -34,12 +34,16 @@ public struct ServerCapabilities: Sendable, Equatable {
         "Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "Device",
     ]
 
-    /// The default mirror set: what the server offers of the Patient compartment plus the
-    /// shared reference types, in a stable order (reference types first, then Patient,
-    /// then the rest alphabetically).
+    /// Always mirrored: what a practice's records point at.
+    public static let essentialTypes = ["Practitioner", "Organization", "Location", "Medication"]
+
+    /// The default mirror set: what the server offers of the Patient compartment, plus
+    /// Practitioner, Organization, Location and Medication (and PractitionerRole and Device
+    /// when offered), in a stable order: reference types first, then Patient, then the rest
+    /// alphabetically.
     public var defaultTypes: [String] {
         let wanted = Self.patientCompartment.union(Self.referenceTypes).subtracting(["Group", "AuditEvent"])
-        let offered = searchableTypes.intersection(wanted)
+        let offered = searchableTypes.intersection(wanted).union(Self.essentialTypes)
         let first = Self.referenceTypes.sorted() + ["Patient"]
         return first.filter(offered.contains) + offered.subtracting(first).sorted()
     }

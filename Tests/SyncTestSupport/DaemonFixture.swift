@@ -1,0 +1,134 @@
+public import Foundation
+public import SyncModel
+
+/// A real `ehr-syncd` process for integration tests: its own key, configuration, state
+/// directory and control socket in a temporary folder.
+public final class DaemonFixture: @unchecked Sendable {
+    // @unchecked: `process` and `log` are touched only from the test's own task.
+    public let dir: TemporaryDirectory
+    public let configPath: String
+    public let keyPath: String
+    public let stateDir: String
+    public let socketPath: String
+    public let logPath: String
+    var process: Process?
+
+    /// Folder of the built binaries (`.build/debug`), or `$EHR_SYNC_BIN_DIR`.
+    public static var binDir: String {
+        if let dir = ProcessInfo.processInfo.environment["EHR_SYNC_BIN_DIR"], !dir.isEmpty { return dir }
+        return TestData.repositoryRoot + "/.build/debug"
+    }
+
+    /// - Parameter extra: more TOML, appended to the `[sync]` table.
+    public init(baseURL: String, sync: String = "", ehr: String = "") throws {
+        dir = try TemporaryDirectory("ehr-syncd")
+        configPath = dir.file("ehr-sync.toml")
+        keyPath = dir.file("replica.key")
+        stateDir = dir.file("state")
+        socketPath = dir.file("control.sock")
+        logPath = dir.file("daemon.log")
+        try Data(KeyEncryptionKey.generate().base64FileContents.utf8).write(to: URL(fileURLWithPath: keyPath))
+        chmod(keyPath, 0o600)
+        let config = """
+            [ehr]
+            base_url = "\(baseURL)"
+            requests_per_second = 1000
+            request_timeout = 30
+            \(ehr)
+            [sync]
+            page_size = 200
+            \(sync)
+            [replica]
+            state_dir = "\(stateDir)"
+            [key]
+            file = "\(keyPath)"
+            [control]
+            socket = "\(socketPath)"
+            """
+        try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+    }
+
+    /// Runs `ehr-syncd --once`; returns its exit status. Its log is appended to `logPath`.
+    @discardableResult
+    public func runOnce() throws -> Int32 {
+        let p = try launch(["--config", configPath, "--once"])
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
+    /// Starts the daemon in the foreground mode (background process).
+    public func start(arguments: [String] = []) throws {
+        process = try launch(["--config", configPath] + arguments)
+    }
+
+    /// Sends a signal to the running daemon and waits for it to exit; returns its status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) -> Int32 {
+        guard let p = process else { return -1 }
+        kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+        process = nil
+        return p.terminationStatus
+    }
+
+    public var isRunning: Bool { process?.isRunning ?? false }
+
+    func launch(_ arguments: [String]) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binDir + "/ehr-syncd")
+        p.arguments = arguments + ["--log-level", "debug"]
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        log.seekToEndOfFile()
+        p.standardError = log
+        p.standardOutput = log
+        try p.run()
+        return p
+    }
+
+    /// Everything the daemon logged so far.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Runs `syncctl` against this daemon; returns exit status and standard output.
+    public func syncctl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binDir + "/syncctl")
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// `syncctl status --json`, decoded; nil while the daemon does not answer.
+    public func status() throws -> StatusReport? {
+        let (_, output) = try syncctl(["--socket", socketPath, "status", "--json"])
+        return try? JSONDecoder().decode(StatusReport.self, from: Data(output.utf8))
+    }
+
+    /// Polls `condition` until it holds or `timeout` passes (a deadline, not a sleep used as
+    /// synchronisation: the condition is what the test waits for).
+    public static func waitUntil(timeout: Double = 120, interval: Double = 0.1, _ condition: () throws -> Bool) rethrows -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if try condition() { return true }
+            usleep(useconds_t(interval * 1_000_000))
+        }
+        return try condition()
+    }
+
+    /// Opens the daemon's replica (the daemon must not be running).
+    public func openReplica() throws -> Replica {
+        try Replica.open(directory: stateDir, kek: try KeySource.file(path: keyPath).load(), keySource: "test key")
+    }
+
+    deinit {
+        if let p = process, p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+    }
+}
