@@ -13,6 +13,9 @@ struct SyncCtl: AsyncParsableCommand {
             """,
         version: EHRSync.version,
         subcommands: [StatusCommand.self, KeyCommand.self])
+
+    /// Declared here so `syncctl --socket PATH status` works; subcommands read the same group.
+    @OptionGroup var socket: SocketOptions
 }
 
 /// Options shared by the commands that talk to the daemon.

@@ -88,6 +88,31 @@ public struct StatusReport: Codable, Sendable, Equatable {
         self.version = version
     }
 
+    enum CodingKeys: String, CodingKey {
+        case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
+        case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
+    }
+
+    /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
+    /// before the first sync.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(state, forKey: .state)
+        try c.encode(resources, forKey: .resources)
+        try c.encode(initialSyncComplete, forKey: .initialSyncComplete)
+        try c.encode(lastSyncAt, forKey: .lastSyncAt)
+        try c.encode(dataAsOf, forKey: .dataAsOf)
+        try c.encode(failingSince, forKey: .failingSince)
+        try c.encode(lastError, forKey: .lastError)
+        try c.encode(initialSync, forKey: .initialSync)
+        try c.encode(heldChanges, forKey: .heldChanges)
+        try c.encode(heldRegressions, forKey: .heldRegressions)
+        try c.encode(heldMassDeletions, forKey: .heldMassDeletions)
+        try c.encode(rejectedResources, forKey: .rejectedResources)
+        try c.encode(keySource, forKey: .keySource)
+        try c.encode(version, forKey: .version)
+    }
+
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
     public var exitCode: Int32 {
         if state == "outage" || !(lastError ?? "").isEmpty && state != "online" { return 2 }

@@ -163,7 +163,8 @@ struct InitialSync {
             throw RemoteError.badResponse(route: "$export", reason: "transactionTime is not an instant")
         }
         try replica.setSyncState([
-            State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: nil, State.exportStatus: nil,
+            // A complete export is a full listing: it counts as a sweep.
+            State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: cursor.text, State.exportStatus: nil,
         ])
     }
 
