@@ -108,7 +108,8 @@ func plaintextRun(_ lines: [Data]) throws -> Double {
             let end = min(start + batch, lines.count)
             let envelopes = try lines[start..<end].map { try ResourceEnvelope.parse($0) }
             try pool.write { db in
-                let select = try db.cachedStatement(sql: "SELECT row, version_id FROM resource WHERE type = ? AND id = ?")
+                let select = try db.cachedStatement(
+                    sql: "SELECT row, version_id FROM resource WHERE type = ? AND id = ?")
                 let insert = try db.cachedStatement(
                     sql: """
                         INSERT INTO resource (type, id, version_id, last_updated, content_hash, size, deleted, patient, body)

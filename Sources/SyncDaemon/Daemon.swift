@@ -1,7 +1,7 @@
 import Foundation
 import Logging
-import Synchronization
 import SyncModel
+import Synchronization
 
 /// Why the daemon could not start; the message names what to fix.
 struct DaemonStartError: Error {
@@ -29,7 +29,10 @@ final class Daemon: Sendable {
         var running = false
     }
 
-    private init(config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller, logger: Logger) {
+    private init(
+        config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller,
+        logger: Logger
+    ) {
         self.config = config
         self.keySource = keySource
         self.replica = replica
@@ -82,7 +85,8 @@ final class Daemon: Sendable {
             connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
             logger: logger, authorization: authorization)
         let puller = Puller(client: client, replica: replica, settings: Puller.Settings(config), logger: logger)
-        let daemon = Daemon(config: config, keySource: source, replica: replica, client: client, puller: puller, logger: logger)
+        let daemon = Daemon(
+            config: config, keySource: source, replica: replica, client: client, puller: puller, logger: logger)
         let resources = (try? replica.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
@@ -143,7 +147,11 @@ final class Daemon: Sendable {
                     if Task.isCancelled { break }
                     failures += 1
                     logger.warning("sync cycle failed", metadata: ["reason": "\(error)", "failures": "\(failures)"])
-                    wait = min(config.sync.pollInterval, Backoff(base: 2, cap: config.sync.pollInterval).delay(attempt: failures, retryAfter: nil, unit: Double.random(in: 0.5..<1)) ?? config.sync.pollInterval)
+                    wait = min(
+                        config.sync.pollInterval,
+                        Backoff(base: 2, cap: config.sync.pollInterval).delay(
+                            attempt: failures, retryAfter: nil, unit: Double.random(in: 0.5..<1))
+                            ?? config.sync.pollInterval)
                 }
                 try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
             }
@@ -196,7 +204,8 @@ final class Daemon: Sendable {
             let known = progress.types.compactMap(\.total)
             initial = .init(
                 mode: progress.initialMode, done: progress.types.reduce(0) { $0 + $1.done },
-                total: known.count == progress.types.count && !known.isEmpty ? known.reduce(0, +) : nil, types: progress.types)
+                total: known.count == progress.types.count && !known.isEmpty ? known.reduce(0, +) : nil,
+                types: progress.types)
         }
         return StatusReport(
             state: state, resources: try replica.count(), initialSyncComplete: initialComplete,

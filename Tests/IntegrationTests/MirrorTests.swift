@@ -56,8 +56,19 @@ func typeList(_ types: [String]) -> String {
         for id in ids.suffix(5) {
             #expect(try await server.delete("Observation", id) < 300)
         }
+        // A document whose attachment is served by URL from the same server.
+        let letter = Data("Compte rendu de consultation (synthetic)".utf8)
+        let binary: [String: Any] = [
+            "resourceType": "Binary", "id": "scan-1", "contentType": "text/plain", "data": letter.base64EncodedString(),
+        ]
+        #expect(try await server.put(binary) < 300)
+        var document = try #require(try await server.all("DocumentReference").values.first)
+        document["id"] = "with-url"
+        document["content"] = [["attachment": ["contentType": "text/plain", "url": "Binary/scan-1"]]]
+        #expect(try await server.put(document) < 300)
+
         #expect(try fixture.runOnce() == 0, "daemon log:\n\(fixture.log.suffix(3000))")
-        try await assertReplicaEqualsServer(fixture, server, types: ["Observation", "Patient"])
+        try await assertReplicaEqualsServer(fixture, server, types: ["Observation", "Patient", "DocumentReference"])
         let replica = try fixture.openReplica()
         defer { replica.close() }
         for id in ids.suffix(5) {
@@ -65,5 +76,8 @@ func typeList(_ types: [String]) -> String {
             #expect(try replica.resource(type: "Observation", id: id, includeDeleted: true)?.deleted == true)
         }
         #expect(try replica.resource(type: "Observation", id: ids[0])?.versionId != "1")
+        let served = try await server.request(.GET, "Binary/scan-1", headers: [("Accept", "*/*")])
+        #expect(served.status == 200)
+        #expect(try replica.attachment(url: fhir.baseURL + "/Binary/scan-1") == served.body)
     }
 }

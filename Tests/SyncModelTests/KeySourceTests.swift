@@ -50,7 +50,9 @@ import Testing
         let source = try KeySource.resolve(configuredFile: nil, environment: ["CREDENTIALS_DIRECTORY": "/run/creds/x"])
         #expect(source == .credential(path: "/run/creds/x/replica-key"))
         #expect(throws: KeyError.noSource) { try KeySource.resolve(configuredFile: nil, environment: [:]) }
-        #expect(try KeySource.resolve(configuredFile: "/k", environment: ["CREDENTIALS_DIRECTORY": "/c"]) == .file(path: "/k"))
+        #expect(
+            try KeySource.resolve(configuredFile: "/k", environment: ["CREDENTIALS_DIRECTORY": "/c"])
+                == .file(path: "/k"))
     }
 
     @Test func generatedKeysRoundTripThroughTheFileFormat() throws {

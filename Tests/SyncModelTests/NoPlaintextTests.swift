@@ -26,7 +26,8 @@ import Testing
         #expect(hits.isEmpty, "plaintext found on disk: \(hits.count) needles")
         // The scanner itself finds what is there: a plaintext copy would be caught.
         let canary = dir.file("canary.bin")
-        try (Data("xx".utf8) + Data(needles.names[3].utf8) + Data(needles.ids[10].utf8)).write(to: URL(fileURLWithPath: canary))
+        try (Data("xx".utf8) + Data(needles.names[3].utf8) + Data(needles.ids[10].utf8)).write(
+            to: URL(fileURLWithPath: canary))
         #expect(try Self.scan(directory: dir.path, for: all).count == 2)
     }
 
@@ -57,7 +58,8 @@ import Testing
             }
             if type == "DocumentReference" {
                 for content in object["content"] as? [[String: Any]] ?? [] {
-                    if let attachment = content["attachment"] as? [String: Any], let b64 = attachment["data"] as? String,
+                    if let attachment = content["attachment"] as? [String: Any],
+                        let b64 = attachment["data"] as? String,
                         let text = Data(base64Encoded: b64).flatMap({ String(data: $0, encoding: .utf8) })
                     {
                         notes.append(text)

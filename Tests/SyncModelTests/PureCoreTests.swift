@@ -30,13 +30,30 @@ import Testing
     let h2: [UInt8] = [2]
 
     @Test func decisions() {
-        #expect(UpsertDecision.decide(stored: nil, incoming: V(versionId: "1", lastUpdated: nil, contentHash: h1)) == .insert)
-        #expect(UpsertDecision.decide(stored: V(versionId: "1", lastUpdated: nil, contentHash: h1), incoming: V(versionId: "1", lastUpdated: nil, contentHash: h1)) == .unchanged)
-        #expect(UpsertDecision.decide(stored: V(versionId: "1", lastUpdated: nil, contentHash: h1), incoming: V(versionId: "1", lastUpdated: nil, contentHash: h2)) == .update)
-        #expect(UpsertDecision.decide(stored: V(versionId: "9", lastUpdated: nil, contentHash: h1), incoming: V(versionId: "10", lastUpdated: nil, contentHash: h2)) == .update)
-        #expect(UpsertDecision.decide(stored: V(versionId: "10", lastUpdated: nil, contentHash: h1), incoming: V(versionId: "9", lastUpdated: nil, contentHash: h2)) == .holdRegression)
+        #expect(
+            UpsertDecision.decide(stored: nil, incoming: V(versionId: "1", lastUpdated: nil, contentHash: h1))
+                == .insert)
+        #expect(
+            UpsertDecision.decide(
+                stored: V(versionId: "1", lastUpdated: nil, contentHash: h1),
+                incoming: V(versionId: "1", lastUpdated: nil, contentHash: h1)) == .unchanged)
+        #expect(
+            UpsertDecision.decide(
+                stored: V(versionId: "1", lastUpdated: nil, contentHash: h1),
+                incoming: V(versionId: "1", lastUpdated: nil, contentHash: h2)) == .update)
+        #expect(
+            UpsertDecision.decide(
+                stored: V(versionId: "9", lastUpdated: nil, contentHash: h1),
+                incoming: V(versionId: "10", lastUpdated: nil, contentHash: h2)) == .update)
+        #expect(
+            UpsertDecision.decide(
+                stored: V(versionId: "10", lastUpdated: nil, contentHash: h1),
+                incoming: V(versionId: "9", lastUpdated: nil, contentHash: h2)) == .holdRegression)
         // A tombstone re-sent as live at the same version is an update (undelete).
-        #expect(UpsertDecision.decide(stored: V(versionId: "2", lastUpdated: nil, contentHash: h1, deleted: true), incoming: V(versionId: "2", lastUpdated: nil, contentHash: h1)) == .update)
+        #expect(
+            UpsertDecision.decide(
+                stored: V(versionId: "2", lastUpdated: nil, contentHash: h1, deleted: true),
+                incoming: V(versionId: "2", lastUpdated: nil, contentHash: h1)) == .update)
     }
 
     @Test func withoutVersionIdsLastUpdatedOrders() {
@@ -44,15 +61,26 @@ import Testing
         let new = V(versionId: nil, lastUpdated: "2026-01-01T01:00:00+02:00", contentHash: h2)  // 2025-12-31T23:00Z
         #expect(UpsertDecision.decide(stored: old, incoming: new) == .holdRegression)
         #expect(UpsertDecision.decide(stored: new, incoming: old) == .update)
-        #expect(UpsertDecision.decide(stored: V(versionId: "a", lastUpdated: nil, contentHash: h1), incoming: V(versionId: "b", lastUpdated: nil, contentHash: h2)) == .update)
+        #expect(
+            UpsertDecision.decide(
+                stored: V(versionId: "a", lastUpdated: nil, contentHash: h1),
+                incoming: V(versionId: "b", lastUpdated: nil, contentHash: h2)) == .update)
     }
 }
 
 @Suite struct ResourceEnvelopeTests {
     @Test func readsBookkeepingAndThePatientCompartment() throws {
-        let env = try ResourceEnvelope.parse(Data(#"{"resourceType":"Observation","id":"o-1.a","meta":{"versionId":"3","lastUpdated":"2026-01-01T00:00:00Z"},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":1}}"#.utf8))
-        #expect(env == ResourceEnvelope(resourceType: "Observation", id: "o-1.a", versionId: "3", lastUpdated: "2026-01-01T00:00:00Z", patientID: "p1"))
-        let group = try ResourceEnvelope.parse(Data(#"{"resourceType":"Encounter","id":"e","subject":{"reference":"Group/g"}}"#.utf8))
+        let env = try ResourceEnvelope.parse(
+            Data(
+                #"{"resourceType":"Observation","id":"o-1.a","meta":{"versionId":"3","lastUpdated":"2026-01-01T00:00:00Z"},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":1}}"#
+                    .utf8))
+        #expect(
+            env
+                == ResourceEnvelope(
+                    resourceType: "Observation", id: "o-1.a", versionId: "3", lastUpdated: "2026-01-01T00:00:00Z",
+                    patientID: "p1"))
+        let group = try ResourceEnvelope.parse(
+            Data(#"{"resourceType":"Encounter","id":"e","subject":{"reference":"Group/g"}}"#.utf8))
         #expect(group.patientID == nil)
         let patient = try ResourceEnvelope.parse(Data(#"{"resourceType":"Patient","id":"p"}"#.utf8))
         #expect(patient.patientID == "p")
@@ -61,9 +89,15 @@ import Testing
     @Test func refusesBadData() {
         #expect(throws: ResourceError.notJSON) { try ResourceEnvelope.parse(Data("<html>".utf8)) }
         #expect(throws: ResourceError.missingResourceType) { try ResourceEnvelope.parse(Data(#"{"id":"x"}"#.utf8)) }
-        #expect(throws: ResourceError.missingID(resourceType: "Patient")) { try ResourceEnvelope.parse(Data(#"{"resourceType":"Patient"}"#.utf8)) }
-        #expect(throws: ResourceError.invalidID(resourceType: "Patient")) { try ResourceEnvelope.parse(Data(#"{"resourceType":"Patient","id":"a/b"}"#.utf8)) }
-        #expect(throws: ResourceError.tooLarge(bytes: 40, limit: 10)) { try ResourceEnvelope.parse(Data(repeating: 0x20, count: 40), sizeLimit: 10) }
+        #expect(throws: ResourceError.missingID(resourceType: "Patient")) {
+            try ResourceEnvelope.parse(Data(#"{"resourceType":"Patient"}"#.utf8))
+        }
+        #expect(throws: ResourceError.invalidID(resourceType: "Patient")) {
+            try ResourceEnvelope.parse(Data(#"{"resourceType":"Patient","id":"a/b"}"#.utf8))
+        }
+        #expect(throws: ResourceError.tooLarge(bytes: 40, limit: 10)) {
+            try ResourceEnvelope.parse(Data(repeating: 0x20, count: 40), sizeLimit: 10)
+        }
     }
 
     @Test(arguments: [

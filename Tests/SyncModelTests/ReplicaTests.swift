@@ -5,7 +5,9 @@ import SyncTestSupport
 import Testing
 
 func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: String = "") -> Data {
-    let meta = version.map { #","meta":{"versionId":"\#($0)","lastUpdated":"2026-01-0\#(min(Int($0) ?? 1, 9))T10:00:00Z"}"# } ?? ""
+    let meta =
+        version.map { #","meta":{"versionId":"\#($0)","lastUpdated":"2026-01-0\#(min(Int($0) ?? 1, 9))T10:00:00Z"}"# }
+        ?? ""
     return Data(#"{"resourceType":"\#(type)","id":"\#(id)"\#(meta)\#(extra)}"#.utf8)
 }
 
@@ -24,7 +26,9 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
     @Test func sealedResourcesRoundTrip() throws {
         let replica = try open()
         let patient = resourceJSON("Patient", "p1", extra: #","name":[{"family":"Durand","given":["Hélène"]}]"#)
-        let outcome = try replica.apply([patient, resourceJSON("Observation", "o1", extra: #","subject":{"reference":"Patient/p1"}"#)])
+        let outcome = try replica.apply([
+            patient, resourceJSON("Observation", "o1", extra: #","subject":{"reference":"Patient/p1"}"#),
+        ])
         #expect(outcome.inserted == 2)
         let read = try #require(try replica.resource(type: "Patient", id: "p1"))
         #expect(read.json == patient)
@@ -51,7 +55,9 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
 
     @Test func tamperedRowsAreIntegrityErrorsNotData() throws {
         let replica = try open()
-        try replica.apply([resourceJSON("Patient", "p1"), resourceJSON("Patient", "p2"), resourceJSON("Condition", "c1")])
+        try replica.apply([
+            resourceJSON("Patient", "p1"), resourceJSON("Patient", "p2"), resourceJSON("Condition", "c1"),
+        ])
         replica.close()
         let rows = try DatabaseQueue(path: dbPath).write { db -> [Int64] in
             let rows = try Int64.fetchAll(db, sql: "SELECT row FROM resource WHERE type = 'Patient' ORDER BY row")
@@ -106,7 +112,9 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
     @Test func keyRotationRewrapsWithoutRewritingRecords() throws {
         let replica = try open()
         try replica.apply([resourceJSON("Patient", "p1"), resourceJSON("Observation", "o1")])
-        let bodiesBefore = try DatabaseQueue(path: dbPath).read { db in try Data.fetchAll(db, sql: "SELECT body FROM resource ORDER BY row") }
+        let bodiesBefore = try DatabaseQueue(path: dbPath).read { db in
+            try Data.fetchAll(db, sql: "SELECT body FROM resource ORDER BY row")
+        }
         let newKEK = KeyEncryptionKey.generate()
         try replica.rotateKey(to: newKEK)
         replica.close()
@@ -114,26 +122,37 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
         let rotated = try open(newKEK)
         #expect(try rotated.resource(type: "Observation", id: "o1") != nil)
         rotated.close()
-        let bodiesAfter = try DatabaseQueue(path: dbPath).read { db in try Data.fetchAll(db, sql: "SELECT body FROM resource ORDER BY row") }
+        let bodiesAfter = try DatabaseQueue(path: dbPath).read { db in
+            try Data.fetchAll(db, sql: "SELECT body FROM resource ORDER BY row")
+        }
         #expect(bodiesBefore == bodiesAfter)
     }
 
     @Test func blindIndexesFindAPatientsResourcesAndPatientSearchWorks() throws {
         let replica = try open()
         try replica.apply([
-            resourceJSON("Patient", "p1", extra: #","name":[{"family":"Lefèvre","given":["Anne","Marie"]}],"birthDate":"1970-02-03","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"170022A"}]"#),
-            resourceJSON("Patient", "p2", extra: #","name":[{"family":"Martin","given":["Paul"]}],"birthDate":"1980-01-01""#),
+            resourceJSON(
+                "Patient", "p1",
+                extra:
+                    #","name":[{"family":"Lefèvre","given":["Anne","Marie"]}],"birthDate":"1970-02-03","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"170022A"}]"#
+            ),
+            resourceJSON(
+                "Patient", "p2", extra: #","name":[{"family":"Martin","given":["Paul"]}],"birthDate":"1980-01-01""#),
             resourceJSON("Observation", "o1", extra: #","subject":{"reference":"Patient/p1"}"#),
             resourceJSON("AllergyIntolerance", "a1", extra: #","patient":{"reference":"Patient/p1"}"#),
             resourceJSON("Observation", "o2", extra: #","subject":{"reference":"Patient/p2"}"#),
-            resourceJSON("Claim", "cl1", extra: #","patient":{"reference":"https://ehr.example/fhir/Patient/p1/_history/3"}"#),
+            resourceJSON(
+                "Claim", "cl1", extra: #","patient":{"reference":"https://ehr.example/fhir/Patient/p1/_history/3"}"#),
         ])
         let p1 = try replica.resources(forPatient: "p1").map { "\($0.resourceType)/\($0.id)" }
         #expect(Set(p1) == ["Patient/p1", "Observation/o1", "AllergyIntolerance/a1", "Claim/cl1"])
         #expect(try replica.resources(forPatient: "p1", types: ["Observation"]).map(\.id) == ["o1"])
         #expect(try replica.searchPatients(PatientQuery(name: "lefe")).map(\.id) == ["p1"])
         #expect(try replica.searchPatients(PatientQuery(family: "LEFEVRE", given: "mar")).map(\.id) == ["p1"])
-        #expect(try replica.searchPatients(PatientQuery(identifier: "urn:oid:1.2.250.1.213.1.4.8|170022A")).map(\.id) == ["p1"])
+        #expect(
+            try replica.searchPatients(PatientQuery(identifier: "urn:oid:1.2.250.1.213.1.4.8|170022A")).map(\.id) == [
+                "p1"
+            ])
         #expect(try replica.searchPatients(PatientQuery(birthDate: "1980-01-01")).map(\.id) == ["p2"])
         #expect(try replica.searchPatients(PatientQuery(name: "zzz")).isEmpty)
         replica.close()
@@ -179,7 +198,8 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
 
     @Test func syncStateIsSealedAndAtomicWithPages() throws {
         let replica = try open()
-        try replica.apply([resourceJSON("Patient", "p1")], state: ["cursor": "https://ehr.example/fhir/Patient?page=Patient/p1"])
+        try replica.apply(
+            [resourceJSON("Patient", "p1")], state: ["cursor": "https://ehr.example/fhir/Patient?page=Patient/p1"])
         #expect(try replica.syncState("cursor") == "https://ehr.example/fhir/Patient?page=Patient/p1")
         try replica.setSyncState(["cursor": nil])
         #expect(try replica.syncState("cursor") == nil)

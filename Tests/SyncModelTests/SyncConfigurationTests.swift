@@ -33,20 +33,46 @@ import Testing
     }
 
     @Test func keyMayBeOmittedUnderSystemd() throws {
-        let text = minimal.replacingOccurrences(of: "[key]\nfile = \"/etc/ehr-sync/replica.key\"   # 32 random bytes, raw or base64 on one line\n", with: "")
+        let text = minimal.replacingOccurrences(
+            of: "[key]\nfile = \"/etc/ehr-sync/replica.key\"   # 32 random bytes, raw or base64 on one line\n", with: ""
+        )
         #expect(try SyncConfiguration.parse(text, file: "f").keyFile == nil)
     }
 
     @Test(arguments: [
-        ("[ehr]\nbase_url = 42\n[replica]\nstate_dir = \"/x\"", "f.toml: [ehr] base_url: expected a string, got an integer"),
+        (
+            "[ehr]\nbase_url = 42\n[replica]\nstate_dir = \"/x\"",
+            "f.toml: [ehr] base_url: expected a string, got an integer"
+        ),
         ("[replica]\nstate_dir = \"/x\"", "f.toml: [ehr]: missing section [ehr]"),
-        ("[ehr]\nbase_url = \"ftp://x\"\n[replica]\nstate_dir = \"/x\"", "f.toml: [ehr] base_url: expected an http(s) URL such as \"https://ehr.example/fhir\", got \"ftp://x\""),
-        ("[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npoll_interval = \"60\"", "f.toml: [sync] poll_interval: expected a number, got a string"),
-        ("[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npol_interval = 60", "f.toml: unknown key pol_interval in [sync]; known: bulk_export, group_id, mass_delete_count, mass_delete_floor, mass_delete_percent, overlap, page_size, poll_interval, resource_types, sweep_interval"),
-        ("[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npage_size = 0", "f.toml: [sync] page_size: expected an integer from 1 to 10000, got 0"),
-        ("[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\nresource_types = [\"Patient\", 3]", "f.toml: [sync] resource_types: expected an array of strings, found an integer"),
-        ("[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\nbulk_export = \"yes\"", "f.toml: [sync] bulk_export: expected one of \"auto\", \"system\", \"group\", \"off\", got \"yes\""),
-        ("[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[key]\nkey = \"c2VjcmV0\"", "f.toml: unknown key key in [key]; known: file"),
+        (
+            "[ehr]\nbase_url = \"ftp://x\"\n[replica]\nstate_dir = \"/x\"",
+            "f.toml: [ehr] base_url: expected an http(s) URL such as \"https://ehr.example/fhir\", got \"ftp://x\""
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npoll_interval = \"60\"",
+            "f.toml: [sync] poll_interval: expected a number, got a string"
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npol_interval = 60",
+            "f.toml: unknown key pol_interval in [sync]; known: bulk_export, group_id, mass_delete_count, mass_delete_floor, mass_delete_percent, overlap, page_size, poll_interval, resource_types, sweep_interval"
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npage_size = 0",
+            "f.toml: [sync] page_size: expected an integer from 1 to 10000, got 0"
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\nresource_types = [\"Patient\", 3]",
+            "f.toml: [sync] resource_types: expected an array of strings, found an integer"
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\nbulk_export = \"yes\"",
+            "f.toml: [sync] bulk_export: expected one of \"auto\", \"system\", \"group\", \"off\", got \"yes\""
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[key]\nkey = \"c2VjcmV0\"",
+            "f.toml: unknown key key in [key]; known: file"
+        ),
     ])
     func errorsNameTheFileTheKeyAndWhatIsExpected(text: String, message: String) {
         let error = #expect(throws: ConfigError.self) { try SyncConfiguration.parse(text, file: "f.toml") }

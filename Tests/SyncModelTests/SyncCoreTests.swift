@@ -57,8 +57,13 @@ import Testing
     }
 
     @Test func serverTimeComesFromTheDateHeaderElseTheBundle() {
-        #expect(SyncCursor.serverTime(dateHeader: "Sun, 29 Nov 2026 09:00:00 GMT", bundleLastUpdated: "2020-01-01T00:00:00Z") == FHIRInstant.parse("2026-11-29T09:00:00Z"))
-        #expect(SyncCursor.serverTime(dateHeader: nil, bundleLastUpdated: "2020-01-01T00:00:00Z") == FHIRInstant.parse("2020-01-01T00:00:00Z"))
+        #expect(
+            SyncCursor.serverTime(
+                dateHeader: "Sun, 29 Nov 2026 09:00:00 GMT", bundleLastUpdated: "2020-01-01T00:00:00Z")
+                == FHIRInstant.parse("2026-11-29T09:00:00Z"))
+        #expect(
+            SyncCursor.serverTime(dateHeader: nil, bundleLastUpdated: "2020-01-01T00:00:00Z")
+                == FHIRInstant.parse("2020-01-01T00:00:00Z"))
         #expect(SyncCursor.serverTime(dateHeader: "garbage", bundleLastUpdated: nil) == nil)
     }
 }
@@ -80,7 +85,8 @@ import Testing
         #expect(page.next == "http://h/fhir/_history?_offset=3")
         #expect(page.lastUpdated == "2026-11-29T09:00:00Z")
         #expect(page.entries.count == 3)
-        #expect(page.entries[0].resource == Data(#"{"resourceType":"Patient","id":"p1","name":[{"family":"A\"b"}]}"#.utf8))
+        #expect(
+            page.entries[0].resource == Data(#"{"resourceType":"Patient","id":"p1","name":[{"family":"A\"b"}]}"#.utf8))
         #expect(page.entries[0].deletedReference == nil)
         #expect(page.entries[1].deletedReference == FHIRReference(type: "Observation", id: "o1"))
         #expect(page.entries[1].deletedVersion == "4")
@@ -91,7 +97,9 @@ import Testing
         #expect(throws: ResourceError.unexpectedType(expected: "Bundle", got: "Patient")) {
             try BundlePage.parse(Data(#"{"resourceType":"Patient","id":"x"}"#.utf8))
         }
-        #expect(throws: ResourceError.notJSON) { try BundlePage.parse(Data(#"{"resourceType":"Bundle","entry":[{"#.utf8)) }
+        #expect(throws: ResourceError.notJSON) {
+            try BundlePage.parse(Data(#"{"resourceType":"Bundle","entry":[{"#.utf8))
+        }
         #expect(throws: ResourceError.notJSON) { try BundlePage.parse(Data("<html>502</html>".utf8)) }
     }
 }
@@ -131,6 +139,7 @@ import Testing
         #expect(caps.systemExport)
         #expect(caps.groupExport)
         #expect(caps.searchableTypes == ["Patient", "Observation", "Questionnaire", "Group"])
-        #expect(caps.defaultTypes == ["Location", "Medication", "Organization", "Practitioner", "Patient", "Observation"])
+        #expect(
+            caps.defaultTypes == ["Location", "Medication", "Organization", "Practitioner", "Patient", "Observation"])
     }
 }

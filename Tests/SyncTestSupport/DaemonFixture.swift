@@ -111,7 +111,9 @@ public final class DaemonFixture: @unchecked Sendable {
 
     /// Polls `condition` until it holds or `timeout` passes (a deadline, not a sleep used as
     /// synchronisation: the condition is what the test waits for).
-    public static func waitUntil(timeout: Double = 120, interval: Double = 0.1, _ condition: () throws -> Bool) rethrows -> Bool {
+    public static func waitUntil(timeout: Double = 120, interval: Double = 0.1, _ condition: () throws -> Bool) rethrows
+        -> Bool
+    {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if try condition() { return true }

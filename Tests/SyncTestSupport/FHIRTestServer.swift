@@ -86,8 +86,9 @@ public final class FHIRTestServer: Sendable {
             try? fm.removeItem(atPath: workDir)
             throw error
         }
-        let server = FHIRTestServer(baseURL: info.base_url, port: info.port, pid: info.pid,
-                                    dataDir: dataDir, workDir: workDir)
+        let server = FHIRTestServer(
+            baseURL: info.baseURL, port: info.port, pid: info.pid,
+            dataDir: dataDir, workDir: workDir)
         if let datasetDir {
             try await server.load(dataset: datasetDir)  // on failure deinit stops the server
         }
@@ -139,8 +140,10 @@ public final class FHIRTestServer: Sendable {
     /// (same `baseURL`); versionIds, history and lastUpdated go back to the snapshot's state.
     public func restore(from snapshot: String) async throws {
         let pid = state.withLock { $0.pid }
-        let out = try await Self.runHarness(["restore", "--data-dir", dataDir, "--snapshot", snapshot,
-                                             "--pid", String(pid)])
+        let out = try await Self.runHarness([
+            "restore", "--data-dir", dataDir, "--snapshot", snapshot,
+            "--pid", String(pid),
+        ])
         let info = try Self.decode(StartInfo.self, from: out, command: "restore")
         guard info.port == port else {
             throw HarnessError("restore restarted on port \(info.port), expected \(port)")
@@ -188,7 +191,12 @@ public final class FHIRTestServer: Sendable {
     private struct StartInfo: Decodable {
         let pid: Int32
         let port: Int
-        let base_url: String
+        let baseURL: String
+
+        enum CodingKeys: String, CodingKey {
+            case pid, port
+            case baseURL = "base_url"
+        }
     }
 
     /// Creates/refreshes .build-venv at most once per test process (the harness also locks across processes).
@@ -229,8 +237,9 @@ public final class FHIRTestServer: Sendable {
     private static func check(_ result: ProcessResult, command: String) throws {
         guard result.status == 0 else {
             let err = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            throw HarnessError("sekmet_harness \(command) exited with \(result.status): "
-                               + (err.isEmpty ? result.stdout : err))
+            throw HarnessError(
+                "sekmet_harness \(command) exited with \(result.status): "
+                    + (err.isEmpty ? result.stdout : err))
         }
     }
 
@@ -264,7 +273,8 @@ public final class FHIRTestServer: Sendable {
             outPath = base + ".out"
             errPath = base + ".err"
             guard FileManager.default.createFile(atPath: outPath, contents: nil),
-                  FileManager.default.createFile(atPath: errPath, contents: nil) else {
+                FileManager.default.createFile(atPath: errPath, contents: nil)
+            else {
                 throw HarnessError("cannot create \(base).out/.err")
             }
             out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))

@@ -56,7 +56,9 @@ public final class ServerClient: Sendable {
                     result[id] = resource
                 }
             }
-            next = (bundle["link"] as? [[String: Any]] ?? []).first { $0["relation"] as? String == "next" }?["url"] as? String
+            next =
+                (bundle["link"] as? [[String: Any]] ?? []).first { $0["relation"] as? String == "next" }?["url"]
+                as? String
         }
         return result
     }
@@ -64,7 +66,8 @@ public final class ServerClient: Sendable {
     public func put(_ resource: [String: Any]) async throws -> Int {
         let type = resource["resourceType"] as! String
         let id = resource["id"] as! String
-        return try await request(.PUT, "\(type)/\(id)", body: try JSONSerialization.data(withJSONObject: resource)).status
+        return try await request(.PUT, "\(type)/\(id)", body: try JSONSerialization.data(withJSONObject: resource))
+            .status
     }
 
     public func delete(_ type: String, _ id: String) async throws -> Int {

@@ -130,13 +130,16 @@ public struct SyncConfiguration: Sendable, Equatable {
                 guard let value = BulkExport(rawValue: mode) else {
                     throw ConfigError(
                         file: file, key: sync.keyName("bulk_export"),
-                        message: "expected one of \(BulkExport.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(mode)\"")
+                        message:
+                            "expected one of \(BulkExport.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(mode)\""
+                    )
                 }
                 s.bulkExport = value
             }
             s.groupID = try sync.string("group_id")
             if s.bulkExport == .group, s.groupID == nil {
-                throw ConfigError(file: file, key: sync.keyName("group_id"), message: "required when bulk_export = \"group\"")
+                throw ConfigError(
+                    file: file, key: sync.keyName("group_id"), message: "required when bulk_export = \"group\"")
             }
             s.sweepInterval = try sync.number("sweep_interval", in: 0...(86_400 * 365)) ?? s.sweepInterval
             s.massDeletePercent = try sync.number("mass_delete_percent", in: 0...100) ?? s.massDeletePercent

@@ -14,7 +14,9 @@ struct TOMLReader {
         } catch let error as TOMLParseError {
             throw ConfigError(
                 file: file, key: nil,
-                message: "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)")
+                message:
+                    "not valid TOML at line \(error.source.begin.line), column \(error.source.begin.column): \(error.description)"
+            )
         } catch {
             throw ConfigError(file: file, key: nil, message: "not valid TOML")
         }
@@ -90,7 +92,9 @@ struct TOMLReader {
     func integer(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let value = table[key] else { return nil }
         guard let i = value.int else { throw fail(key, "expected an integer, got \(describe(value))") }
-        guard range.contains(i) else { throw fail(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(i)") }
+        guard range.contains(i) else {
+            throw fail(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(i)")
+        }
         return i
     }
 

@@ -76,7 +76,9 @@ final class ControlConnection: ChannelInboundHandler {
         answered = true
         guard let request = try? JSONDecoder().decode(ControlRequest.self, from: line) else {
             logger.notice("malformed control request")
-            respond(context: context, .failure("malformed request: expected one JSON object like {\"command\":\"status\"} and a newline"))
+            respond(
+                context: context,
+                .failure("malformed request: expected one JSON object like {\"command\":\"status\"} and a newline"))
             return
         }
         let handler = self.handler

@@ -9,7 +9,8 @@ extension StatusReport {
         switch state {
         case "online": stateText = "online — the EHR answers and the copy is current"
         case "degraded": stateText = "degraded — the EHR answers badly; retrying"
-        case "outage": stateText = "OUTAGE — the EHR is unreachable\(failingSince.map { " since \(Self.human($0))" } ?? "")"
+        case "outage":
+            stateText = "OUTAGE — the EHR is unreachable\(failingSince.map { " since \(Self.human($0))" } ?? "")"
         case "initial-sync": stateText = "first copy in progress"
         case "starting": stateText = "starting"
         default: stateText = state
@@ -34,7 +35,9 @@ extension StatusReport {
         } else {
             lines.append(("Held changes", "none"))
         }
-        if rejectedResources > 0 { lines.append(("Skipped", "\(rejectedResources) unusable records from the EHR (see logs)")) }
+        if rejectedResources > 0 {
+            lines.append(("Skipped", "\(rejectedResources) unusable records from the EHR (see logs)"))
+        }
         if let error = lastError, state != "online" { lines.append(("Last error", error)) }
         lines.append(("Key", keySource))
         let width = lines.map(\.0.count).max() ?? 0

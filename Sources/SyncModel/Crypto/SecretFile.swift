@@ -7,7 +7,8 @@ public enum SecretFile {
     public static func read(path: String) throws(KeyError) -> String {
         try KeySource.checkPermissions(path: path)
         guard let data = FileManager.default.contents(atPath: path),
-            let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !text.isEmpty
+            let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !text.isEmpty
         else { throw .unreadable(source: "file \(path)", reason: "empty or not text") }
         return text
     }

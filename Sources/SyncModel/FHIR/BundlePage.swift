@@ -19,7 +19,8 @@ public struct BundlePage: Sendable {
         /// deletions, the `response.etag` (`W/"3"`) or a `request.url` ending `_history/3`.
         public var deletedVersion: String? {
             if let etag = responseEtag {
-                let trimmed = etag.replacingOccurrences(of: "W/", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                let trimmed = etag.replacingOccurrences(of: "W/", with: "").trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\""))
                 if !trimmed.isEmpty { return trimmed }
             }
             if let url = requestURL ?? fullUrl {

@@ -12,7 +12,9 @@ public struct JSONSlicer {
 
     /// The members of the object at `range`: key (unescaped only for plain ASCII keys) →
     /// value range.
-    public static func members(of data: [UInt8], in range: Range<Int>? = nil) throws(Error) -> [(key: String, value: Range<Int>)] {
+    public static func members(of data: [UInt8], in range: Range<Int>? = nil) throws(Error) -> [(
+        key: String, value: Range<Int>
+    )] {
         try data.withUnsafeBytes { raw in
             let slicer = JSONSlicer(bytes: raw)
             var i = range?.lowerBound ?? 0
@@ -22,7 +24,9 @@ public struct JSONSlicer {
     }
 
     /// The members of the object at `range` of raw bytes.
-    public static func members(ofRaw raw: UnsafeRawBufferPointer, in range: Range<Int>) throws(Error) -> [(key: String, value: Range<Int>)] {
+    public static func members(ofRaw raw: UnsafeRawBufferPointer, in range: Range<Int>) throws(Error) -> [(
+        key: String, value: Range<Int>
+    )] {
         let slicer = JSONSlicer(bytes: raw)
         var i = range.lowerBound
         return try slicer.objectMembers(&i, end: range.upperBound)
@@ -74,11 +78,13 @@ public struct JSONSlicer {
             case 0x72: out.append(0x0D)
             case 0x74: out.append(0x09)
             case 0x75:
-                guard i + 5 < quoted.count, let code = UInt32(String(decoding: quoted[(i + 2)...(i + 5)], as: UTF8.self), radix: 16)
+                guard i + 5 < quoted.count,
+                    let code = UInt32(String(decoding: quoted[(i + 2)...(i + 5)], as: UTF8.self), radix: 16)
                 else { return nil }
                 var scalarValue = code
                 var consumed = 6
-                if (0xD800...0xDBFF).contains(code), i + 11 < quoted.count, quoted[i + 6] == 0x5C, quoted[i + 7] == 0x75,
+                if (0xD800...0xDBFF).contains(code), i + 11 < quoted.count, quoted[i + 6] == 0x5C,
+                    quoted[i + 7] == 0x75,
                     let low = UInt32(String(decoding: quoted[(i + 8)...(i + 11)], as: UTF8.self), radix: 16),
                     (0xDC00...0xDFFF).contains(low)
                 {
@@ -218,7 +224,8 @@ public struct JSONSlicer {
             let start = i
             while i < end {
                 let b = bytes[i]
-                let isToken = (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2B || b == 0x2E || (b >= 0x61 && b <= 0x7A)
+                let isToken =
+                    (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x2B || b == 0x2E || (b >= 0x61 && b <= 0x7A)
                     || b == 0x45
                 if !isToken { break }
                 i += 1

@@ -32,7 +32,8 @@ public struct ResourceEnvelope: Sendable, Equatable {
         guard bytes.count <= sizeLimit else { throw .tooLarge(bytes: bytes.count, limit: sizeLimit) }
         let fields: Fields
         do {
-            fields = try bytes.withUnsafeBytes { raw in Result { () throws(JSONSlicer.Error) in try Fields(raw) } }.get()
+            fields = try bytes.withUnsafeBytes { raw in Result { () throws(JSONSlicer.Error) in try Fields(raw) } }
+                .get()
         } catch {
             throw .notJSON
         }
@@ -51,7 +52,8 @@ public struct ResourceEnvelope: Sendable, Equatable {
             }
         }
         return ResourceEnvelope(
-            resourceType: type, id: id, versionId: fields.versionId, lastUpdated: fields.lastUpdated, patientID: patient)
+            resourceType: type, id: id, versionId: fields.versionId, lastUpdated: fields.lastUpdated, patientID: patient
+        )
     }
 
     /// The envelope's fields, read with ``JSONSlicer`` straight from the bytes.
@@ -77,7 +79,8 @@ public struct ResourceEnvelope: Sendable, Equatable {
                     }
                 case "subject", "patient", "beneficiary":
                     guard raw[value.lowerBound] == 0x7B else { continue }
-                    for (refKey, refValue) in try JSONSlicer.members(ofRaw: raw, in: value) where refKey == "reference" {
+                    for (refKey, refValue) in try JSONSlicer.members(ofRaw: raw, in: value) where refKey == "reference"
+                    {
                         let rank = key == "subject" ? 0 : key == "patient" ? 1 : 2
                         refs[rank] = JSONSlicer.string(inRaw: raw, at: refValue)
                     }

@@ -58,7 +58,8 @@ public struct ServerCapabilities: Sendable, Equatable {
         var caps = ServerCapabilities()
         caps.fhirVersion = object["fhirVersion"] as? String
         for rest in object["rest"] as? [[String: Any]] ?? [] where (rest["mode"] as? String ?? "server") == "server" {
-            for interaction in rest["interaction"] as? [[String: Any]] ?? [] where interaction["code"] as? String == "history-system" {
+            for interaction in rest["interaction"] as? [[String: Any]] ?? []
+            where interaction["code"] as? String == "history-system" {
                 caps.systemHistory = true
             }
             for operation in rest["operation"] as? [[String: Any]] ?? [] {

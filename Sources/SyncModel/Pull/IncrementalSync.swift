@@ -29,7 +29,8 @@ struct IncrementalSync {
 
     func run() async throws {
         guard let cursorText = try replica.syncState(State.cursor), let cursor = SyncCursor(cursorText) else {
-            throw RemoteError.badResponse(route: "_history", reason: "no sync cursor; the initial sync has not completed")
+            throw RemoteError.badResponse(
+                route: "_history", reason: "no sync cursor; the initial sync has not completed")
         }
         let since = cursor.since(overlap: puller.settings.overlap)
         let wanted = Set(types)
@@ -60,7 +61,8 @@ struct IncrementalSync {
                 let (response, page) = try await InitialSync(puller: puller, capabilities: capabilities, types: types)
                     .fetchPage(current, route: route)
                 if cycleStart == nil {
-                    cycleStart = SyncCursor.serverTime(dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
+                    cycleStart = SyncCursor.serverTime(
+                        dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
                 }
                 var resources: [Data] = []
                 for entry in page.entries {
@@ -95,8 +97,12 @@ struct IncrementalSync {
             outcome += try replica.apply(prepared: Array(upserts[start..<end]))
             start = end
         }
+        let fetcher = AttachmentFetcher(puller: puller)
+        try await fetcher.fetch(fetcher.urls(in: upserts))
         if outcome.held > 0 {
-            logger.warning("server sent versions older than the replica's; held for review", metadata: ["count": "\(outcome.held)"])
+            logger.warning(
+                "server sent versions older than the replica's; held for review", metadata: ["count": "\(outcome.held)"]
+            )
         }
 
         let dueSweep = try sweepDue(serverNow: cycleStart)
@@ -108,12 +114,15 @@ struct IncrementalSync {
         if sweep.regressions > 0 || outcome.held > 0 {
             // A server that went back in time also "deleted" what it no longer has.
             try replica.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing, reason: .regression)
-            logger.warning("server rollback suspected; its deletions are held", metadata: ["deletions": "\(totalDeletions)"])
+            logger.warning(
+                "server rollback suspected; its deletions are held", metadata: ["deletions": "\(totalDeletions)"])
         } else if puller.settings.massDelete.shouldHold(deletions: totalDeletions, replicaSize: live) {
             try replica.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing)
             logger.warning(
                 "mass deletion held for an operator",
-                metadata: ["deletions": "\(totalDeletions)", "limit": "\(puller.settings.massDelete.limit(replicaSize: live))"])
+                metadata: [
+                    "deletions": "\(totalDeletions)", "limit": "\(puller.settings.massDelete.limit(replicaSize: live))",
+                ])
         } else {
             for d in deletions {
                 try replica.applyDeletion(type: d.type, id: d.id, versionId: d.version)
@@ -165,7 +174,8 @@ struct IncrementalSync {
                 let (_, page) = try await InitialSync(puller: puller, capabilities: capabilities, types: types)
                     .fetchPage(current, route: type)
                 for entry in page.entries {
-                    guard let bytes = entry.resource, let env = try? ResourceEnvelope.parse(bytes), env.resourceType == type
+                    guard let bytes = entry.resource, let env = try? ResourceEnvelope.parse(bytes),
+                        env.resourceType == type
                     else { continue }
                     ids.insert(env.id)
                     if let serverVersion = env.versionId.flatMap({ Int($0) }),
@@ -187,7 +197,8 @@ struct IncrementalSync {
             result.missing += try replica.missing(type: type, serverIDs: ids)
         }
         if result.regressions > 0 {
-            logger.warning("server rollback: versions older than the replica's", metadata: ["count": "\(result.regressions)"])
+            logger.warning(
+                "server rollback: versions older than the replica's", metadata: ["count": "\(result.regressions)"])
         }
         return result
     }

@@ -36,7 +36,8 @@ struct InitialSync {
         }
         let elapsed = started.duration(to: .now)
         let count = try replica.count()
-        logger.info("initial sync complete", metadata: ["resources": "\(count)", "seconds": "\(elapsed.components.seconds)"])
+        logger.info(
+            "initial sync complete", metadata: ["resources": "\(count)", "seconds": "\(elapsed.components.seconds)"])
     }
 
     func chooseMode() -> String {
@@ -62,7 +63,8 @@ struct InitialSync {
             try await searchType(type)
         }
         guard let startedAt = try replica.syncState(State.initialStartedAt) else {
-            throw RemoteError.badResponse(route: "search", reason: "the server sent no Date header to start the cursor from")
+            throw RemoteError.badResponse(
+                route: "search", reason: "the server sent no Date header to start the cursor from")
         }
         try replica.setSyncState([
             State.initialComplete: "1", State.cursor: startedAt, State.lastSweep: startedAt,
@@ -81,19 +83,25 @@ struct InitialSync {
             next = page.next
             state[key] = next ?? "done"
             if try replica.syncState(State.initialStartedAt) == nil,
-                let serverTime = SyncCursor.serverTime(dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
+                let serverTime = SyncCursor.serverTime(
+                    dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
             {
                 state[State.initialStartedAt] = SyncCursor(serverTime: serverTime).text
             }
             if let total = page.total { state[State.initialTotal(type)] = String(total) }
-            let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(\.resource)
+            let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
+                \.resource)
             let (prepared, _) = puller.prepare(resources, types: [type])
             try replica.apply(prepared: prepared, state: state)
+            let fetcher = AttachmentFetcher(puller: puller)
+            try await fetcher.fetch(fetcher.urls(in: prepared))
             pages += 1
             let done = try replica.count(type: type)
             puller.publish { $0.setDone(type, done: done, total: page.total) }
             if pages % 20 == 0 {
-                logger.info("initial sync progress", metadata: ["type": "\(type)", "done": "\(done)", "total": "\(page.total.map(String.init) ?? "?")"])
+                logger.info(
+                    "initial sync progress",
+                    metadata: ["type": "\(type)", "done": "\(done)", "total": "\(page.total.map(String.init) ?? "?")"])
             }
             guard let next else { break }
             url = next
@@ -113,7 +121,9 @@ struct InitialSync {
             do {
                 return (response, try BundlePage.parse(response.body))
             } catch {
-                guard attempt < 4 else { throw RemoteError.badResponse(route: route, reason: "page is not a Bundle: \(error)") }
+                guard attempt < 4 else {
+                    throw RemoteError.badResponse(route: route, reason: "page is not a Bundle: \(error)")
+                }
                 logger.warning("unusable page; refetching", metadata: ["route": "\(route)", "reason": "\(error)"])
             }
         }
@@ -151,20 +161,25 @@ struct InitialSync {
         }
         let wanted = Set(types)
         var perType: [String: Int] = [:]
-        for output in manifest.output where wanted.contains(output.type) { perType[output.type, default: 0] += output.count ?? 0 }
+        for output in manifest.output where wanted.contains(output.type) {
+            perType[output.type, default: 0] += output.count ?? 0
+        }
         for type in types {
             let done = try replica.count(type: type)
             puller.publish { $0.setDone(type, done: done, total: perType[type]) }
         }
         for (index, output) in manifest.output.enumerated() where wanted.contains(output.type) {
-            try await importFile(index: index, output: output, sendCredentials: manifest.requiresAccessToken ?? true, total: perType[output.type])
+            try await importFile(
+                index: index, output: output, sendCredentials: manifest.requiresAccessToken ?? true,
+                total: perType[output.type])
         }
         guard let cursor = SyncCursor(manifest.transactionTime) else {
             throw RemoteError.badResponse(route: "$export", reason: "transactionTime is not an instant")
         }
         try replica.setSyncState([
             // A complete export is a full listing: it counts as a sweep.
-            State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: cursor.text, State.exportStatus: nil,
+            State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: cursor.text,
+            State.exportStatus: nil,
         ])
     }
 
@@ -193,7 +208,9 @@ struct InitialSync {
                 try replica.setSyncState([State.exportManifest: text])
                 return text
             case 202:
-                let wait = RetryAfter.seconds(response.headers["retry-after"], now: response.serverDate ?? Date().timeIntervalSince1970) ?? 1
+                let wait =
+                    RetryAfter.seconds(
+                        response.headers["retry-after"], now: response.serverDate ?? Date().timeIntervalSince1970) ?? 1
                 let bounded = min(max(wait, 0.2), 120)
                 logger.debug("export in progress", metadata: ["wait_s": "\(bounded)"])
                 try await Task.sleep(for: .milliseconds(Int64(bounded * 1000)))
@@ -225,6 +242,8 @@ struct InitialSync {
                     if skip == batch.count { return }
                     let (prepared, _) = puller.prepare(Array(batch.dropFirst(skip)), types: [output.type])
                     try replica.apply(prepared: prepared, state: [key: String(seen)])
+                    let fetcher = AttachmentFetcher(puller: puller)
+                    try await fetcher.fetch(fetcher.urls(in: prepared))
                     let done = try replica.count(type: output.type)
                     puller.publish { $0.setDone(output.type, done: done, total: total) }
                 }
@@ -251,7 +270,9 @@ struct InitialSync {
         guard let delay = client.backoff.delay(attempt: attempt, retryAfter: nil, unit: Double.random(in: 0..<1)) else {
             throw RemoteError.unavailable(route: "$export file", reason: "\(error)")
         }
-        logger.info("export file interrupted; resuming", metadata: ["attempt": "\(attempt)", "wait_s": "\(String(format: "%.2f", delay))"])
+        logger.info(
+            "export file interrupted; resuming",
+            metadata: ["attempt": "\(attempt)", "wait_s": "\(String(format: "%.2f", delay))"])
         try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
     }
 }

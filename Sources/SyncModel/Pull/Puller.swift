@@ -100,7 +100,8 @@ public final class Puller: Sendable {
         if let configured = settings.resourceTypes { return configured }
         let types = caps.defaultTypes
         guard !types.isEmpty else {
-            throw RemoteError.badResponse(route: "metadata", reason: "the CapabilityStatement offers no searchable type to mirror")
+            throw RemoteError.badResponse(
+                route: "metadata", reason: "the CapabilityStatement offers no searchable type to mirror")
         }
         return types
     }
@@ -138,7 +139,8 @@ public final class Puller: Sendable {
             let count = rejected.values.reduce(0, +)
             publish { $0.rejected += count }
             for (reason, n) in rejected {
-                logger.warning("skipped bad resources from the server", metadata: ["count": "\(n)", "reason": "\(reason)"])
+                logger.warning(
+                    "skipped bad resources from the server", metadata: ["count": "\(n)", "reason": "\(reason)"])
             }
         }
         return (prepared, rejected)

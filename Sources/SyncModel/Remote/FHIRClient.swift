@@ -32,7 +32,7 @@ public final class FHIRClient: Sendable {
     }
 
     public let baseURL: String
-    let origin: String
+    public let origin: String
     let http: HTTPClient
     let limiter: Mutex<TokenBucket>
     let backoff: Backoff
@@ -51,7 +51,8 @@ public final class FHIRClient: Sendable {
         self.origin = Self.origin(of: base) ?? base
         var config = HTTPClient.Configuration(
             redirectConfiguration: .disallow,
-            timeout: .init(connect: .milliseconds(Int64(connectTimeout * 1000)), read: .milliseconds(Int64(requestTimeout * 1000))),
+            timeout: .init(
+                connect: .milliseconds(Int64(connectTimeout * 1000)), read: .milliseconds(Int64(requestTimeout * 1000))),
             decompression: .enabled(limit: .ratio(100)))
         config.connectionPool = .init(idleTimeout: .seconds(60))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
@@ -74,7 +75,7 @@ public final class FHIRClient: Sendable {
         return baseURL + (pathOrURL.hasPrefix("/") ? "" : "/") + pathOrURL
     }
 
-    static func origin(of url: String) -> String? {
+    public static func origin(of url: String) -> String? {
         guard let u = URL(string: url), let scheme = u.scheme?.lowercased(), let host = u.host?.lowercased() else {
             return nil
         }
@@ -151,7 +152,8 @@ public final class FHIRClient: Sendable {
             }
             guard let delay = backoff.delay(attempt: attempt, retryAfter: retryAfter, unit: Double.random(in: 0..<1))
             else {
-                logger.warning("giving up", metadata: ["route": "\(route)", "attempts": "\(attempt)", "reason": "\(reason)"])
+                logger.warning(
+                    "giving up", metadata: ["route": "\(route)", "attempts": "\(attempt)", "reason": "\(reason)"])
                 throw .unavailable(route: route, reason: reason)
             }
             statsBox.withLock { $0.retries += 1 }

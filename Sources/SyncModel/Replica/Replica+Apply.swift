@@ -78,12 +78,15 @@ extension Replica {
     /// Idempotent: a version already stored is left alone; a version older than the stored
     /// one is held (``UpsertDecision/holdRegression``), never applied.
     @discardableResult
-    public func apply(prepared: [PreparedVersion], state: [String: String?] = [:]) throws(ReplicaError) -> ApplyOutcome {
+    public func apply(prepared: [PreparedVersion], state: [String: String?] = [:]) throws(ReplicaError) -> ApplyOutcome
+    {
         var outcome = ApplyOutcome()
         var patientsChanged: [PreparedVersion] = []
         try write { db in
             let select = try db.cachedStatement(
-                sql: "SELECT row, version_id, last_updated, content_hash, deleted FROM resource WHERE type = ? AND bid = ?")
+                sql:
+                    "SELECT row, version_id, last_updated, content_hash, deleted FROM resource WHERE type = ? AND bid = ?"
+            )
             let insert = try db.cachedStatement(
                 sql: """
                     INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body)
@@ -171,10 +174,12 @@ extension Replica {
     func hold(_ p: PreparedVersion, reason: HoldReason, db: Database) throws {
         let env = p.envelope
         let context = Replica.heldContext(type: env.resourceType, bid: p.bid, versionId: env.versionId)
-        let already = try Bool.fetchOne(
-            db,
-            sql: "SELECT EXISTS (SELECT 1 FROM held_change WHERE type = ? AND bid = ? AND reason = ? AND version_id IS ?)",
-            arguments: [env.resourceType, p.bid, reason.rawValue, env.versionId]) ?? false
+        let already =
+            try Bool.fetchOne(
+                db,
+                sql:
+                    "SELECT EXISTS (SELECT 1 FROM held_change WHERE type = ? AND bid = ? AND reason = ? AND version_id IS ?)",
+                arguments: [env.resourceType, p.bid, reason.rawValue, env.versionId]) ?? false
         if already { return }
         try db.execute(
             sql: """

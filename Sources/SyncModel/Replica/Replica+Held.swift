@@ -20,7 +20,8 @@ extension Replica {
     public func missing(type: String, serverIDs: Set<String>) throws(ReplicaError) -> [MissingResource] {
         let present = Set(serverIDs.map { blind(type: type, id: $0) })
         return try read { db in
-            let cursor = try Data.fetchCursor(db, sql: "SELECT bid FROM resource WHERE type = ? AND deleted = 0", arguments: [type])
+            let cursor = try Data.fetchCursor(
+                db, sql: "SELECT bid FROM resource WHERE type = ? AND deleted = 0", arguments: [type])
             var result: [MissingResource] = []
             while let bid = try cursor.next() {
                 if !present.contains(bid) { result.append(MissingResource(resourceType: type, bid: bid)) }
@@ -42,13 +43,17 @@ extension Replica {
         _ deletions: [(type: String, id: String)], missing: [MissingResource], reason: HoldReason = .massDelete
     ) throws(ReplicaError) {
         let now = FHIRInstant.format(Date().timeIntervalSince1970)
-        let all = deletions.map { (type: $0.type, bid: blind(type: $0.type, id: $0.id), id: Optional($0.id)) }
+        let all =
+            deletions.map { (type: $0.type, bid: blind(type: $0.type, id: $0.id), id: Optional($0.id)) }
             + missing.map { (type: $0.resourceType, bid: $0.bid, id: String?.none) }
         try write { db in
             for d in all {
-                let already = try Bool.fetchOne(
-                    db, sql: "SELECT EXISTS (SELECT 1 FROM held_change WHERE type = ? AND bid = ? AND version_id IS NULL)",
-                    arguments: [d.type, d.bid]) ?? false
+                let already =
+                    try Bool.fetchOne(
+                        db,
+                        sql:
+                            "SELECT EXISTS (SELECT 1 FROM held_change WHERE type = ? AND bid = ? AND version_id IS NULL)",
+                        arguments: [d.type, d.bid]) ?? false
                 if already { continue }
                 let body = Data(#"{"deletion":true,"id":"\#(d.id ?? "")"}"#.utf8)
                 try db.execute(
@@ -58,7 +63,8 @@ extension Replica {
                         """,
                     arguments: [
                         d.type, d.bid, reason.rawValue,
-                        try keys.seal(body, context: Replica.heldContext(type: d.type, bid: d.bid, versionId: nil)), now,
+                        try keys.seal(body, context: Replica.heldContext(type: d.type, bid: d.bid, versionId: nil)),
+                        now,
                     ])
             }
         }
@@ -71,7 +77,11 @@ extension Replica {
             for row in try Row.fetchAll(db, sql: "SELECT reason, COUNT(*) FROM held_change GROUP BY reason") {
                 let reason: String = row[0]
                 let count: Int = row[1]
-                if reason == HoldReason.regression.rawValue { summary.regressions += count } else { summary.massDeletions += count }
+                if reason == HoldReason.regression.rawValue {
+                    summary.regressions += count
+                } else {
+                    summary.massDeletions += count
+                }
             }
             return summary
         }
@@ -83,7 +93,9 @@ extension Replica {
         try write { db in try hold(prepared, reason: .regression, db: db) }
     }
 
-    func tombstone(type: String, bid: Data, versionId: String?, lastUpdated: String?) throws(ReplicaError) -> DeletionOutcome {
+    func tombstone(type: String, bid: Data, versionId: String?, lastUpdated: String?) throws(ReplicaError)
+        -> DeletionOutcome
+    {
         try write { db in
             guard
                 let row = try Row.fetchOne(
@@ -94,12 +106,16 @@ extension Replica {
             let oldVersion: String? = row[1]
             if (row[2] as Int64) != 0 { return .alreadyDeleted }
             if let v = versionId, let old = oldVersion, let a = Int(v), let b = Int(old), a < b { return .held }
-            guard let plain = keys.open(row[3], context: Replica.context(type: type, bid: bid, versionId: oldVersion, deleted: false))
+            guard
+                let plain = keys.open(
+                    row[3], context: Replica.context(type: type, bid: bid, versionId: oldVersion, deleted: false))
             else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
             let newVersion = versionId ?? oldVersion
-            let sealed = try keys.seal(plain, context: Replica.context(type: type, bid: bid, versionId: newVersion, deleted: true))
+            let sealed = try keys.seal(
+                plain, context: Replica.context(type: type, bid: bid, versionId: newVersion, deleted: true))
             try db.execute(
-                sql: "UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ? WHERE row = ?",
+                sql:
+                    "UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ? WHERE row = ?",
                 arguments: [newVersion, lastUpdated, sealed, rowID])
             return .tombstoned
         }

@@ -22,7 +22,8 @@ extension Replica {
 
     /// Every live resource in a patient's compartment (the Patient included), optionally of
     /// some types only.
-    public func resources(forPatient patientID: String, types: [String]? = nil) throws(ReplicaError) -> [StoredResource] {
+    public func resources(forPatient patientID: String, types: [String]? = nil) throws(ReplicaError) -> [StoredResource]
+    {
         let pbid = blind(type: "Patient", id: patientID)
         return try read { db in
             var sql = "SELECT \(Self.columns) FROM resource WHERE patient = ? AND deleted = 0"
@@ -62,7 +63,8 @@ extension Replica {
     public func count(type: String? = nil) throws(ReplicaError) -> Int {
         try read { db in
             if let type {
-                return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM resource WHERE deleted = 0 AND type = ?", arguments: [type]) ?? 0
+                return try Int.fetchOne(
+                    db, sql: "SELECT COUNT(*) FROM resource WHERE deleted = 0 AND type = ?", arguments: [type]) ?? 0
             }
             return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM resource WHERE deleted = 0") ?? 0
         }
@@ -72,7 +74,8 @@ extension Replica {
     public func counts() throws(ReplicaError) -> [String: Int] {
         try read { db in
             var result: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT type, COUNT(*) FROM resource WHERE deleted = 0 GROUP BY type") {
+            for row in try Row.fetchAll(db, sql: "SELECT type, COUNT(*) FROM resource WHERE deleted = 0 GROUP BY type")
+            {
                 result[row[0]] = row[1]
             }
             return result
@@ -84,7 +87,8 @@ extension Replica {
         let bid = blind(type: type, id: id)
         return try read { db in
             try Row.fetchOne(
-                db, sql: "SELECT version_id, last_updated, content_hash, deleted FROM resource WHERE type = ? AND bid = ?",
+                db,
+                sql: "SELECT version_id, last_updated, content_hash, deleted FROM resource WHERE type = ? AND bid = ?",
                 arguments: [type, bid]
             ).map { row in
                 UpsertDecision.Version(

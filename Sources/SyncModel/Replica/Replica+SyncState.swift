@@ -7,7 +7,9 @@ extension Replica {
     /// A sync-state value, or nil when unset.
     public func syncState(_ name: String) throws(ReplicaError) -> String? {
         try read { db in
-            guard let sealed = try Data.fetchOne(db, sql: "SELECT value FROM sync_state WHERE name = ?", arguments: [name])
+            guard
+                let sealed = try Data.fetchOne(
+                    db, sql: "SELECT value FROM sync_state WHERE name = ?", arguments: [name])
             else { return nil }
             guard let plain = keys.open(sealed, context: Self.stateContext(name)) else {
                 throw ReplicaError.corruptState(name)
@@ -26,7 +28,8 @@ extension Replica {
             if let value {
                 let sealed = try keys.seal(Data(value.utf8), context: Self.stateContext(name))
                 try db.execute(
-                    sql: "INSERT INTO sync_state (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    sql:
+                        "INSERT INTO sync_state (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
                     arguments: [name, sealed])
             } else {
                 try db.execute(sql: "DELETE FROM sync_state WHERE name = ?", arguments: [name])

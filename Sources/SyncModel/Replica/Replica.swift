@@ -81,7 +81,8 @@ public final class Replica: Sendable {
             guard let dek = KeyRing.unwrap(wrapped, with: kek, replicaID: rid) else {
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
-            let replica = Replica(path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
+            let replica = Replica(
+                path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
             try replica.buildPatientIndex()
             return replica
         } catch let error as ReplicaError {

@@ -61,6 +61,17 @@ enum ReplicaSchema {
                 sql: "INSERT INTO keyring (id, wrapped_dek, rotated_at) VALUES (1, ?, ?)",
                 arguments: [wrapped, FHIRInstant.format(Date().timeIntervalSince1970)])
         }
+        migrator.registerMigration("v2-attachments") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE attachment (
+                        bid BLOB PRIMARY KEY,
+                        size INTEGER NOT NULL,
+                        body BLOB NOT NULL,
+                        fetched_at TEXT NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 }

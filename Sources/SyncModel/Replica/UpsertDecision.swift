@@ -54,7 +54,9 @@ public enum VersionOrder: Sendable, Equatable {
             if a == b { return .same }
             if let x = Int(a), let y = Int(b) { return x > y ? .newer : .older }
         }
-        if let a = stored.lastUpdated.flatMap(FHIRInstant.parse), let b = incoming.lastUpdated.flatMap(FHIRInstant.parse) {
+        if let a = stored.lastUpdated.flatMap(FHIRInstant.parse),
+            let b = incoming.lastUpdated.flatMap(FHIRInstant.parse)
+        {
             if a == b { return stored.versionId == incoming.versionId ? .same : .unknown }
             return a > b ? .newer : .older
         }

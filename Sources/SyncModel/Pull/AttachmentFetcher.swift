@@ -1,0 +1,67 @@
+import Foundation
+import Logging
+
+/// Fetches DocumentReference attachments given by `url` on the EHR's own server and stores
+/// them sealed in the replica; inline `data` stays in the resource as it is. URLs that fail
+/// are kept (sealed) and retried at the next cycle; other servers' URLs are not fetched.
+struct AttachmentFetcher {
+    let puller: Puller
+
+    static let pendingState = "attachments.pending"
+
+    /// Absolute URLs of the attachments of DocumentReferences among `versions`.
+    func urls(in versions: [PreparedVersion]) -> [String] {
+        var urls: [String] = []
+        for p in versions where p.envelope.resourceType == "DocumentReference" {
+            guard let object = (try? JSONSerialization.jsonObject(with: p.bytes)) as? [String: Any] else { continue }
+            for content in object["content"] as? [[String: Any]] ?? [] {
+                guard let attachment = content["attachment"] as? [String: Any], attachment["data"] == nil,
+                    let url = attachment["url"] as? String, !url.hasPrefix("#"), !url.hasPrefix("urn:")
+                else { continue }
+                let absolute = puller.client.url(url)
+                if FHIRClient.origin(of: absolute) == puller.client.origin { urls.append(absolute) }
+            }
+        }
+        return urls
+    }
+
+    /// Fetches what is not stored yet (plus earlier failures).
+    func fetch(_ newURLs: [String]) async throws {
+        let replica = puller.replica
+        var pending = Set(
+            (try replica.syncState(Self.pendingState)).map { $0.split(separator: "\n").map(String.init) } ?? [])
+        let before = pending
+        pending.formUnion(newURLs)
+        guard !pending.isEmpty else { return }
+        var fetched = 0
+        var failed = 0
+        for url in pending.sorted() {
+            if try replica.hasAttachment(url: url) {
+                pending.remove(url)
+                continue
+            }
+            do {
+                let response = try await puller.client.get(
+                    url, accept: "*/*", maxBytes: puller.settings.maxResourceBytes)
+                guard response.status == 200 else {
+                    if response.status == 404 || response.status == 410 { pending.remove(url) }
+                    failed += 1
+                    continue
+                }
+                try replica.storeAttachment(url: url, data: response.body)
+                pending.remove(url)
+                fetched += 1
+            } catch let error as RemoteError where error == .cancelled {
+                throw error
+            } catch {
+                failed += 1
+            }
+        }
+        if pending != before {
+            try replica.setSyncState([Self.pendingState: pending.isEmpty ? nil : pending.sorted().joined(separator: "\n")])
+        }
+        if fetched + failed > 0 {
+            puller.logger.info("attachments", metadata: ["fetched": "\(fetched)", "failed": "\(failed)", "pending": "\(pending.count)"])
+        }
+    }
+}
