@@ -21,6 +21,8 @@ final class Daemon: Sendable {
     let logger: Logger
     let health = Mutex(Health())
     let control = Mutex<ControlServer?>(nil)
+    let liveness: Liveness
+    let notifier = SystemdNotifier()
 
     /// Outcome history of the sync loop, for status.
     struct Health {
@@ -31,13 +33,14 @@ final class Daemon: Sendable {
 
     private init(
         config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller,
-        logger: Logger
+        liveness: Liveness, logger: Logger
     ) {
         self.config = config
         self.keySource = keySource
         self.replica = replica
         self.client = client
         self.puller = puller
+        self.liveness = liveness
         self.logger = logger
     }
 
@@ -80,13 +83,17 @@ final class Daemon: Sendable {
             }
             authorization = { "Bearer \(token)" }
         }
+        let liveness = Liveness()
         let client = FHIRClient(
             baseURL: config.ehr.baseURL, requestsPerSecond: config.ehr.requestsPerSecond,
             connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
-            logger: logger, authorization: authorization)
-        let puller = Puller(client: client, replica: replica, settings: Puller.Settings(config), logger: logger)
+            logger: logger, authorization: authorization, activity: { liveness.beat() })
+        let puller = Puller(
+            client: client, replica: replica, settings: Puller.Settings(config), logger: logger,
+            heartbeat: { liveness.beat() })
         let daemon = Daemon(
-            config: config, keySource: source, replica: replica, client: client, puller: puller, logger: logger)
+            config: config, keySource: source, replica: replica, client: client, puller: puller, liveness: liveness,
+            logger: logger)
         let resources = (try? replica.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
@@ -94,6 +101,7 @@ final class Daemon: Sendable {
                 await daemon.handle(request)
             }
             daemon.control.withLock { $0 = server }
+            daemon.notifier.notify("READY=1\nSTATUS=\(daemon.summary())")
         } catch {
             await client.shutdown()
             replica.close()
@@ -153,11 +161,26 @@ final class Daemon: Sendable {
                             attempt: failures, retryAfter: nil, unit: Double.random(in: 0.5..<1))
                             ?? config.sync.pollInterval)
                 }
+                liveness.setIdle(true)
                 try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+                liveness.setIdle(false)
+            }
+        }
+        let watchdog = Task {
+            let interval = notifier.watchdogInterval ?? .seconds(10)
+            while !Task.isCancelled {
+                var message = "STATUS=\(summary())"
+                if notifier.watchdogInterval != nil, liveness.isAlive(limit: interval * 2) {
+                    message = "WATCHDOG=1\n" + message
+                }
+                notifier.notify(message)
+                try? await Task.sleep(for: interval)
             }
         }
         let signal = await signals.next()
         logger.notice("stopping", metadata: ["signal": "\(signal)"])
+        notifier.notify("STOPPING=1")
+        watchdog.cancel()
         loop.cancel()
         _ = await loop.value
     }
@@ -167,6 +190,15 @@ final class Daemon: Sendable {
         await client.shutdown()
         replica.close()
         logger.info("stopped")
+    }
+
+    /// One line for systemd's STATUS=: state, records, data age.
+    func summary() -> String {
+        guard let status = try? status() else { return "starting" }
+        var text = "\(status.state), \(status.resources) records"
+        if let asOf = status.dataAsOf { text += ", data as of \(asOf)" }
+        if status.heldChanges > 0 { text += ", \(status.heldChanges) held changes" }
+        return text
     }
 
     // MARK: Control

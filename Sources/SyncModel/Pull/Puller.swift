@@ -39,8 +39,13 @@ public final class Puller: Sendable {
     let logger: Logger
     let progressBox = Mutex(PullProgress())
     let capabilitiesBox = Mutex<ServerCapabilities?>(nil)
+    let heartbeat: @Sendable () -> Void
 
-    public init(client: FHIRClient, replica: Replica, settings: Settings, logger: Logger) {
+    public init(
+        client: FHIRClient, replica: Replica, settings: Settings, logger: Logger,
+        heartbeat: @escaping @Sendable () -> Void = {}
+    ) {
+        self.heartbeat = heartbeat
         self.client = client
         self.replica = replica
         self.settings = settings
@@ -50,6 +55,7 @@ public final class Puller: Sendable {
     public var progress: PullProgress { progressBox.withLock { $0 } }
 
     func publish(_ change: (inout PullProgress) -> Void) {
+        heartbeat()
         progressBox.withLock { change(&$0) }
     }
 

@@ -40,11 +40,15 @@ public final class FHIRClient: Sendable {
     let authorization: (@Sendable () async throws -> String?)?
     let logger: Logger
     let statsBox = Mutex(Stats())
+    /// Called at every request attempt and streamed chunk: a sign of life for watchdogs.
+    let activity: @Sendable () -> Void
 
     public init(
         baseURL: URL, requestsPerSecond: Double, connectTimeout: Double, requestTimeout: Double,
-        backoff: Backoff = Backoff(), logger: Logger, authorization: (@Sendable () async throws -> String?)? = nil
+        backoff: Backoff = Backoff(), logger: Logger, authorization: (@Sendable () async throws -> String?)? = nil,
+        activity: @escaping @Sendable () -> Void = {}
     ) {
+        self.activity = activity
         var base = baseURL.absoluteString
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -111,6 +115,7 @@ public final class FHIRClient: Sendable {
         var attempt = 0
         while true {
             attempt += 1
+            activity()
             try await throttle()
             let started = ContinuousClock.now
             var retryAfter: Double?
@@ -198,6 +203,7 @@ public final class FHIRClient: Sendable {
         var lines = 0
         var received = 0
         for try await buffer in response.body {
+            activity()
             received += buffer.readableBytes
             pending.append(contentsOf: buffer.readableBytesView)
             var start = pending.startIndex
