@@ -10,6 +10,12 @@ final class SignalWatcher {
         var continuation: AsyncStream<Int32>.Continuation!
         stream = AsyncStream { continuation = $0 }
         let cont = continuation!
+        // A parent may have started us with these signals blocked (Foundation's Process
+        // does): unblock them, or SIGTERM would never reach the handler.
+        var set = sigset_t()
+        sigemptyset(&set)
+        for number in signals { sigaddset(&set, number) }
+        sigprocmask(SIG_UNBLOCK, &set, nil)
         sources = signals.map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())

@@ -32,11 +32,11 @@ public final class DaemonFixture: @unchecked Sendable {
         let config = """
             [ehr]
             base_url = "\(baseURL)"
-            requests_per_second = 1000
-            request_timeout = 30
+            \(ehr.contains("requests_per_second") ? "" : "requests_per_second = 1000")
+            \(ehr.contains("request_timeout") ? "" : "request_timeout = 30")
             \(ehr)
             [sync]
-            page_size = 200
+            \(sync.contains("page_size") ? "" : "page_size = 200")
             \(sync)
             [replica]
             state_dir = "\(stateDir)"
