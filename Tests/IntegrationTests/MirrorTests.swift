@@ -76,6 +76,10 @@ func typeList(_ types: [String]) -> String {
             #expect(try replica.resource(type: "Observation", id: id, includeDeleted: true)?.deleted == true)
         }
         #expect(try replica.resource(type: "Observation", id: ids[0])?.versionId != "1")
+        // Neither the daemon's log (debug level) nor its state directory carries PHI.
+        let needles = try PHINeedles(lines: try TestData.allLines("small")).all
+        #expect(PHINeedles.find(needles, in: Array(fixture.log.utf8)).isEmpty, "PHI in the daemon's log")
+        #expect(try PHINeedles.find(needles, inFilesBelow: fixture.stateDir).isEmpty, "PHI in the state directory")
         let served = try await server.request(.GET, "Binary/scan-1", headers: [("Accept", "*/*")])
         #expect(served.status == 200)
         #expect(try replica.attachment(url: fhir.baseURL + "/Binary/scan-1") == served.body)

@@ -11,8 +11,16 @@ func isDataRequest(_ uri: String) -> Bool {
 
 @Suite(.serialized) struct ResilienceTests {
     let types: [String]
+    let needles: [String]
 
-    init() throws { types = try TestData.loadOrder("small") }
+    init() throws {
+        types = try TestData.loadOrder("small")
+        needles = try PHINeedles(lines: try TestData.allLines("small")).all
+    }
+
+    func expectNoPHI(in fixture: DaemonFixture) {
+        #expect(PHINeedles.find(needles, in: Array(fixture.log.utf8)).isEmpty, "PHI in the daemon's log")
+    }
 
     @Test(arguments: ["off", "auto"])
     func fiveKillsDuringTheInitialSyncRefetchAtMostOnePageOrFileEach(bulkExport: String) async throws {
@@ -43,6 +51,7 @@ func isDataRequest(_ uri: String) -> Bool {
         let refetched = data.count - Set(data).count
         let repeated = Dictionary(grouping: data, by: { $0 }).filter { $0.value.count > 1 }
             .map { "\($0.value.count)× \($0.key.prefix(60))" }
+        expectNoPHI(in: fixture)
         #expect(refetched <= kills, "refetched \(refetched) pages or files for \(kills) kills: \(repeated)")
         try await proxy.stop()
     }
@@ -79,6 +88,7 @@ func isDataRequest(_ uri: String) -> Bool {
             checked += 1
         }
         #expect(checked == 4)
+        expectNoPHI(in: fixture)
         try await proxy.stop()
     }
 
@@ -116,6 +126,7 @@ func isDataRequest(_ uri: String) -> Bool {
         #expect(status.state == "online")
         #expect(fixture.stop(signal: SIGTERM) == 0)
         #expect(fixture.log.contains("server rollback"))
+        expectNoPHI(in: fixture)
 
         let replica = try fixture.openReplica()
         defer { replica.close() }
