@@ -23,6 +23,10 @@ final class Daemon: Sendable {
     let control = Mutex<ControlServer?>(nil)
     let liveness: Liveness
     let notifier = SystemdNotifier()
+    /// Cuts the wait between cycles short (`syncctl sync-now`, `resume`).
+    let wakeup = Wakeup()
+    /// `syncctl pause`: no cycle starts until `resume`.
+    let paused = Mutex(false)
 
     /// Outcome history of the sync loop, for status.
     struct Health {
@@ -67,12 +71,6 @@ final class Daemon: Sendable {
         } catch {
             throw DaemonStartError(message: error.description, exitCode: 74)
         }
-        if config.ehr.smart != nil {
-            throw DaemonStartError(
-                message: "\(configPath): [ehr.smart]: SMART Backend Services is not supported by this version; "
-                    + "use [ehr] bearer_token_file",
-                exitCode: 78)
-        }
         var authorization: (@Sendable () async throws -> String?)?
         if let tokenFile = config.ehr.bearerTokenFile {
             let token: String
@@ -82,6 +80,23 @@ final class Daemon: Sendable {
                 throw DaemonStartError(message: "[ehr] bearer_token_file: \(error.description)", exitCode: 77)
             }
             authorization = { "Bearer \(token)" }
+        }
+        if let smartConfig = config.ehr.smart {
+            // SMART Backend Services: the key file is checked now; tokens are requested when needed.
+            let smart: SMARTAuthorizer
+            do {
+                smart = try SMARTAuthorizer(smartConfig, logger: logger)
+            } catch {
+                throw DaemonStartError(
+                    message: "\(configPath): [ehr.smart] private_key_file: \(error.description)", exitCode: 77)
+            }
+            logger.info(
+                "SMART Backend Services",
+                metadata: [
+                    "client_id": "\(smart.clientID)", "token_url": "\(smart.tokenURL.absoluteString)",
+                    "kid": "\(smart.keyID)",
+                ])
+            authorization = { try await smart.authorization() }
         }
         let liveness = Liveness()
         let client = FHIRClient(
@@ -147,6 +162,12 @@ final class Daemon: Sendable {
         let loop = Task {
             var failures = 0
             while !Task.isCancelled {
+                if paused.withLock({ $0 }) {
+                    liveness.setIdle(true)
+                    await wakeup.wait(.seconds(3600))
+                    liveness.setIdle(false)
+                    continue
+                }
                 var wait = config.sync.pollInterval
                 do {
                     try await cycle()
@@ -162,7 +183,7 @@ final class Daemon: Sendable {
                             ?? config.sync.pollInterval)
                 }
                 liveness.setIdle(true)
-                try? await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+                await wakeup.wait(.milliseconds(Int64(wait * 1000)))
                 liveness.setIdle(false)
             }
         }
@@ -201,28 +222,15 @@ final class Daemon: Sendable {
         return text
     }
 
-    // MARK: Control
-
-    func handle(_ request: ControlRequest) async -> ControlResponse {
-        switch request.command {
-        case "status":
-            do {
-                return ControlResponse(ok: true, status: try status())
-            } catch {
-                return .failure("status unavailable: \(error)")
-            }
-        default:
-            return .failure("unknown command \"\(request.command.prefix(40))\"; known: status")
-        }
-    }
-
     func status() throws -> StatusReport {
         let progress = puller.progress
         let h = health.withLock { $0 }
         let initialComplete = try replica.syncState("initial.complete") == "1"
         let held = try replica.heldSummary()
         let state: String
-        if h.consecutiveFailures >= 3 {
+        if paused.withLock({ $0 }) {
+            state = "paused"
+        } else if h.consecutiveFailures >= 3 {
             state = "outage"
         } else if h.consecutiveFailures > 0 {
             state = "degraded"

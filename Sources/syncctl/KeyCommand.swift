@@ -6,7 +6,60 @@ struct KeyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "key",
         abstract: "Manage the replica's key-encryption key.",
-        subcommands: [Generate.self])
+        subcommands: [Generate.self, Rotate.self, Backup.self, Recover.self])
+
+    struct Recover: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Turn a printed recovery key (read from standard input) into a key file (mode 0600).",
+            discussion: """
+                Use when the key file is lost: point [key] file at the new file and start the service;                 then `syncctl key rotate` to a fresh key and make a new backup.
+                """)
+        @Argument(help: "Path of the key file to create.") var file: String
+
+        func run() throws {
+            let text = readLine(strippingNewline: true) ?? ""
+            guard let recovery = RecoveryKey(text: text) else {
+                FileHandle.standardError.write(Data("syncctl: that is not a recovery key (13 groups of 4 letters and digits)\n".utf8))
+                throw ExitCode(1)
+            }
+            try Generate.writeKeyFile(file, contents: recovery.keyEncryptionKey.base64FileContents)
+            print("wrote the recovered key to \(file) (mode 0600)")
+        }
+    }
+
+    struct Rotate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Rewrap the replica's data key under a new key file (records are not rewritten).",
+            discussion: """
+                Create the new key first with `syncctl key generate FILE` (owned by the service user,                 mode 0600), run this, then point [key] file at it before the next restart.
+                """)
+        @OptionGroup var socket: SocketOptions
+        @Argument(help: "The new key file (read by the daemon, not by syncctl).") var file: String
+
+        func run() throws {
+            let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
+            print(try ask("key-rotate", ["file": absolute], socket: socket).message ?? "rotated")
+        }
+    }
+
+    struct Backup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a printable recovery key, once. Print it and lock it away.",
+            discussion: """
+                The recovery key opens the replica if the key file is lost: write it to a key file with                 `syncctl key recover FILE` and point [key] at it. It is shown only once; --replace makes                 a new one and the old one stops working.
+                """)
+        @OptionGroup var socket: SocketOptions
+        @Flag(name: .long, help: "Make a new recovery key; the previous one stops working.") var replace = false
+
+        func run() throws {
+            let response = try ask("key-backup", replace ? ["replace": "true"] : nil, socket: socket)
+            guard let key = response.recoveryKey else { throw ExitCode(1) }
+            print("RECOVERY KEY (shown once — print it, keep it locked away, never store it on this machine):")
+            print()
+            print("    \(key)")
+            print()
+        }
+    }
 
     struct Generate: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -20,6 +73,12 @@ struct KeyCommand: ParsableCommand {
         var file: String
 
         func run() throws {
+            try Self.writeKeyFile(file, contents: KeyEncryptionKey.generate().base64FileContents)
+            print("wrote a new replica key to \(file) (mode 0600)")
+        }
+
+        /// Creates `file` (it must not exist) with mode 0600 and syncs it to disk.
+        static func writeKeyFile(_ file: String, contents: String) throws {
             let fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600)
             guard fd >= 0 else {
                 let reason = String(cString: strerror(errno))
@@ -27,7 +86,7 @@ struct KeyCommand: ParsableCommand {
                 throw ExitCode(1)
             }
             fchmod(fd, 0o600)
-            let data = Data(KeyEncryptionKey.generate().base64FileContents.utf8)
+            let data = Data(contents.utf8)
             let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             let synced = fsync(fd)
             close(fd)
@@ -36,7 +95,6 @@ struct KeyCommand: ParsableCommand {
                 FileHandle.standardError.write(Data("syncctl: cannot write \(file)\n".utf8))
                 throw ExitCode(1)
             }
-            print("wrote a new replica key to \(file) (mode 0600)")
         }
     }
 }

@@ -12,7 +12,10 @@ struct SyncCtl: AsyncParsableCommand {
             replica or its key. Run `syncctl status` to see where things stand.
             """,
         version: EHRSync.version,
-        subcommands: [StatusCommand.self, KeyCommand.self])
+        subcommands: [
+            StatusCommand.self, PauseCommand.self, ResumeCommand.self, SyncNowCommand.self, HeldCommand.self,
+            VerifyCommand.self, KeyCommand.self, ConfigCommand.self,
+        ])
 
     /// Declared here so `syncctl --socket PATH status` works; subcommands read the same group.
     @OptionGroup var socket: SocketOptions

@@ -36,6 +36,25 @@ public struct FHIRLoadReport: Sendable, Decodable {
     }
 }
 
+/// A SMART Backend Services client to register with the test server: `start(smartClient:)` then requires a
+/// token from ``FHIRTestServer/tokenURL`` on every FHIR request (`metadata` excepted).
+public struct SMARTClientRegistration: Sendable {
+    public var clientID: String
+    /// The client's JWK Set as JSON text, `{"keys": [...]}` (public keys).
+    public var jwks: String
+    /// Scopes the client may be granted.
+    public var scopes: String
+    /// Lifetime of the access tokens the server issues, in seconds.
+    public var tokenLifetime: Int
+
+    public init(clientID: String, jwks: String, scopes: String = "system/*.*", tokenLifetime: Int = 3600) {
+        self.clientID = clientID
+        self.jwks = jwks
+        self.scopes = scopes
+        self.tokenLifetime = tokenLifetime
+    }
+}
+
 public final class FHIRTestServer: Sendable {
     /// FHIR base, e.g. `http://127.0.0.1:41234/fhir` (no trailing slash).
     public let baseURL: String
@@ -68,7 +87,14 @@ public final class FHIRTestServer: Sendable {
 
     /// Starts a fresh, empty sekmet server (plus 6 `Basic` SubscriptionTopic resources it seeds itself) on
     /// 127.0.0.1 and, when `dataset` is given ("small", "medium" or a folder path), loads that data set.
-    public static func start(dataset: String? = nil, port: Int? = nil) async throws -> FHIRTestServer {
+    /// With `smartClient`, the server requires SMART Backend Services tokens (see ``tokenURL``); the harness
+    /// loads without a token, so `dataset` must then be nil (PUT resources with a token instead).
+    public static func start(dataset: String? = nil, port: Int? = nil, smartClient: SMARTClientRegistration? = nil)
+        async throws -> FHIRTestServer
+    {
+        if dataset != nil, smartClient != nil {
+            throw HarnessError("a data set cannot be loaded into a server that requires SMART tokens")
+        }
         let datasetDir = try dataset.map(datasetPath)  // fail before starting anything
         try await VenvOnce.shared.ensure()
         let fm = FileManager.default
@@ -79,6 +105,19 @@ public final class FHIRTestServer: Sendable {
 
         var args = ["start", "--data-dir", dataDir]
         if let port { args += ["--port", String(port)] }
+        if let smartClient {
+            let jwksPath = (workDir as NSString).appendingPathComponent("smart-client-jwks.json")
+            do {
+                try Data(smartClient.jwks.utf8).write(to: URL(fileURLWithPath: jwksPath))
+            } catch {
+                try? fm.removeItem(atPath: workDir)
+                throw error
+            }
+            args += [
+                "--smart-client-id", smartClient.clientID, "--smart-jwks", jwksPath,
+                "--smart-scopes", smartClient.scopes, "--token-lifetime", String(smartClient.tokenLifetime),
+            ]
+        }
         let info: StartInfo
         do {
             info = try decode(StartInfo.self, from: try await runHarness(args), command: "start")
@@ -93,6 +132,11 @@ public final class FHIRTestServer: Sendable {
             try await server.load(dataset: datasetDir)  // on failure deinit stops the server
         }
         return server
+    }
+
+    /// sekmet's SMART token endpoint, `<root>/auth/token` (used when started with a `smartClient`).
+    public var tokenURL: String {
+        (baseURL.hasSuffix("/fhir") ? String(baseURL.dropLast(5)) : baseURL) + "/auth/token"
     }
 
     /// Stops the server (SIGTERM to its process group, SIGKILL after 10 s). Idempotent; data stays until deinit.

@@ -5,7 +5,11 @@ Subcommands (each prints exactly one JSON line on stdout on success; errors go t
 
   ensure-venv                      create/refresh <repo>/.build-venv from Tests/harness/requirements.txt
   start   --data-dir DIR [--port N] [--validation off|warn|strict] [--export-delay S] [--timeout S]
-                                   write DIR/settings.yaml, start sekmet detached, wait for /fhir/metadata
+          [--smart-client-id ID --smart-jwks FILE [--smart-scopes S] [--token-lifetime S]]
+                                   write DIR/settings.yaml, start sekmet detached, wait for /fhir/metadata;
+                                   with --smart-client-id every FHIR request needs a SMART Backend Services
+                                   token from <root>/auth/token (the client is registered with the JWKS in
+                                   FILE); the answer then also has "token_url"
   load    --base-url URL --set DIR [--batch-size N] [--concurrency N]
                                    PUT every resource of an NDJSON data set through transaction Bundles
   counts  --base-url URL [--all]   per-type totals (Type?_summary=count), zero counts omitted unless --all
@@ -151,7 +155,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_settings(data_dir: Path, port: int, validation: str, export_delay: float) -> Path:
+def smart_server_auth(client_id: str, jwks_file: str, scopes: str, token_lifetime: int) -> dict:
+    """sekmet's inbound auth: SMART Backend Services only, one client registered with its JWKS (public keys).
+
+    sekmet then answers 401 to any FHIR request without a token it issued (metadata excepted), serves
+    the token endpoint at <root>/auth/token, checks the client assertion (alg RS384/ES384, iss = sub =
+    client_id, aud = token endpoint, exp <= now + 300 s, jti not reused) and enforces the token's scopes.
+    """
+    try:
+        jwks = json.loads(Path(jwks_file).read_text())
+    except (OSError, ValueError) as e:
+        raise HarnessFailure(f"--smart-jwks {jwks_file}: not a readable JSON file ({e})")
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise HarnessFailure(f"--smart-jwks {jwks_file}: expected a JWK Set {{\"keys\": [...]}} with a key")
+    if token_lifetime < 1:
+        raise HarnessFailure("--token-lifetime must be at least 1 second")
+    return {"types": ["smart"], "token_lifetime": token_lifetime, "enforce_scopes": True,
+            "smart_clients": [{"client_id": client_id, "jwks": jwks, "scopes": scopes}]}
+
+
+def write_settings(data_dir: Path, port: int, validation: str, export_delay: float,
+                   server_auth: dict | None = None) -> Path:
     """sekmet reads YAML; JSON is valid YAML and avoids YAML 1.1 traps (a bare `off` would become false)."""
     settings = {
         "base_url": f"http://127.0.0.1:{port}{FHIR_PATH}",  # used for fullUrl, paging links, Location headers
@@ -162,7 +186,7 @@ def write_settings(data_dir: Path, port: int, validation: str, export_delay: flo
         "simulator": {"enabled": False,  # no auto-generated results/responses to our writes
                       "delay_seconds": export_delay},  # also the pause before a $export job reports done
         "validation": {"inbound": validation},  # 'strict' = pydantic model check per write (~2x slower)
-        "server_auth": {"types": ["none"]},
+        "server_auth": server_auth or {"types": ["none"]},  # none, or smart_server_auth(...)
         "own_private_key_path": str(data_dir / "keys" / "sekmet_private.pem"),
     }
     path = data_dir / "settings.yaml"
@@ -188,14 +212,15 @@ def wait_ready(proc: subprocess.Popen, url: str, log: Path, deadline: float) -> 
     raise HarnessFailure(f"sekmet did not answer 200 on {url} in time (last: {last}); server.log tail:\n{tail(log)}")
 
 
-def start_server(data_dir: Path, port: int | None, validation: str, export_delay: float, timeout: float) -> dict:
+def start_server(data_dir: Path, port: int | None, validation: str, export_delay: float, timeout: float,
+                 server_auth: dict | None = None) -> dict:
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir = data_dir.resolve()
     log = data_dir / "server.log"
     attempts = 1 if port else 3  # a picked free port can be taken before uvicorn binds it: retry
     for attempt in range(attempts):
         p = port or free_port()
-        config = write_settings(data_dir, p, validation, export_delay)
+        config = write_settings(data_dir, p, validation, export_delay, server_auth)
         env = {**os.environ, "SEKMET_CONFIG": str(config), "PYTHONUNBUFFERED": "1"}
         for k in ("SEKMET_BASE_URL", "SEKMET_DB", "SEKMET_PUBLIC_URL", "SEKMET_PORT"):
             env.pop(k, None)  # these override the settings file
@@ -220,6 +245,8 @@ def start_server(data_dir: Path, port: int | None, validation: str, export_delay
                 continue
             raise
         info = {"pid": proc.pid, "port": p, "base_url": base_url, "data_dir": str(data_dir)}
+        if server_auth and "smart" in server_auth.get("types", []):
+            info["token_url"] = f"http://127.0.0.1:{p}/auth/token"  # sekmet: <root>/auth/token
         (data_dir / "server.json").write_text(json.dumps(info) + "\n")
         return info
     raise AssertionError("unreachable")
@@ -227,7 +254,14 @@ def start_server(data_dir: Path, port: int | None, validation: str, export_delay
 
 def cmd_start(args: argparse.Namespace) -> None:
     require_venv_python()
-    emit(start_server(Path(args.data_dir), args.port, args.validation, args.export_delay, args.timeout))
+    server_auth = None
+    if args.smart_client_id or args.smart_jwks:
+        if not (args.smart_client_id and args.smart_jwks):
+            raise HarnessFailure("--smart-client-id and --smart-jwks go together")
+        server_auth = smart_server_auth(args.smart_client_id, args.smart_jwks, args.smart_scopes,
+                                        args.token_lifetime)
+    emit(start_server(Path(args.data_dir), args.port, args.validation, args.export_delay, args.timeout,
+                      server_auth))
 
 
 def _alive(pid: int) -> bool:
@@ -336,7 +370,8 @@ def cmd_restore(args: argparse.Namespace) -> None:
         (data_dir / name).unlink(missing_ok=True)
     shutil.rmtree(data_dir / "bulk", ignore_errors=True)  # export jobs are in server memory: gone anyway
     shutil.copy2(snap, data_dir / "sekmet.db")
-    emit(start_server(data_dir, info["port"], validation, export_delay, args.timeout_start))
+    emit(start_server(data_dir, info["port"], validation, export_delay, args.timeout_start,
+                      old.get("server_auth")))  # same auth (SMART client) as before
 
 
 # ---------------------------------------------------------------- load
@@ -477,6 +512,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int)
     p.add_argument("--timeout", type=float, default=60.0, help="readiness deadline in seconds")
     server_opts(p)
+    p.add_argument("--smart-client-id",
+                   help="require SMART Backend Services auth and register this client (needs --smart-jwks)")
+    p.add_argument("--smart-jwks", help="JSON file: the client's JWK Set {\"keys\": [...]} (public keys)")
+    p.add_argument("--smart-scopes", default="system/*.*",
+                   help="scopes the client may be granted (default system/*.*)")
+    p.add_argument("--token-lifetime", type=int, default=3600, help="access token lifetime in seconds")
     p.set_defaults(fn=cmd_start)
 
     p = sub.add_parser("load", help="load an NDJSON data set folder")

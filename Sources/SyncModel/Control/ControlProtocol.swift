@@ -19,20 +19,34 @@ public struct ControlRequest: Codable, Sendable, Equatable {
 public struct ControlResponse: Codable, Sendable, Equatable {
     public var ok: Bool
     public var error: String?
+    public var message: String?
     public var status: StatusReport?
+    public var held: [HeldChange]?
+    public var verify: VerifyReport?
+    /// Shown once by `syncctl key backup`.
+    public var recoveryKey: String?
 
-    public init(ok: Bool, error: String? = nil, status: StatusReport? = nil) {
+    public init(
+        ok: Bool, error: String? = nil, message: String? = nil, status: StatusReport? = nil, held: [HeldChange]? = nil,
+        verify: VerifyReport? = nil, recoveryKey: String? = nil
+    ) {
         self.ok = ok
         self.error = error
+        self.message = message
         self.status = status
+        self.held = held
+        self.verify = verify
+        self.recoveryKey = recoveryKey
     }
+
+    public static func done(_ message: String) -> ControlResponse { ControlResponse(ok: true, message: message) }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
 }
 
 /// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
 public struct StatusReport: Codable, Sendable, Equatable {
-    /// `starting`, `initial-sync`, `online`, `degraded`, `outage`.
+    /// `starting`, `initial-sync`, `online`, `degraded`, `outage`, `paused`.
     public var state: String
     /// Live resources in the replica.
     public var resources: Int
@@ -115,9 +129,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
     public var exitCode: Int32 {
-        if state == "outage" || !(lastError ?? "").isEmpty && state != "online" { return 2 }
-        if state == "degraded" || heldChanges > 0 || rejectedResources > 0 { return 1 }
-        if state == "initial-sync" || state == "starting" { return 1 }
-        return 0
+        switch state {
+        case "outage": return 2
+        case "degraded", "initial-sync", "starting", "paused": return 1
+        default: return heldChanges > 0 || rejectedResources > 0 ? 1 : 0
+        }
     }
 }

@@ -13,6 +13,7 @@ extension StatusReport {
             stateText = "OUTAGE — the EHR is unreachable\(failingSince.map { " since \(Self.human($0))" } ?? "")"
         case "initial-sync": stateText = "first copy in progress"
         case "starting": stateText = "starting"
+        case "paused": stateText = "PAUSED by an operator — run `syncctl resume` to sync again"
         default: stateText = state
         }
         lines.append(("EHR", stateText))

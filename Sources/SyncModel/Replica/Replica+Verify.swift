@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 
 /// The result of checking every row of the replica.
-public struct VerifyReport: Sendable, Equatable {
+public struct VerifyReport: Sendable, Equatable, Codable {
     /// SQLite's own `PRAGMA integrity_check` verdict ("ok" when sound).
     public var sqlite: String
     public var rowsChecked = 0

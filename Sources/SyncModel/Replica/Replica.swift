@@ -67,7 +67,7 @@ public final class Replica: Sendable {
                 else { return nil }
                 return (wrapped, rid)
             }
-            if let existing, KeyRing.unwrap(existing.wrapped, with: kek, replicaID: existing.replicaID) == nil {
+            if let existing, try unwrapDataKey(pool: pool, kek: kek, wrapped: existing.wrapped, replicaID: existing.replicaID) == nil {
                 try? pool.close()
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
@@ -78,7 +78,7 @@ public final class Replica: Sendable {
                     try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
                 )
             }
-            guard let dek = KeyRing.unwrap(wrapped, with: kek, replicaID: rid) else {
+            guard let dek = try unwrapDataKey(pool: pool, kek: kek, wrapped: wrapped, replicaID: rid) else {
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
             let replica = Replica(
@@ -90,6 +90,35 @@ public final class Replica: Sendable {
         } catch {
             throw .database(String(describing: error))
         }
+    }
+
+    /// Unwraps the DEK with the KEK, or with the same key taken as a recovery key.
+    private static func unwrapDataKey(pool: DatabasePool, kek: KeyEncryptionKey, wrapped: Data, replicaID: Data) throws
+        -> SymmetricKey?
+    {
+        if let dek = KeyRing.unwrap(wrapped, with: kek, replicaID: replicaID) { return dek }
+        let recovery = try pool.read { db -> Data? in
+            guard try db.columns(in: "keyring").contains(where: { $0.name == "recovery_dek" }) else { return nil }
+            return try Data.fetchOne(db, sql: "SELECT recovery_dek FROM keyring WHERE id = 1")
+        }
+        return recovery.flatMap { KeyRing.unwrap($0, with: kek, replicaID: replicaID) }
+    }
+
+    /// Creates the recovery key, once: the DEK wrapped under it is stored; the key itself is
+    /// returned to be shown to the operator and never stored. `replace` makes a new one
+    /// (the old printed key stops working).
+    public func createRecoveryKey(replace: Bool = false) throws(ReplicaError) -> RecoveryKey? {
+        let recovery = RecoveryKey.generate()
+        let created: Bool = try write { db in
+            let existing = try Data.fetchOne(db, sql: "SELECT recovery_dek FROM keyring WHERE id = 1")
+            if existing != nil && !replace { return false }
+            let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+            let wrapped = try KeyRing.wrap(
+                dataKey: keys.dataKeyForRotation, with: recovery.keyEncryptionKey, replicaID: rid)
+            try db.execute(sql: "UPDATE keyring SET recovery_dek = ? WHERE id = 1", arguments: [wrapped])
+            return true
+        }
+        return created ? recovery : nil
     }
 
     /// Closes the database; later calls fail.

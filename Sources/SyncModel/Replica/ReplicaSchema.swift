@@ -72,6 +72,14 @@ enum ReplicaSchema {
                     );
                     """)
         }
+        migrator.registerMigration("v3-decisions-and-recovery") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE held_change ADD COLUMN decision TEXT;
+                    ALTER TABLE held_change ADD COLUMN decided_at TEXT;
+                    ALTER TABLE keyring ADD COLUMN recovery_dek BLOB;
+                    """)
+        }
         return migrator
     }
 }

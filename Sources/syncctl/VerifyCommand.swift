@@ -1,0 +1,23 @@
+import ArgumentParser
+import SyncModel
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the replica: SQLite's integrity check, and opening every record.")
+
+    @OptionGroup var socket: SocketOptions
+
+    func run() throws {
+        guard let report = try ask("verify", socket: socket).verify else { throw ExitCode(3) }
+        print("SQLite integrity: \(report.sqlite)")
+        print("Records checked:  \(report.rowsChecked)")
+        if report.failures.isEmpty {
+            print("Records failing:  none")
+        } else {
+            print("Records failing:  \(report.failures.count)")
+            for failure in report.failures.prefix(20) { print("  \(failure)") }
+        }
+        if !report.ok { throw ExitCode(2) }
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import SyncModel
+import SyncTestSupport
+import Testing
+
+/// `syncctl status` screens, compared with `testdata/status-<case>/stdout` (Litestream style).
+/// Regenerate with `EHR_SYNC_UPDATE_GOLDEN=1 swift test --filter StatusGolden`.
+@Suite struct StatusGoldenTests {
+    static let now = FHIRInstant.parse("2026-11-29T10:00:00Z")!
+
+    static let cases: [(String, StatusReport)] = [
+        (
+            "online",
+            StatusReport(
+                state: "online", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T09:59:30.000Z",
+                dataAsOf: "2026-11-29T09:59:00.000Z", keySource: "systemd credential replica-key (/run/credentials/ehr-syncd.service/replica-key)")
+        ),
+        (
+            "initial-sync",
+            StatusReport(
+                state: "initial-sync", resources: 1200, initialSyncComplete: false, lastSyncAt: nil,
+                initialSync: .init(mode: "export-system", done: 1200, total: 5828, types: []),
+                keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+        (
+            "outage",
+            StatusReport(
+                state: "outage", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-28T18:00:00.000Z",
+                dataAsOf: "2026-11-28T17:59:00.000Z", failingSince: "2026-11-28T18:01:00.000Z",
+                lastError: "EHR unavailable (_history): connection refused", keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+        (
+            "held",
+            StatusReport(
+                state: "online", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T09:50:00.000Z",
+                dataAsOf: "2026-11-29T09:49:00.000Z", heldChanges: 13, heldRegressions: 10, heldMassDeletions: 3,
+                rejectedResources: 2, keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+        (
+            "paused",
+            StatusReport(
+                state: "paused", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T07:00:00.000Z",
+                dataAsOf: "2026-11-29T06:59:00.000Z", keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+    ]
+
+    @Test(arguments: cases.map(\.0))
+    func screenMatchesGolden(name: String) throws {
+        let report = try #require(Self.cases.first { $0.0 == name }?.1)
+        let text = report.text(now: Self.now)
+        let path = TestData.repositoryRoot + "/Tests/SyncModelTests/testdata/status-\(name)/stdout"
+        if ProcessInfo.processInfo.environment["EHR_SYNC_UPDATE_GOLDEN"] == "1" {
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let golden = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text == golden)
+    }
+
+    @Test func exitCodesFollowTheMonitoringConvention() throws {
+        let codes = Dictionary(uniqueKeysWithValues: Self.cases.map { ($0.0, $0.1.exitCode) })
+        #expect(codes == ["online": 0, "initial-sync": 1, "outage": 2, "held": 1, "paused": 1])
+    }
+
+    @Test func jsonCarriesTheInterfaceFieldsWithNulls() throws {
+        let data = try JSONEncoder().encode(Self.cases[1].1)
+        let object = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(object["state"] as? String == "initial-sync")
+        #expect(object["resources"] as? Int == 1200)
+        #expect(object["initialSyncComplete"] as? Bool == false)
+        #expect(object.keys.contains("lastSyncAt"))
+        #expect(object["lastSyncAt"] is NSNull)
+        let decoded = try JSONDecoder().decode(StatusReport.self, from: data)
+        #expect(decoded == Self.cases[1].1)
+    }
+}
