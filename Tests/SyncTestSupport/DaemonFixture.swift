@@ -58,8 +58,8 @@ public final class DaemonFixture: @unchecked Sendable {
     }
 
     /// Starts the daemon in the foreground mode (background process).
-    public func start(arguments: [String] = []) throws {
-        process = try launch(["--config", configPath] + arguments)
+    public func start(arguments: [String] = [], environment: [String: String] = [:]) throws {
+        process = try launch(["--config", configPath] + arguments, environment: environment)
     }
 
     /// Sends a signal to the running daemon and waits for it to exit; returns its status.
@@ -74,8 +74,11 @@ public final class DaemonFixture: @unchecked Sendable {
 
     public var isRunning: Bool { process?.isRunning ?? false }
 
-    func launch(_ arguments: [String]) throws -> Process {
+    func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
         let p = Process()
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         p.executableURL = URL(fileURLWithPath: Self.binDir + "/ehr-syncd")
         p.arguments = arguments + ["--log-level", "debug"]
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
