@@ -4,7 +4,7 @@ CONFIG       ?= debug
 BENCH_FLAGS  := -c release --scratch-path .build-release
 SOURCES      := Sources Tests Benchmarks Package.swift
 
-.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean
+.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall
 
 help:
 	@echo "make demo          start a test EHR with a synthetic practice and mirror it (quick start)"
@@ -13,6 +13,8 @@ help:
 	@echo "make format        swift format in place"
 	@echo "make bench         run every benchmark; make bench-<name> runs one"
 	@echo "make venv          install the pinned test FHIR server into .build-venv/"
+	@echo "make install       build release binaries and install the service (root; DESTDIR=DIR: into a system tree)"
+	@echo "make uninstall     remove the service; keeps replica, config, key, user (PURGE=1 deletes them too)"
 
 build:
 	$(SWIFT) build -c $(CONFIG)
@@ -22,7 +24,7 @@ venv:
 
 test: venv
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --disable-xctest
+	$(SWIFT) test --skip-build --disable-xctest --no-parallel
 
 lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(SOURCES)
@@ -33,11 +35,23 @@ format:
 demo: venv
 	scripts/demo.sh
 
-bench: bench-ingest
+bench: bench-ingest bench-mirror
 
 bench-ingest:
 	$(SWIFT) build $(BENCH_FLAGS) --product IngestBenchmark
 	.build-release/release/IngestBenchmark $(BENCH_ARGS)
 
+# Options: make bench-mirror BENCH_MIRROR_ARGS="--runs 1 --skip-1m --set medium"
+bench-mirror: venv
+	$(SWIFT) build $(BENCH_FLAGS) --product ehr-syncd
+	python3 Benchmarks/mirror/bench_mirror.py $(BENCH_MIRROR_ARGS)
+
+# Installs the service (as root). INSTALL_ARGS=--no-build installs binaries built earlier.
+install:
+	scripts/install.sh $(if $(DESTDIR),--root $(DESTDIR)) $(INSTALL_ARGS)
+
+uninstall:
+	scripts/uninstall.sh $(if $(DESTDIR),--root $(DESTDIR)) $(if $(PURGE),--purge)
+
 clean:
-	rm -rf .build .build-release .build-venv
+	rm -rf .build .build-release .build-install .build-venv .build-bench

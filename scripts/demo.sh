@@ -18,8 +18,9 @@ work=$(mktemp -d /tmp/ehr-sync-demo.XXXXXX)
 daemon=""
 server=""
 cleanup() {
-    [ -n "$daemon" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
-    [ -n "$server" ] && "$PY" "$HARNESS" stop --pid "$server" >/dev/null || true
+    if [ -n "$daemon" ]; then kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null; fi
+    if [ -n "$server" ]; then "$PY" "$HARNESS" stop --pid "$server" >/dev/null; fi
+    true
     rm -rf "$work"
 }
 trap cleanup EXIT
