@@ -94,16 +94,7 @@ public final class DaemonFixture: @unchecked Sendable {
 
     /// Runs `syncctl` against this daemon; returns exit status and standard output.
     public func syncctl(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binDir + "/syncctl")
-        p.arguments = arguments
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try run(Self.binDir + "/syncctl", arguments)
     }
 
     /// `syncctl status --json`, decoded; nil while the daemon does not answer.
@@ -136,4 +127,21 @@ public final class DaemonFixture: @unchecked Sendable {
             p.waitUntilExit()
         }
     }
+}
+
+/// Runs a program to completion; returns its exit status and its standard output and error.
+public func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> (
+    status: Int32, output: String
+) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    if let environment { p.environment = environment }
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    p.standardError = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
