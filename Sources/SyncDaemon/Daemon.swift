@@ -27,6 +27,8 @@ final class Daemon: Sendable {
     let wakeup = Wakeup()
     /// `syncctl pause`: no cycle starts until `resume`.
     let paused = Mutex(false)
+    let metrics = SyncMetrics()
+    let metricsServer = Mutex<MetricsServer?>(nil)
 
     /// Outcome history of the sync loop, for status.
     struct Health {
@@ -124,6 +126,19 @@ final class Daemon: Sendable {
                 message: "cannot listen on the control socket \(config.controlSocket) ([control] socket): \(error)",
                 exitCode: 74)
         }
+        if let listen = config.metricsListen {
+            do {
+                let (host, port) = try MetricsServer.parseListen(listen)
+                let server = try await MetricsServer.start(host: host, port: port, registry: daemon.metrics.registry) {
+                    daemon.refreshMetrics()
+                }
+                daemon.metricsServer.withLock { $0 = server }
+                logger.info("metrics", metadata: ["listen": "\(listen)"])
+            } catch {
+                await daemon.shutdown()
+                throw DaemonStartError(message: "cannot serve metrics on \(listen) ([metrics] listen): \(error)", exitCode: 74)
+            }
+        }
         return daemon
     }
 
@@ -208,9 +223,16 @@ final class Daemon: Sendable {
 
     func shutdown() async {
         if let server = control.withLock({ $0 }) { await server.stop() }
+        if let server = metricsServer.withLock({ $0 }) { await server.stop() }
         await client.shutdown()
         replica.close()
         logger.info("stopped")
+    }
+
+    /// Sets the metrics from the current status, before each scrape.
+    func refreshMetrics() {
+        guard let status = try? status() else { return }
+        metrics.update(from: status, http: client.stats, outboxDepth: 0, conflicts: 0)
     }
 
     /// One line for systemd's STATUS=: state, records, data age.

@@ -8,7 +8,10 @@ import Testing
     @Test func serviceContractAndOperatorCommands() async throws {
         let fhir = try await FHIRTestServer.start()
         defer { fhir.stop() }
-        let fixture = try DaemonFixture(baseURL: fhir.baseURL, sync: "resource_types = [\"Patient\"]\npoll_interval = 3600")
+        let metricsPort = freeLoopbackPort()
+        let fixture = try DaemonFixture(
+            baseURL: fhir.baseURL, sync: "resource_types = [\"Patient\"]\npoll_interval = 3600",
+            extra: "[metrics]\nlisten = \"127.0.0.1:\(metricsPort)\"")
         let notify = try NotifySocket(path: fixture.dir.file("notify.sock"))
         try fixture.start(environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "1000000"])
 
@@ -19,6 +22,14 @@ import Testing
         let pings = notify.receive(until: { $0.contains("WATCHDOG=1") }, timeout: 10)
         #expect(pings.last?.contains("WATCHDOG=1") == true)
         #expect(DaemonFixture.waitUntil(timeout: 60) { (try? fixture.status())??.initialSyncComplete == true })
+
+        // Prometheus metrics on loopback.
+        let scrape = try await ServerClient(baseURL: "http://127.0.0.1:\(metricsPort)").request(.GET, "metrics")
+        let exposition = String(decoding: scrape.body, as: UTF8.self)
+        #expect(scrape.status == 200)
+        #expect(exposition.contains(#"ehr_sync_state{state="online"} 1"#), "\(exposition.prefix(800))")
+        #expect(exposition.contains("ehr_sync_initial_sync_complete 1"))
+        #expect(exposition.contains("ehr_sync_http_responses_total"))
 
         let ctl = ["--socket", fixture.socketPath]
         #expect(try fixture.syncctl(ctl + ["pause"]).status == 0)

@@ -20,7 +20,8 @@ public final class DaemonFixture: @unchecked Sendable {
     }
 
     /// - Parameter extra: more TOML, appended to the `[sync]` table.
-    public init(baseURL: String, sync: String = "", ehr: String = "") throws {
+    /// - Parameter extra: more TOML tables, appended at the end (e.g. `[metrics]`).
+    public init(baseURL: String, sync: String = "", ehr: String = "", extra: String = "") throws {
         dir = try TemporaryDirectory("ehr-syncd")
         configPath = dir.file("ehr-sync.toml")
         keyPath = dir.file("replica.key")
@@ -44,6 +45,7 @@ public final class DaemonFixture: @unchecked Sendable {
             file = "\(keyPath)"
             [control]
             socket = "\(socketPath)"
+            \(extra)
             """
         try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -144,4 +146,20 @@ public func run(_ executable: String, _ arguments: [String], environment: [Strin
     let data = pipe.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// A TCP port free on 127.0.0.1 right now (the kernel's pick).
+public func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
 }

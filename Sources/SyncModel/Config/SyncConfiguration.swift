@@ -49,6 +49,8 @@ public struct SyncConfiguration: Sendable, Equatable {
     /// nil: the systemd credential `$CREDENTIALS_DIRECTORY/replica-key`.
     public var keyFile: String?
     public var controlSocket: String = "/run/ehr-sync/control.sock"
+    /// `host:port` on loopback for Prometheus `/metrics`; nil: not served.
+    public var metricsListen: String?
 
     public init(ehr: EHR, stateDirectory: String, keyFile: String?) {
         self.ehr = ehr
@@ -70,7 +72,7 @@ public struct SyncConfiguration: Sendable, Equatable {
     /// Parses configuration text; `file` names it in error messages.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> SyncConfiguration {
         let root = try TOMLReader(text: text, file: file)
-        try root.allowOnly(["ehr", "sync", "replica", "key", "control"])
+        try root.allowOnly(["ehr", "sync", "replica", "key", "control", "metrics"])
 
         let ehrTable = try root.requiredTable("ehr")
         try ehrTable.allowOnly([
@@ -109,6 +111,17 @@ public struct SyncConfiguration: Sendable, Equatable {
         if let control = try root.table("control") {
             try control.allowOnly(["socket"])
             config.controlSocket = try control.string("socket") ?? config.controlSocket
+        }
+        if let metrics = try root.table("metrics") {
+            try metrics.allowOnly(["listen"])
+            if let listen = try metrics.string("listen") {
+                do {
+                    _ = try MetricsServer.parseListen(listen)
+                } catch {
+                    throw ConfigError(file: file, key: "[metrics] listen", message: "\(error)")
+                }
+                config.metricsListen = listen
+            }
         }
         if let sync = try root.table("sync") {
             try sync.allowOnly([
