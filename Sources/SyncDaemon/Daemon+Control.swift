@@ -6,7 +6,8 @@ import SyncModel
 /// audit trail; errors are answers, never crashes.
 extension Daemon {
     static let commands = [
-        "status", "pause", "resume", "sync-now", "held", "held-approve", "held-reject", "verify", "key-rotate", "key-backup",
+        "status", "pause", "resume", "sync-now", "held", "held-approve", "held-reject", "verify", "key-rotate",
+        "key-backup",
     ]
 
     func handle(_ request: ControlRequest) async -> ControlResponse {
@@ -52,7 +53,8 @@ extension Daemon {
                 logger.notice("operator action", metadata: ["action": "key-rotate"])
                 return .done(
                     "the replica's data key is now wrapped by the key in \(file). Point [key] file at it "
-                        + "(or re-encrypt the systemd credential from it) before the next restart, then destroy the old key.")
+                        + "(or re-encrypt the systemd credential from it) before the next restart, then destroy the old key."
+                )
             case "key-backup":
                 let replace = request.arguments?["replace"] == "true"
                 guard let recovery = try replica.createRecoveryKey(replace: replace) else {
@@ -64,7 +66,8 @@ extension Daemon {
                 return ControlResponse(ok: true, recoveryKey: recovery.text)
             default:
                 return .failure(
-                    "unknown command \"\(request.command.prefix(40))\"; known: \(Self.commands.joined(separator: ", "))")
+                    "unknown command \"\(request.command.prefix(40))\"; known: \(Self.commands.joined(separator: ", "))"
+                )
             }
         } catch {
             return .failure("\(request.command.prefix(40)) failed: \(error)")

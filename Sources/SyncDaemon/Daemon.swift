@@ -136,7 +136,8 @@ final class Daemon: Sendable {
                 logger.info("metrics", metadata: ["listen": "\(listen)"])
             } catch {
                 await daemon.shutdown()
-                throw DaemonStartError(message: "cannot serve metrics on \(listen) ([metrics] listen): \(error)", exitCode: 74)
+                throw DaemonStartError(
+                    message: "cannot serve metrics on \(listen) ([metrics] listen): \(error)", exitCode: 74)
             }
         }
         return daemon

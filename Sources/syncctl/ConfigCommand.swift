@@ -20,7 +20,9 @@ struct ConfigCommand: ParsableCommand {
                 print("  EHR:        \(config.ehr.baseURL.absoluteString)")
                 print("  state dir:  \(config.stateDirectory)")
                 print("  key:        \(config.keyFile.map { "file \($0)" } ?? "systemd credential replica-key")")
-                print("  types:      \(config.sync.resourceTypes?.joined(separator: ", ") ?? "from the server's CapabilityStatement")")
+                print(
+                    "  types:      \(config.sync.resourceTypes?.joined(separator: ", ") ?? "from the server's CapabilityStatement")"
+                )
             } catch {
                 FileHandle.standardError.write(Data("syncctl: \(error)\n".utf8))
                 throw ExitCode(1)

@@ -58,13 +58,14 @@ struct HeldCommand: ParsableCommand {
         var out = "ROW   TYPE                      CHANGE            REASON       HELD AT\n"
         for h in held {
             let change = h.deletion ? "deletion" : "version \(h.versionId ?? "?")"
-            out += [
-                String(h.row).padding(toLength: 6, withPad: " ", startingAt: 0),
-                h.resourceType.padding(toLength: 26, withPad: " ", startingAt: 0),
-                change.padding(toLength: 18, withPad: " ", startingAt: 0),
-                h.reason.padding(toLength: 13, withPad: " ", startingAt: 0),
-                h.heldAt,
-            ].joined() + "\n"
+            out +=
+                [
+                    String(h.row).padding(toLength: 6, withPad: " ", startingAt: 0),
+                    h.resourceType.padding(toLength: 26, withPad: " ", startingAt: 0),
+                    change.padding(toLength: 18, withPad: " ", startingAt: 0),
+                    h.reason.padding(toLength: 13, withPad: " ", startingAt: 0),
+                    h.heldAt,
+                ].joined() + "\n"
         }
         return out
     }

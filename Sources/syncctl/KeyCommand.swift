@@ -19,7 +19,8 @@ struct KeyCommand: ParsableCommand {
         func run() throws {
             let text = readLine(strippingNewline: true) ?? ""
             guard let recovery = RecoveryKey(text: text) else {
-                FileHandle.standardError.write(Data("syncctl: that is not a recovery key (13 groups of 4 letters and digits)\n".utf8))
+                FileHandle.standardError.write(
+                    Data("syncctl: that is not a recovery key (13 groups of 4 letters and digits)\n".utf8))
                 throw ExitCode(1)
             }
             try Generate.writeKeyFile(file, contents: recovery.keyEncryptionKey.base64FileContents)

@@ -7,13 +7,13 @@ import SyncTestSupport
 import Testing
 
 #if canImport(Glibc)
-import Glibc
-private let tcpSocketType = Int32(SOCK_STREAM.rawValue)
-private func closeSocket(_ fd: Int32) { _ = Glibc.close(fd) }
+    import Glibc
+    private let tcpSocketType = Int32(SOCK_STREAM.rawValue)
+    private func closeSocket(_ fd: Int32) { _ = Glibc.close(fd) }
 #elseif canImport(Darwin)
-import Darwin
-private let tcpSocketType = SOCK_STREAM
-private func closeSocket(_ fd: Int32) { _ = Darwin.close(fd) }
+    import Darwin
+    private let tcpSocketType = SOCK_STREAM
+    private func closeSocket(_ fd: Int32) { _ = Darwin.close(fd) }
 #endif
 
 @Suite("FaultProxy", .serialized, .timeLimit(.minutes(2)))
@@ -294,7 +294,8 @@ struct FaultProxyTests {
             f.proxy.inject(.status(503, retryAfter: 1), times: 2)
             var codes: [String] = []
             for _ in 0..<4 {
-                codes.append(try await curl(["-o", "/dev/null", "-w", "%{http_code}", f.proxy.url("/small.txt")]).stdout)
+                codes.append(
+                    try await curl(["-o", "/dev/null", "-w", "%{http_code}", f.proxy.url("/small.txt")]).stdout)
             }
             #expect(codes == ["503", "503", "200", "200"])
             #expect((await f.proxy.settledRequests()).map(\.injected) == [true, true, false, false])
@@ -356,7 +357,9 @@ struct FaultProxyTests {
 
             // Location header: a redirect stays on the proxy.
             f.proxy.resetLog()
-            let follow = try await curl(["-L", "-o", "/dev/null", "-w", "%{http_code} %{url_effective}", f.proxy.url("/redirect")])
+            let follow = try await curl([
+                "-L", "-o", "/dev/null", "-w", "%{http_code} %{url_effective}", f.proxy.url("/redirect"),
+            ])
             #expect(follow.stdout == "200 \(proxyBase)/small.txt")
             #expect((await f.proxy.settledRequests()).map(\.uri) == ["/redirect", "/small.txt"])
 
@@ -394,33 +397,33 @@ private struct Fixture {
 /// HTTP/1.1 keep-alive upstream: static files, plus POST /echo, GET /echo-headers and
 /// GET /redirect. Prints "PORT <n>" once listening.
 private let upstreamScript = #"""
-import http.server, json, sys, functools
-class H(http.server.SimpleHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *args): pass
-    def reply(self, code, body, ctype="application/octet-stream", extra=()):
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in extra: self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length", "0"))
-        self.reply(200, self.rfile.read(n))
-    def do_GET(self):
-        if self.path == "/echo-headers":
-            seen = {k.lower(): v for k, v in self.headers.items()}
-            self.reply(200, json.dumps(seen).encode(), "application/json")
-        elif self.path == "/redirect":
-            port = self.server.server_address[1]
-            self.reply(302, b"", extra=[("Location", "http://127.0.0.1:%d/small.txt" % port)])
-        else:
-            super().do_GET()
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
-print("PORT", srv.server_address[1], flush=True)
-srv.serve_forever()
-"""#
+    import http.server, json, sys, functools
+    class H(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        def log_message(self, *args): pass
+        def reply(self, code, body, ctype="application/octet-stream", extra=()):
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in extra: self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length", "0"))
+            self.reply(200, self.rfile.read(n))
+        def do_GET(self):
+            if self.path == "/echo-headers":
+                seen = {k.lower(): v for k, v in self.headers.items()}
+                self.reply(200, json.dumps(seen).encode(), "application/json")
+            elif self.path == "/redirect":
+                port = self.server.server_address[1]
+                self.reply(302, b"", extra=[("Location", "http://127.0.0.1:%d/small.txt" % port)])
+            else:
+                super().do_GET()
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(H, directory=sys.argv[1]))
+    print("PORT", srv.server_address[1], flush=True)
+    srv.serve_forever()
+    """#
 
 private func withFixture(
     rewriteUpstreamURLs: Bool = true,
@@ -641,7 +644,8 @@ private final class RawClient: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let remaining = deadline - ContinuousClock.now
-            let ms = Int32(max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
+            let ms = Int32(
+                max(1, remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000))
             guard poll(&descriptor, 1, ms) > 0 else { continue }
             var byte: UInt8 = 0
             let n = recv(fd, &byte, 1, 0)

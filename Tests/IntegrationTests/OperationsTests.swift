@@ -61,7 +61,9 @@ import Testing
         // Malformed and oversized requests get errors; the daemon carries on.
         #expect(try rawRequest(fixture.socketPath, Data("garbage\n".utf8)).contains("malformed request"))
         #expect(try rawRequest(fixture.socketPath, Data(repeating: 0x41, count: 70_000)).contains("too large"))
-        #expect(try rawRequest(fixture.socketPath, Data(#"{"command":"drop tables"}"#.utf8 + [0x0A])).contains("unknown command"))
+        #expect(
+            try rawRequest(fixture.socketPath, Data(#"{"command":"drop tables"}"#.utf8 + [0x0A])).contains(
+                "unknown command"))
         #expect(try fixture.status() != nil)
 
         // Another user cannot use the socket.
@@ -85,7 +87,8 @@ import Testing
         let replica = try Replica.open(directory: fixture.stateDir, kek: kek, keySource: "new key")
         replica.close()
         let recovered = try #require(RecoveryKey(text: recoveryText))
-        let viaRecovery = try Replica.open(directory: fixture.stateDir, kek: recovered.keyEncryptionKey, keySource: "recovery")
+        let viaRecovery = try Replica.open(
+            directory: fixture.stateDir, kek: recovered.keyEncryptionKey, keySource: "recovery")
         viaRecovery.close()
     }
 
@@ -120,7 +123,9 @@ func rawRequest(_ path: String, _ data: Data) throws -> String {
         for (i, b) in path.utf8.enumerated() { raw[i] = b }
     }
     let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+        }
     }
     guard connected == 0 else { throw CocoaError(.fileReadUnknown) }
     _ = data.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

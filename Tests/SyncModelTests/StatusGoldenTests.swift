@@ -13,7 +13,8 @@ import Testing
             "online",
             StatusReport(
                 state: "online", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T09:59:30.000Z",
-                dataAsOf: "2026-11-29T09:59:00.000Z", keySource: "systemd credential replica-key (/run/credentials/ehr-syncd.service/replica-key)")
+                dataAsOf: "2026-11-29T09:59:00.000Z",
+                keySource: "systemd credential replica-key (/run/credentials/ehr-syncd.service/replica-key)")
         ),
         (
             "initial-sync",
@@ -27,7 +28,8 @@ import Testing
             StatusReport(
                 state: "outage", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-28T18:00:00.000Z",
                 dataAsOf: "2026-11-28T17:59:00.000Z", failingSince: "2026-11-28T18:01:00.000Z",
-                lastError: "EHR unavailable (_history): connection refused", keySource: "key file /etc/ehr-sync/replica.key")
+                lastError: "EHR unavailable (_history): connection refused",
+                keySource: "key file /etc/ehr-sync/replica.key")
         ),
         (
             "held",

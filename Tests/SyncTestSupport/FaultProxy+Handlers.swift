@@ -5,11 +5,11 @@ import NIOHTTP1
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 // MARK: - Client side
@@ -159,7 +159,8 @@ final class ProxyServerHandler: ChannelInboundHandler {
                     request: head,
                     status: .badGateway,
                     retryAfter: nil,
-                    diagnostics: "FaultProxy: upstream \(self.proxy.upstreamHost):\(self.proxy.upstreamPort) failed: \(error)",
+                    diagnostics:
+                        "FaultProxy: upstream \(self.proxy.upstreamHost):\(self.proxy.upstreamPort) failed: \(error)",
                     error: "\(error)"
                 )
             }
@@ -450,31 +451,31 @@ private func waitUntilSendQueueDrained(
     then: @escaping @Sendable () -> Void
 ) {
     #if os(Linux)
-    guard let provider = channel as? any SocketOptionProvider, channel.isActive else {
-        then()
-        return
-    }
-    // The kernel's struct tcp_info is larger than glibc's; read it into a large enough
-    // zeroed buffer. Offsets (Linux uapi/linux/tcp.h): tcpi_unacked at byte 24,
-    // tcpi_notsent_bytes at byte 144 (kernel >= 4.6).
-    let info: EventLoopFuture<SIMD64<UInt32>> = provider.unsafeGetSocketOption(level: .tcp, name: .tcp_info)
-    info.whenComplete { result in
-        guard case .success(let words) = result else {
+        guard let provider = channel as? any SocketOptionProvider, channel.isActive else {
             then()
             return
         }
-        let unacked = words[24 / 4]
-        let notSent = words[144 / 4]
-        if (unacked == 0 && notSent == 0) || NIODeadline.now() >= deadline {
-            then()
-        } else {
-            channel.eventLoop.scheduleTask(in: .milliseconds(1)) {
-                waitUntilSendQueueDrained(channel: channel, deadline: deadline, then: then)
+        // The kernel's struct tcp_info is larger than glibc's; read it into a large enough
+        // zeroed buffer. Offsets (Linux uapi/linux/tcp.h): tcpi_unacked at byte 24,
+        // tcpi_notsent_bytes at byte 144 (kernel >= 4.6).
+        let info: EventLoopFuture<SIMD64<UInt32>> = provider.unsafeGetSocketOption(level: .tcp, name: .tcp_info)
+        info.whenComplete { result in
+            guard case .success(let words) = result else {
+                then()
+                return
+            }
+            let unacked = words[24 / 4]
+            let notSent = words[144 / 4]
+            if (unacked == 0 && notSent == 0) || NIODeadline.now() >= deadline {
+                then()
+            } else {
+                channel.eventLoop.scheduleTask(in: .milliseconds(1)) {
+                    waitUntilSendQueueDrained(channel: channel, deadline: deadline, then: then)
+                }
             }
         }
-    }
     #else
-    then()
+        then()
     #endif
 }
 

@@ -31,7 +31,8 @@ public struct PHINeedles: Sendable {
             }
             if type == "DocumentReference" {
                 for content in object["content"] as? [[String: Any]] ?? [] {
-                    if let attachment = content["attachment"] as? [String: Any], let b64 = attachment["data"] as? String,
+                    if let attachment = content["attachment"] as? [String: Any],
+                        let b64 = attachment["data"] as? String,
                         let text = Data(base64Encoded: b64).flatMap({ String(data: $0, encoding: .utf8) })
                     {
                         notes.append(text)

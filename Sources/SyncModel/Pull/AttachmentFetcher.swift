@@ -58,10 +58,14 @@ struct AttachmentFetcher {
             }
         }
         if pending != before {
-            try replica.setSyncState([Self.pendingState: pending.isEmpty ? nil : pending.sorted().joined(separator: "\n")])
+            try replica.setSyncState([
+                Self.pendingState: pending.isEmpty ? nil : pending.sorted().joined(separator: "\n")
+            ])
         }
         if fetched + failed > 0 {
-            puller.logger.info("attachments", metadata: ["fetched": "\(fetched)", "failed": "\(failed)", "pending": "\(pending.count)"])
+            puller.logger.info(
+                "attachments",
+                metadata: ["fetched": "\(fetched)", "failed": "\(failed)", "pending": "\(pending.count)"])
         }
     }
 }

@@ -11,7 +11,8 @@ extension Replica {
     public func hasAttachment(url: String) throws(ReplicaError) -> Bool {
         let bid = attachmentBID(url)
         return try read { db in
-            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM attachment WHERE bid = ?)", arguments: [bid]) ?? false
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM attachment WHERE bid = ?)", arguments: [bid])
+                ?? false
         }
     }
 
@@ -34,7 +35,9 @@ extension Replica {
     public func attachment(url: String) throws(ReplicaError) -> Data? {
         let bid = attachmentBID(url)
         return try read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT rowid, body FROM attachment WHERE bid = ?", arguments: [bid])
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT rowid, body FROM attachment WHERE bid = ?", arguments: [bid])
             else { return nil }
             guard let plain = keys.open(row[1], context: Self.attachmentContext(bid)) else {
                 throw ReplicaError.integrity(resourceType: "Attachment", row: row[0])

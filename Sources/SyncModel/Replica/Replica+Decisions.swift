@@ -62,11 +62,15 @@ extension Replica {
 
     private func applyHeld(row: Int64) throws(ReplicaError) {
         let loaded = try read { db -> (type: String, bid: Data, version: String?, body: Data)? in
-            try Row.fetchOne(db, sql: "SELECT type, bid, version_id, body FROM held_change WHERE row = ?", arguments: [row])
-                .map { ($0[0], $0[1], $0[2], $0[3]) }
+            try Row.fetchOne(
+                db, sql: "SELECT type, bid, version_id, body FROM held_change WHERE row = ?", arguments: [row]
+            )
+            .map { ($0[0], $0[1], $0[2], $0[3]) }
         }
         guard let held = loaded else { return }
-        guard let plain = keys.open(held.body, context: Replica.heldContext(type: held.type, bid: held.bid, versionId: held.version))
+        guard
+            let plain = keys.open(
+                held.body, context: Replica.heldContext(type: held.type, bid: held.bid, versionId: held.version))
         else { throw .integrity(resourceType: held.type, row: row) }
         if plain.starts(with: Data(#"{"deletion":true"#.utf8)) {
             let outcome = try tombstone(type: held.type, bid: held.bid, versionId: nil, lastUpdated: nil)

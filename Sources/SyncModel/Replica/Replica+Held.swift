@@ -74,7 +74,9 @@ extension Replica {
     public func heldSummary() throws(ReplicaError) -> HeldSummary {
         try read { db in
             var summary = HeldSummary()
-            for row in try Row.fetchAll(db, sql: "SELECT reason, COUNT(*) FROM held_change WHERE decision IS NULL GROUP BY reason") {
+            for row in try Row.fetchAll(
+                db, sql: "SELECT reason, COUNT(*) FROM held_change WHERE decision IS NULL GROUP BY reason")
+            {
                 let reason: String = row[0]
                 let count: Int = row[1]
                 if reason == HoldReason.regression.rawValue {

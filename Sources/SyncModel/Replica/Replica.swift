@@ -67,7 +67,9 @@ public final class Replica: Sendable {
                 else { return nil }
                 return (wrapped, rid)
             }
-            if let existing, try unwrapDataKey(pool: pool, kek: kek, wrapped: existing.wrapped, replicaID: existing.replicaID) == nil {
+            if let existing,
+                try unwrapDataKey(pool: pool, kek: kek, wrapped: existing.wrapped, replicaID: existing.replicaID) == nil
+            {
                 try? pool.close()
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
