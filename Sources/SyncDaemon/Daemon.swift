@@ -22,6 +22,7 @@ final class Daemon: Sendable {
     let health = Mutex(Health())
     let control = Mutex<ControlServer?>(nil)
     let liveness: Liveness
+    let monitor: OutageMonitor
     let notifier = SystemdNotifier()
     /// Cuts the wait between cycles short (`syncctl sync-now`, `resume`).
     let wakeup = Wakeup()
@@ -39,8 +40,9 @@ final class Daemon: Sendable {
 
     private init(
         config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller,
-        liveness: Liveness, logger: Logger
+        liveness: Liveness, monitor: OutageMonitor, logger: Logger
     ) {
+        self.monitor = monitor
         self.config = config
         self.keySource = keySource
         self.replica = replica
@@ -101,16 +103,18 @@ final class Daemon: Sendable {
             authorization = { try await smart.authorization() }
         }
         let liveness = Liveness()
+        let monitor = OutageMonitor(logger: logger)
         let client = FHIRClient(
             baseURL: config.ehr.baseURL, requestsPerSecond: config.ehr.requestsPerSecond,
             connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
-            logger: logger, authorization: authorization, activity: { liveness.beat() })
+            logger: logger, authorization: authorization, activity: { liveness.beat() },
+            observe: { monitor.record($0) })
         let puller = Puller(
             client: client, replica: replica, settings: Puller.Settings(config), logger: logger,
             heartbeat: { liveness.beat() })
         let daemon = Daemon(
             config: config, keySource: source, replica: replica, client: client, puller: puller, liveness: liveness,
-            logger: logger)
+            monitor: monitor, logger: logger)
         let resources = (try? replica.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
@@ -177,12 +181,25 @@ final class Daemon: Sendable {
         let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
         let loop = Task {
             var failures = 0
+            var probes = 0
             while !Task.isCancelled {
                 if paused.withLock({ $0 }) {
                     liveness.setIdle(true)
                     await wakeup.wait(.seconds(3600))
                     liveness.setIdle(false)
                     continue
+                }
+                if monitor.state == .outage {
+                    // No sync while the EHR is down: a health probe first, backing off.
+                    probes += 1
+                    if await probe() {
+                        probes = 0
+                    } else {
+                        liveness.setIdle(true)
+                        await wakeup.wait(.milliseconds(Int64(monitor.nextProbeDelay(attempt: probes) * 1000)))
+                        liveness.setIdle(false)
+                        continue
+                    }
                 }
                 var wait = config.sync.pollInterval
                 do {
@@ -230,6 +247,20 @@ final class Daemon: Sendable {
         logger.info("stopped")
     }
 
+    /// The health probe that must pass before sync resumes after an outage: the
+    /// CapabilityStatement and one cheap search.
+    func probe() async -> Bool {
+        do {
+            let metadata = try await client.get("metadata", probe: true)
+            guard metadata.status == 200 else { return false }
+            let type = config.sync.resourceTypes?.first ?? "Patient"
+            let search = try await client.get("\(type)?_count=1&_elements=id", probe: true)
+            return search.status == 200
+        } catch {
+            return false
+        }
+    }
+
     /// Sets the metrics from the current status, before each scrape.
     func refreshMetrics() {
         guard let status = try? status() else { return }
@@ -251,12 +282,11 @@ final class Daemon: Sendable {
         let initialComplete = try replica.syncState("initial.complete") == "1"
         let held = try replica.heldSummary()
         let state: String
+        let ehr = monitor.state
         if paused.withLock({ $0 }) {
             state = "paused"
-        } else if h.consecutiveFailures >= 3 {
-            state = "outage"
-        } else if h.consecutiveFailures > 0 {
-            state = "degraded"
+        } else if ehr != .online {
+            state = ehr.rawValue
         } else if !initialComplete {
             state = progress.phase == .starting && !h.running ? "starting" : "initial-sync"
         } else {
@@ -273,7 +303,7 @@ final class Daemon: Sendable {
         return StatusReport(
             state: state, resources: try replica.count(), initialSyncComplete: initialComplete,
             lastSyncAt: try replica.syncState("lastSyncAt"), dataAsOf: try replica.syncState("cursor"),
-            failingSince: h.failingSince.map { FHIRInstant.format($0.timeIntervalSince1970) },
+            failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
             lastError: progress.lastError, initialSync: initial, heldChanges: held.total,
             heldRegressions: held.regressions, heldMassDeletions: held.massDeletions,
             rejectedResources: progress.rejected, keySource: keySource.description)

@@ -137,4 +137,35 @@ func isDataRequest(_ uri: String) -> Bool {
             #expect(try replica.resource(type: "Condition", id: "after-backup-\(n)") != nil)
         }
     }
+
+    @Test func anOutageIsDetectedShownAndLeftOnlyAfterAHealthProbe() async throws {
+        let fhir = try await FHIRTestServer.start()
+        defer { fhir.stop() }
+        let proxy = try await FaultProxy.start(upstreamPort: fhir.port)
+        let fixture = try DaemonFixture(
+            baseURL: proxy.url("/fhir"), sync: "resource_types = [\"Patient\"]\npoll_interval = 1",
+            ehr: "connect_timeout = 2")
+        try fixture.start()
+        #expect(DaemonFixture.waitUntil(timeout: 60) { (try? fixture.status())??.state == "online" })
+
+        proxy.setMode(.refuseConnections)
+        let down = DaemonFixture.waitUntil(timeout: 120) { (try? fixture.status())??.state == "outage" }
+        #expect(down, "log:\n\(fixture.log.suffix(1500))")
+        let status = try #require(try fixture.status())
+        #expect(status.failingSince != nil)
+        let text = try fixture.syncctl(["--socket", fixture.socketPath, "status"])
+        #expect(text.status == 2)
+        #expect(text.output.contains("OUTAGE — the EHR is unreachable since"))
+
+        proxy.setMode(.passThrough)
+        let up = DaemonFixture.waitUntil(timeout: 180) { (try? fixture.status())??.state == "online" }
+        #expect(up, "log:\n\(fixture.log.suffix(1500))")
+        #expect(fixture.stop(signal: SIGTERM) == 0)
+        let log = fixture.log
+        for target in ["to=degraded", "to=outage", "to=recovering", "to=online"] {
+            #expect(log.contains(target), "transition \(target) not logged")
+        }
+        expectNoPHI(in: fixture)
+        try await proxy.stop()
+    }
 }

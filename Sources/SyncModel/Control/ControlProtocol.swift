@@ -46,7 +46,7 @@ public struct ControlResponse: Codable, Sendable, Equatable {
 
 /// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
 public struct StatusReport: Codable, Sendable, Equatable {
-    /// `starting`, `initial-sync`, `online`, `degraded`, `outage`, `paused`.
+    /// `starting`, `initial-sync`, `online`, `degraded`, `outage`, `recovering`, `paused`.
     public var state: String
     /// Live resources in the replica.
     public var resources: Int
@@ -131,7 +131,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var exitCode: Int32 {
         switch state {
         case "outage": return 2
-        case "degraded", "initial-sync", "starting", "paused": return 1
+        case "degraded", "recovering", "initial-sync", "starting", "paused": return 1
         default: return heldChanges > 0 || rejectedResources > 0 ? 1 : 0
         }
     }

@@ -11,6 +11,7 @@ extension StatusReport {
         case "degraded": stateText = "degraded — the EHR answers badly; retrying"
         case "outage":
             stateText = "OUTAGE — the EHR is unreachable\(failingSince.map { " since \(Self.human($0))" } ?? "")"
+        case "recovering": stateText = "recovering — the EHR answers again; checking it before syncing"
         case "initial-sync": stateText = "first copy in progress"
         case "starting": stateText = "starting"
         case "paused": stateText = "PAUSED by an operator — run `syncctl resume` to sync again"

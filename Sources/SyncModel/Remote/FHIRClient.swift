@@ -42,13 +42,17 @@ public final class FHIRClient: Sendable {
     let statsBox = Mutex(Stats())
     /// Called at every request attempt and streamed chunk: a sign of life for watchdogs.
     let activity: @Sendable () -> Void
+    /// Called with the outcome of every attempt, for outage detection.
+    let observe: @Sendable (OutageStateMachine.Event) -> Void
 
     public init(
         baseURL: URL, requestsPerSecond: Double, connectTimeout: Double, requestTimeout: Double,
         backoff: Backoff = Backoff(), logger: Logger, authorization: (@Sendable () async throws -> String?)? = nil,
-        activity: @escaping @Sendable () -> Void = {}
+        activity: @escaping @Sendable () -> Void = {},
+        observe: @escaping @Sendable (OutageStateMachine.Event) -> Void = { _ in }
     ) {
         self.activity = activity
+        self.observe = observe
         var base = baseURL.absoluteString
         while base.hasSuffix("/") { base.removeLast() }
         self.baseURL = base
@@ -106,7 +110,7 @@ public final class FHIRClient: Sendable {
     /// ``RemoteError/unavailable(route:reason:)`` once retries are spent.
     public func get(
         _ pathOrURL: String, accept: String = "application/fhir+json", headers: [(String, String)] = [],
-        maxBytes: Int = 64 << 20, sendCredentials: Bool = true
+        maxBytes: Int = 64 << 20, sendCredentials: Bool = true, probe: Bool = false
     ) async throws(RemoteError) -> Response {
         let target = url(pathOrURL)
         let route = route(target)
@@ -141,11 +145,17 @@ public final class FHIRClient: Sendable {
                 logger.debug(
                     "http", metadata: ["route": "\(route)", "status": "\(status)", "ms": "\(elapsed.milliseconds)"])
                 if status < 500 && status != 429 {
+                    observe(probe ? .probeSucceeded : .succeeded)
                     return Response(status: status, headers: headerMap, body: body)
                 }
                 let date = headerMap["date"].flatMap(HTTPDate.parse) ?? Date().timeIntervalSince1970
                 retryAfter = RetryAfter.seconds(headerMap["retry-after"], now: date)
                 reason = "HTTP \(status)"
+                let failure: OutageStateMachine.Failure =
+                    status == 503
+                    ? .unavailable(retryAfter: retryAfter)
+                    : status == 429 ? .tooManyRequests(retryAfter: retryAfter) : .serverError(status)
+                observe(probe ? .probeFailed(failure) : .failed(failure))
             } catch let error as RemoteError {
                 throw error
             } catch is CancellationError {
@@ -154,7 +164,10 @@ public final class FHIRClient: Sendable {
                 if Task.isCancelled { throw .cancelled }
                 statsBox.withLock { $0.networkErrors += 1 }
                 reason = Self.describe(error)
+                let failure = Self.classify(error)
+                observe(probe ? .probeFailed(failure) : .failed(failure))
             }
+            if probe { throw .unavailable(route: route, reason: reason) }
             guard let delay = backoff.delay(attempt: attempt, retryAfter: retryAfter, unit: Double.random(in: 0..<1))
             else {
                 logger.warning(
@@ -251,6 +264,17 @@ public final class FHIRClient: Sendable {
             $0.byClass["\(status / 100)xx", default: 0] += 1
             $0.bytes += bytes
         }
+    }
+
+    /// Network failures as outage evidence: timeouts apart, everything that kept us from a
+    /// response counts as a refused connection.
+    static func classify(_ error: any Error) -> OutageStateMachine.Failure {
+        if let e = error as? HTTPClientError,
+            e == .readTimeout || e == .connectTimeout || e == .deadlineExceeded || e == .writeTimeout
+        {
+            return .timeout
+        }
+        return .connectionRefused
     }
 
     static func describe(_ error: any Error) -> String {
