@@ -92,6 +92,27 @@ import Testing
         viaRecovery.close()
     }
 
+    @Test func sigtermDuringASlowInitialSyncExitsCleanlyAndResumes() async throws {
+        let fhir = try await FHIRTestServer.start(dataset: "small")
+        defer { fhir.stop() }
+        let proxy = try await FaultProxy.start(upstreamPort: fhir.port)
+        proxy.setMode(.latency(milliseconds: 20_000))
+        let types = try TestData.loadOrder("small")
+        let fixture = try DaemonFixture(
+            baseURL: proxy.url("/fhir"), sync: "resource_types = \(typeList(types))\nbulk_export = \"off\"")
+        try fixture.start()
+        // Wait until a request is in flight (held 20 s by the proxy), then stop the service.
+        #expect(DaemonFixture.waitUntil(timeout: 60) { !proxy.requests.isEmpty })
+        let started = Date()
+        #expect(fixture.stop(signal: SIGTERM) == 0)
+        #expect(Date().timeIntervalSince(started) < 10, "SIGTERM must not wait for the slow request")
+        #expect(fixture.log.contains("stopping"))
+        proxy.setMode(.passThrough)
+        #expect(try fixture.runOnce() == 0, "log:\n\(fixture.log.suffix(1500))")
+        try await assertReplicaEqualsServer(fixture, ServerClient(baseURL: fhir.baseURL), types: types)
+        try await proxy.stop()
+    }
+
     @Test func noWatchdogPingWhileTheSyncLoopIsWedged() async throws {
         let fhir = try await FHIRTestServer.start()
         defer { fhir.stop() }
