@@ -113,15 +113,18 @@ func plaintextRun(_ lines: [Data]) throws -> Double {
                 let insert = try db.cachedStatement(
                     sql: """
                         INSERT INTO resource (type, id, version_id, last_updated, content_hash, size, deleted, patient, body)
-                        VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+                        VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (type, id) DO NOTHING
                         """)
                 for (offset, env) in envelopes.enumerated() {
                     let bytes = lines[start + offset]
-                    if try Row.fetchOne(select, arguments: [env.resourceType, env.id]) != nil { continue }
+                    // Same statement flow as the replica: insert first, look up only on conflict.
                     try insert.execute(arguments: [
                         env.resourceType, env.id, env.versionId, env.lastUpdated, Data(count: 32), bytes.count,
                         env.patientID, bytes,
                     ])
+                    if db.changesCount == 0 {
+                        _ = try Row.fetchOne(select, arguments: [env.resourceType, env.id])
+                    }
                 }
             }
             start = end

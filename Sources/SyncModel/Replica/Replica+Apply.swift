@@ -90,7 +90,7 @@ extension Replica {
             let insert = try db.cachedStatement(
                 sql: """
                     INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body)
-                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)
+                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (type, bid) DO NOTHING
                     """)
             let update = try db.cachedStatement(
                 sql: """
@@ -99,6 +99,15 @@ extension Replica {
                     """)
             for p in prepared {
                 let env = p.envelope
+                // Most rows of a first sync are new: try the insert first, decide only on conflict.
+                try insert.execute(arguments: [
+                    env.resourceType, p.bid, env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed,
+                ])
+                if db.changesCount == 1 {
+                    outcome.inserted += 1
+                    if env.resourceType == "Patient" { patientsChanged.append(p) }
+                    continue
+                }
                 let existing = try Row.fetchOne(select, arguments: [env.resourceType, p.bid])
                 let stored = existing.map { row in
                     UpsertDecision.Version(
