@@ -92,12 +92,12 @@ struct InitialSync {
             let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
                 \.resource)
             let (prepared, _) = puller.prepare(resources, types: [type])
-            try replica.apply(prepared: prepared, state: state)
+            let outcome = try replica.apply(prepared: prepared, state: state)
             let fetcher = AttachmentFetcher(puller: puller)
             try await fetcher.fetch(fetcher.urls(in: prepared))
             pages += 1
-            let done = try replica.count(type: type)
-            puller.publish { $0.setDone(type, done: done, total: page.total) }
+            puller.publish { $0.addDone(type, outcome.inserted, total: page.total) }
+            let done = puller.progress.done(type)
             if pages % 20 == 0 {
                 logger.info(
                     "initial sync progress",
@@ -241,11 +241,10 @@ struct InitialSync {
                     seen += batch.count
                     if skip == batch.count { return }
                     let (prepared, _) = puller.prepare(Array(batch.dropFirst(skip)), types: [output.type])
-                    try replica.apply(prepared: prepared, state: [key: String(seen)])
+                    let outcome = try replica.apply(prepared: prepared, state: [key: String(seen)])
                     let fetcher = AttachmentFetcher(puller: puller)
                     try await fetcher.fetch(fetcher.urls(in: prepared))
-                    let done = try replica.count(type: output.type)
-                    puller.publish { $0.setDone(output.type, done: done, total: total) }
+                    puller.publish { $0.addDone(output.type, outcome.inserted, total: total) }
                 }
                 try replica.setSyncState([key: "done"])
                 logger.info("export file imported", metadata: ["type": "\(output.type)", "lines": "\(seen)"])

@@ -132,12 +132,12 @@ public final class Puller: Sendable {
         var prepared: [PreparedVersion] = []
         prepared.reserveCapacity(resources.count)
         var rejected: [String: Int] = [:]
-        for bytes in resources {
-            do {
-                let p = try replica.prepare(bytes)
+        for result in replica.prepareConcurrently(resources) {
+            switch result {
+            case .success(let p):
                 if let types, !types.contains(p.envelope.resourceType) { continue }
                 prepared.append(p)
-            } catch {
+            case .failure(let error):
                 rejected[error.description, default: 0] += 1
             }
         }
