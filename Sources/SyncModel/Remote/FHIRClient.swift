@@ -211,38 +211,45 @@ public final class FHIRClient: Sendable {
         let status = Int(response.status.code)
         record(status: status, bytes: 0)
         guard status == 200 else { throw RemoteError.status(route: route, code: status) }
-        var pending = Data()
+        var pending = ByteBuffer()
         var batch: [Data] = []
         var lines = 0
         var received = 0
-        for try await buffer in response.body {
+        for try await var chunk in response.body {
             activity()
-            received += buffer.readableBytes
-            pending.append(contentsOf: buffer.readableBytesView)
-            var start = pending.startIndex
-            while let newline = pending[start...].firstIndex(of: 0x0A) {
-                let line = pending[start..<newline]
-                start = pending.index(after: newline)
-                if line.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }) { continue }
-                batch.append(Data(line))
-                lines += 1
+            received += chunk.readableBytes
+            pending.writeBuffer(&chunk)
+            // Split at newlines with memchr on the buffer's bytes: one copy per line.
+            while let line = pending.readLine() {
+                if !Self.isBlank(line) {
+                    batch.append(line)
+                    lines += 1
+                }
                 if batch.count >= batchSize {
                     try await consume(batch)
                     batch.removeAll(keepingCapacity: true)
                 }
             }
-            pending = Data(pending[start...])
-            if pending.count > maxLineBytes {
+            pending.discardReadBytes()
+            if pending.readableBytes > maxLineBytes {
                 throw RemoteError.badResponse(route: route, reason: "an NDJSON line exceeds \(maxLineBytes) bytes")
             }
         }
-        if !pending.allSatisfy({ $0 == 0x20 || $0 == 0x0D || $0 == 0x09 || $0 == 0x0A }) {
-            batch.append(pending)
-            lines += 1
+        if pending.readableBytes > 0 {
+            let last = Data(pending.readableBytesView)
+            if !Self.isBlank(last) {
+                batch.append(last)
+                lines += 1
+            }
         }
         if !batch.isEmpty { try await consume(batch) }
         statsBox.withLock { $0.bytes += received }
         return lines
+    }
+
+    /// An empty line, or one of white space only (NDJSON allows a trailing `\r`).
+    static func isBlank(_ line: Data) -> Bool {
+        line.count <= 2 && line.allSatisfy { $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }
     }
 
     private func throttle() async throws(RemoteError) {
@@ -300,4 +307,17 @@ extension ContinuousClock.Instant {
     }
 
     private static let referenceOrigin = ContinuousClock.now
+}
+
+extension ByteBuffer {
+    /// Reads up to the next newline (consumed, not returned); nil when none is buffered.
+    mutating func readLine() -> Data? {
+        let found: Data? = withUnsafeReadableBytes { raw in
+            guard let base = raw.baseAddress, let hit = memchr(base, 0x0A, raw.count) else { return nil }
+            return Data(bytes: base, count: base.distance(to: UnsafeRawPointer(hit)))
+        }
+        guard let line = found else { return nil }
+        moveReaderIndex(forwardBy: line.count + 1)
+        return line
+    }
 }
