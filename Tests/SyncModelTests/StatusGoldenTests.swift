@@ -39,6 +39,26 @@ import Testing
                 rejectedResources: 2, keySource: "key file /etc/ehr-sync/replica.key")
         ),
         (
+            "degraded",
+            StatusReport(
+                state: "degraded", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T09:55:00.000Z",
+                dataAsOf: "2026-11-29T09:54:00.000Z", failingSince: "2026-11-29T09:58:30.000Z",
+                lastError: "EHR answered HTTP 503 (_history)", keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+        (
+            "recovering",
+            StatusReport(
+                state: "recovering", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-28T18:00:00.000Z",
+                dataAsOf: "2026-11-28T17:59:00.000Z", failingSince: "2026-11-28T18:01:00.000Z",
+                keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+        (
+            "starting",
+            StatusReport(
+                state: "starting", resources: 0, initialSyncComplete: false, lastSyncAt: nil,
+                keySource: "key file /etc/ehr-sync/replica.key")
+        ),
+        (
             "paused",
             StatusReport(
                 state: "paused", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T07:00:00.000Z",
@@ -62,7 +82,11 @@ import Testing
 
     @Test func exitCodesFollowTheMonitoringConvention() throws {
         let codes = Dictionary(uniqueKeysWithValues: Self.cases.map { ($0.0, $0.1.exitCode) })
-        #expect(codes == ["online": 0, "initial-sync": 1, "outage": 2, "held": 1, "paused": 1])
+        #expect(
+            codes == [
+                "online": 0, "initial-sync": 1, "outage": 2, "held": 1, "paused": 1, "degraded": 1, "recovering": 1,
+                "starting": 1,
+            ])
     }
 
     @Test func jsonCarriesTheInterfaceFieldsWithNulls() throws {
