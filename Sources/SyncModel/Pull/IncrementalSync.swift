@@ -58,8 +58,7 @@ struct IncrementalSync {
         for (route, first) in urls {
             var url: String? = first
             while let current = url {
-                let (response, page) = try await InitialSync(puller: puller, capabilities: capabilities, types: types)
-                    .fetchPage(current, route: route)
+                let (response, page) = try await puller.fetchPage(current, route: route)
                 if cycleStart == nil {
                     cycleStart = SyncCursor.serverTime(
                         dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
@@ -171,8 +170,7 @@ struct IncrementalSync {
             var older: [String] = []
             var url: String? = "\(type)?_elements=id&_sort=_id&_count=\(max(puller.settings.pageSize, 1000))"
             while let current = url {
-                let (_, page) = try await InitialSync(puller: puller, capabilities: capabilities, types: types)
-                    .fetchPage(current, route: type)
+                let (_, page) = try await puller.fetchPage(current, route: type)
                 for entry in page.entries {
                     guard let bytes = entry.resource, let env = try? ResourceEnvelope.parse(bytes),
                         env.resourceType == type

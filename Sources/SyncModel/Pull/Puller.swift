@@ -151,4 +151,23 @@ public final class Puller: Sendable {
         }
         return (prepared, rejected)
     }
+
+    /// GET a Bundle page; a 200 whose body is not a Bundle is retried a few times (a proxy
+    /// or a server under stress can send garbage) before failing the cycle.
+    func fetchPage(_ url: String, route: String) async throws -> (FHIRClient.Response, BundlePage) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let response = try await client.get(url)
+            guard response.status == 200 else { throw RemoteError.status(route: route, code: response.status) }
+            do {
+                return (response, try BundlePage.parse(response.body))
+            } catch {
+                guard attempt < 4 else {
+                    throw RemoteError.badResponse(route: route, reason: "page is not a Bundle: \(error)")
+                }
+                logger.warning("unusable page; refetching", metadata: ["route": "\(route)", "reason": "\(error)"])
+            }
+        }
+    }
 }
