@@ -132,3 +132,16 @@ public struct BundlePage: Sendable {
     }
     private struct Search: Decodable { var mode: String? }
 }
+
+extension BundlePage {
+    /// The first matched resource of `type` in a search Bundle, if any.
+    public static func firstResource(_ data: Data, type: String) -> Data? {
+        guard let page = try? parse(data) else { return nil }
+        for entry in page.entries where entry.searchMode == nil || entry.searchMode == "match" {
+            if let resource = entry.resource, (try? ResourceEnvelope.parse(resource))?.resourceType == type {
+                return resource
+            }
+        }
+        return nil
+    }
+}

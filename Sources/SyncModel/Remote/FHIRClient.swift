@@ -112,6 +112,19 @@ public final class FHIRClient: Sendable {
         _ pathOrURL: String, accept: String = "application/fhir+json", headers: [(String, String)] = [],
         maxBytes: Int = 64 << 20, sendCredentials: Bool = true, probe: Bool = false
     ) async throws(RemoteError) -> Response {
+        try await send(
+            "GET", pathOrURL, accept: accept, headers: headers, body: nil, maxBytes: maxBytes,
+            sendCredentials: sendCredentials, probe: probe)
+    }
+
+    /// Any request, with the retries of ``get(_:accept:headers:maxBytes:sendCredentials:probe:)``.
+    /// Only for requests that are safe to repeat: reads, and writes made idempotent by
+    /// their conditions (`If-None-Exist`, `If-Match`).
+    public func send(
+        _ method: String, _ pathOrURL: String, accept: String = "application/fhir+json",
+        headers: [(String, String)] = [], body: Data?, maxBytes: Int = 64 << 20, sendCredentials: Bool = true,
+        probe: Bool = false
+    ) async throws(RemoteError) -> Response {
         let target = url(pathOrURL)
         let route = route(target)
         let sameOrigin = Self.origin(of: target) == origin
@@ -126,7 +139,11 @@ public final class FHIRClient: Sendable {
             var reason: String
             do {
                 var request = HTTPClientRequest(url: target)
-                request.method = .GET
+                request.method = HTTPMethod(rawValue: method)
+                if let body {
+                    request.body = .bytes(ByteBuffer(bytes: body))
+                    request.headers.add(name: "Content-Type", value: "application/fhir+json")
+                }
                 request.headers.add(name: "Accept", value: accept)
                 request.headers.add(name: "Accept-Encoding", value: "gzip")
                 request.headers.add(name: "User-Agent", value: "ehr-sync/\(EHRSync.version)")

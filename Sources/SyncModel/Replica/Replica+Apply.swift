@@ -80,9 +80,29 @@ extension Replica {
     @discardableResult
     public func apply(prepared: [PreparedVersion], state: [String: String?] = [:]) throws(ReplicaError) -> ApplyOutcome
     {
+        let (outcome, patientsChanged) = try write { db in
+            let result = try store(prepared, db: db)
+            try writeState(state, db: db)
+            return result
+        }
+        indexPatients(patientsChanged)
+        return outcome
+    }
+
+    func indexPatients(_ changed: [PreparedVersion]) {
+        if !changed.isEmpty {
+            patients.withLock { index in
+                for p in changed { index.upsert(bid: p.bid, json: p.bytes) }
+            }
+        }
+    }
+
+    /// Stores prepared versions inside the caller's transaction; returns the outcome and the
+    /// Patients to re-index once it commits.
+    func store(_ prepared: [PreparedVersion], db: Database) throws -> (ApplyOutcome, [PreparedVersion]) {
         var outcome = ApplyOutcome()
         var patientsChanged: [PreparedVersion] = []
-        try write { db in
+        do {
             let select = try db.cachedStatement(
                 sql:
                     "SELECT row, version_id, last_updated, content_hash, deleted FROM resource WHERE type = ? AND bid = ?"
@@ -139,14 +159,8 @@ extension Replica {
                 }
                 if env.resourceType == "Patient" { patientsChanged.append(p) }
             }
-            try writeState(state, db: db)
         }
-        if !patientsChanged.isEmpty {
-            patients.withLock { index in
-                for p in patientsChanged { index.upsert(bid: p.bid, json: p.bytes) }
-            }
-        }
-        return outcome
+        return (outcome, patientsChanged)
     }
 
     /// What happened to a server deletion.

@@ -98,7 +98,13 @@ extension Replica {
     func tombstone(type: String, bid: Data, versionId: String?, lastUpdated: String?) throws(ReplicaError)
         -> DeletionOutcome
     {
-        try write { db in
+        try write { db in try tombstone(type: type, bid: bid, versionId: versionId, lastUpdated: lastUpdated, db: db) }
+    }
+
+    func tombstone(type: String, bid: Data, versionId: String?, lastUpdated: String?, db: Database) throws
+        -> DeletionOutcome
+    {
+        do {
             guard
                 let row = try Row.fetchOne(
                     db, sql: "SELECT row, version_id, deleted, body FROM resource WHERE type = ? AND bid = ?",

@@ -80,6 +80,35 @@ enum ReplicaSchema {
                     ALTER TABLE keyring ADD COLUMN recovery_dek BLOB;
                     """)
         }
+        migrator.registerMigration("v4-outbox") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE outbox (
+                        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                        type TEXT NOT NULL,
+                        bid BLOB NOT NULL,
+                        op TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        created_at TEXT NOT NULL,
+                        updated_at TEXT NOT NULL,
+                        body BLOB NOT NULL
+                    );
+                    CREATE INDEX outbox_by_target ON outbox (type, bid);
+                    CREATE INDEX outbox_by_state ON outbox (state, seq);
+                    CREATE TABLE local_id (
+                        type TEXT NOT NULL,
+                        bid BLOB NOT NULL,
+                        server_id BLOB NOT NULL,
+                        PRIMARY KEY (type, bid)
+                    );
+                    CREATE TABLE audit_log (
+                        seq INTEGER PRIMARY KEY,
+                        at TEXT NOT NULL,
+                        body BLOB NOT NULL,
+                        chain BLOB NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 }
