@@ -18,6 +18,8 @@ final class Daemon: Sendable {
     let replica: Replica
     let client: FHIRClient
     let puller: Puller
+    let reconciler: Reconciler
+    let localAPI = Mutex<LocalAPIServer?>(nil)
     let logger: Logger
     let health = Mutex(Health())
     let control = Mutex<ControlServer?>(nil)
@@ -30,6 +32,8 @@ final class Daemon: Sendable {
     let paused = Mutex(false)
     let metrics = SyncMetrics()
     let metricsServer = Mutex<MetricsServer?>(nil)
+    /// Set when the EHR was down: the next replay waits a random moment first.
+    let replayJitterDue = Mutex(false)
 
     /// Outcome history of the sync loop, for status.
     struct Health {
@@ -40,8 +44,9 @@ final class Daemon: Sendable {
 
     private init(
         config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller,
-        liveness: Liveness, monitor: OutageMonitor, logger: Logger
+        reconciler: Reconciler, liveness: Liveness, monitor: OutageMonitor, logger: Logger
     ) {
+        self.reconciler = reconciler
         self.monitor = monitor
         self.config = config
         self.keySource = keySource
@@ -112,9 +117,16 @@ final class Daemon: Sendable {
         let puller = Puller(
             client: client, replica: replica, settings: Puller.Settings(config), logger: logger,
             heartbeat: { liveness.beat() })
+        var replay = Reconciler.Settings()
+        replay.provenance = config.replay.provenance
+        replay.concurrency = config.replay.concurrency
+        replay.defaultPolicy = config.replay.policy
+        replay.policies = config.replay.policies
+        replay.device = "ehr-sync \(EHRSync.version) on \(ProcessInfo.processInfo.hostName)"
+        let reconciler = Reconciler(client: client, replica: replica, settings: replay, logger: logger)
         let daemon = Daemon(
-            config: config, keySource: source, replica: replica, client: client, puller: puller, liveness: liveness,
-            monitor: monitor, logger: logger)
+            config: config, keySource: source, replica: replica, client: client, puller: puller,
+            reconciler: reconciler, liveness: liveness, monitor: monitor, logger: logger)
         let resources = (try? replica.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
@@ -129,6 +141,14 @@ final class Daemon: Sendable {
             throw DaemonStartError(
                 message: "cannot listen on the control socket \(config.controlSocket) ([control] socket): \(error)",
                 exitCode: 74)
+        }
+        if let local = config.localAPI {
+            do {
+                try await daemon.startLocalAPI(local)
+            } catch {
+                await daemon.shutdown()
+                throw error
+            }
         }
         if let listen = config.metricsListen {
             do {
@@ -163,6 +183,7 @@ final class Daemon: Sendable {
         defer { health.withLock { $0.running = false } }
         do {
             try await puller.runCycle()
+            try await replayOutbox()
             health.withLock {
                 $0.consecutiveFailures = 0
                 $0.failingSince = nil
@@ -194,6 +215,7 @@ final class Daemon: Sendable {
                     probes += 1
                     if await probe() {
                         probes = 0
+                        replayJitterDue.withLock { $0 = true }
                     } else {
                         liveness.setIdle(true)
                         await wakeup.wait(.milliseconds(Int64(monitor.nextProbeDelay(attempt: probes) * 1000)))
@@ -240,6 +262,7 @@ final class Daemon: Sendable {
     }
 
     func shutdown() async {
+        if let server = localAPI.withLock({ $0 }) { await server.stop() }
         if let server = control.withLock({ $0 }) { await server.stop() }
         if let server = metricsServer.withLock({ $0 }) { await server.stop() }
         await client.shutdown()
@@ -264,7 +287,10 @@ final class Daemon: Sendable {
     /// Sets the metrics from the current status, before each scrape.
     func refreshMetrics() {
         guard let status = try? status() else { return }
-        metrics.update(from: status, http: client.stats, outboxDepth: 0, conflicts: 0)
+        metrics.update(
+            from: status, http: client.stats,
+            outboxDepth: status.outboxPending + status.outboxWaiting + status.outboxParked + status.conflicts,
+            conflicts: status.conflicts)
     }
 
     /// One line for systemd's STATUS=: state, records, data age.
@@ -273,6 +299,9 @@ final class Daemon: Sendable {
         var text = "\(status.state), \(status.resources) records"
         if let asOf = status.dataAsOf { text += ", data as of \(asOf)" }
         if status.heldChanges > 0 { text += ", \(status.heldChanges) held changes" }
+        let unsent = status.outboxPending + status.outboxWaiting + status.outboxParked
+        if unsent > 0 { text += ", \(unsent) local changes not yet on the EHR" }
+        if status.conflicts > 0 { text += ", \(status.conflicts) conflicts to review" }
         return text
     }
 
@@ -300,12 +329,18 @@ final class Daemon: Sendable {
                 total: known.count == progress.types.count && !known.isEmpty ? known.reduce(0, +) : nil,
                 types: progress.types)
         }
-        return StatusReport(
+        let outbox = try outboxStatus()
+        var report = StatusReport(
             state: state, resources: try replica.count(), initialSyncComplete: initialComplete,
             lastSyncAt: try replica.syncState("lastSyncAt"), dataAsOf: try replica.syncState("cursor"),
             failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
             lastError: progress.lastError, initialSync: initial, heldChanges: held.total,
             heldRegressions: held.regressions, heldMassDeletions: held.massDeletions,
             rejectedResources: progress.rejected, keySource: keySource.description)
+        report.outboxPending = outbox.pending
+        report.outboxWaiting = outbox.waiting
+        report.outboxParked = outbox.parked
+        report.conflicts = outbox.conflicts
+        return report
     }
 }

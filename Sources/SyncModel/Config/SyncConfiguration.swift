@@ -43,8 +43,36 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var overlap: Double = 120
     }
 
+    /// `[replay]`: how queued local changes go back to the EHR.
+    public struct Replay: Sendable, Equatable {
+        /// Write a FHIR Provenance next to each replayed change.
+        public var provenance = true
+        /// Changes in flight at once.
+        public var concurrency = 2
+        /// Longest random wait before replay starts once the EHR is back (spreads the load
+        /// of many practices returning at once).
+        public var startJitter: Double = 30
+        /// Policy for types not listed in ``policies``.
+        public var policy = ConflictPolicy.merge
+        /// Per-type policies (`[replay.policies]`).
+        public var policies: [String: ConflictPolicy] = [
+            "AllergyIntolerance": .manual, "MedicationRequest": .manual,
+        ]
+    }
+
+    /// `[local_api]`: the practice-side FHIR endpoint.
+    public struct LocalAPI: Sendable, Equatable {
+        /// `host:port`; loopback by default.
+        public var listen = "127.0.0.1:8090"
+        /// Credentials file: one `author token` pair a line (root- or service-owned, 0600/0400).
+        public var tokenFile: String
+    }
+
     public var ehr: EHR
     public var sync = Sync()
+    public var replay = Replay()
+    /// Absent: no local endpoint.
+    public var localAPI: LocalAPI?
     public var stateDirectory: String
     /// nil: the systemd credential `$CREDENTIALS_DIRECTORY/replica-key`.
     public var keyFile: String?
@@ -72,7 +100,7 @@ public struct SyncConfiguration: Sendable, Equatable {
     /// Parses configuration text; `file` names it in error messages.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> SyncConfiguration {
         let root = try TOMLReader(text: text, file: file)
-        try root.allowOnly(["ehr", "sync", "replica", "key", "control", "metrics"])
+        try root.allowOnly(["ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api"])
 
         let ehrTable = try root.requiredTable("ehr")
         try ehrTable.allowOnly([
@@ -160,6 +188,51 @@ public struct SyncConfiguration: Sendable, Equatable {
             s.massDeleteFloor = try sync.integer("mass_delete_floor", in: 0...Int.max) ?? s.massDeleteFloor
             s.overlap = try sync.number("overlap", in: 0...86_400) ?? s.overlap
             config.sync = s
+        }
+        if let replay = try root.table("replay") {
+            try replay.allowOnly(["provenance", "concurrency", "start_jitter", "policy", "policies"])
+            var r = Replay()
+            r.provenance = try replay.bool("provenance") ?? r.provenance
+            r.concurrency = try replay.integer("concurrency", in: 1...64) ?? r.concurrency
+            r.startJitter = try replay.number("start_jitter", in: 0...3600) ?? r.startJitter
+            func policy(_ table: TOMLReader, _ key: String) throws(ConfigError) -> ConflictPolicy? {
+                guard let text = try table.string(key) else { return nil }
+                guard let value = ConflictPolicy(rawValue: text) else {
+                    throw ConfigError(
+                        file: file, key: table.keyName(key),
+                        message:
+                            "expected one of \(ConflictPolicy.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(text)\""
+                    )
+                }
+                return value
+            }
+            r.policy = try policy(replay, "policy") ?? r.policy
+            if let table = try replay.table("policies") {
+                var policies: [String: ConflictPolicy] = [:]
+                for type in table.keys {
+                    guard FHIRID.isValidType(type) else {
+                        throw ConfigError(
+                            file: file, key: table.keyName(type),
+                            message: "\"\(type)\" is not a FHIR resource type name")
+                    }
+                    policies[type] = try policy(table, type)
+                }
+                r.policies = policies
+            }
+            config.replay = r
+        }
+        if let local = try root.table("local_api") {
+            try local.allowOnly(["listen", "token_file"])
+            var api = LocalAPI(tokenFile: try local.requiredString("token_file"))
+            if let listen = try local.string("listen") {
+                do {
+                    _ = try MetricsServer.parseListen(listen)
+                } catch {
+                    throw ConfigError(file: file, key: "[local_api] listen", message: "\(error)")
+                }
+                api.listen = listen
+            }
+            config.localAPI = api
         }
         return config
     }

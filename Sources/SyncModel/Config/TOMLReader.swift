@@ -76,6 +76,15 @@ struct TOMLReader {
         return s
     }
 
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let b = value.bool else { throw fail(key, "expected true or false, got \(describe(value))") }
+        return b
+    }
+
+    /// The table's keys, for tables keyed by data (e.g. resource types).
+    var keys: [String] { table.keys.sorted() }
+
     func requiredString(_ key: String) throws(ConfigError) -> String {
         guard let s = try string(key) else { throw fail(key, "missing (expected a string)") }
         return s

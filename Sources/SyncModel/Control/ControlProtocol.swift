@@ -25,11 +25,18 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var verify: VerifyReport?
     /// Shown once by `syncctl key backup`.
     public var recoveryKey: String?
+    /// `syncctl outbox` and `syncctl conflicts`.
+    public var outbox: [OutboxItem]?
+    /// `syncctl conflicts show ID`.
+    public var conflict: ConflictDetail?
 
     public init(
         ok: Bool, error: String? = nil, message: String? = nil, status: StatusReport? = nil, held: [HeldChange]? = nil,
-        verify: VerifyReport? = nil, recoveryKey: String? = nil
+        verify: VerifyReport? = nil, recoveryKey: String? = nil, outbox: [OutboxItem]? = nil,
+        conflict: ConflictDetail? = nil
     ) {
+        self.outbox = outbox
+        self.conflict = conflict
         self.ok = ok
         self.error = error
         self.message = message
@@ -65,6 +72,12 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var rejectedResources: Int
     public var keySource: String
     public var version: String
+    /// Local changes not yet on the EHR: to send, waiting on another change, rejected
+    /// (parked), and in the conflict review queue.
+    public var outboxPending: Int = 0
+    public var outboxWaiting: Int = 0
+    public var outboxParked: Int = 0
+    public var conflicts: Int = 0
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -105,6 +118,29 @@ public struct StatusReport: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
+        case outboxPending, outboxWaiting, outboxParked, conflicts
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        state = try c.decode(String.self, forKey: .state)
+        resources = try c.decode(Int.self, forKey: .resources)
+        initialSyncComplete = try c.decode(Bool.self, forKey: .initialSyncComplete)
+        lastSyncAt = try c.decodeIfPresent(String.self, forKey: .lastSyncAt)
+        dataAsOf = try c.decodeIfPresent(String.self, forKey: .dataAsOf)
+        failingSince = try c.decodeIfPresent(String.self, forKey: .failingSince)
+        lastError = try c.decodeIfPresent(String.self, forKey: .lastError)
+        initialSync = try c.decodeIfPresent(InitialSyncProgress.self, forKey: .initialSync)
+        heldChanges = try c.decode(Int.self, forKey: .heldChanges)
+        heldRegressions = try c.decode(Int.self, forKey: .heldRegressions)
+        heldMassDeletions = try c.decode(Int.self, forKey: .heldMassDeletions)
+        rejectedResources = try c.decode(Int.self, forKey: .rejectedResources)
+        keySource = try c.decode(String.self, forKey: .keySource)
+        version = try c.decode(String.self, forKey: .version)
+        outboxPending = try c.decodeIfPresent(Int.self, forKey: .outboxPending) ?? 0
+        outboxWaiting = try c.decodeIfPresent(Int.self, forKey: .outboxWaiting) ?? 0
+        outboxParked = try c.decodeIfPresent(Int.self, forKey: .outboxParked) ?? 0
+        conflicts = try c.decodeIfPresent(Int.self, forKey: .conflicts) ?? 0
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -125,6 +161,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(rejectedResources, forKey: .rejectedResources)
         try c.encode(keySource, forKey: .keySource)
         try c.encode(version, forKey: .version)
+        try c.encode(outboxPending, forKey: .outboxPending)
+        try c.encode(outboxWaiting, forKey: .outboxWaiting)
+        try c.encode(outboxParked, forKey: .outboxParked)
+        try c.encode(conflicts, forKey: .conflicts)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
@@ -132,7 +172,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         switch state {
         case "outage": return 2
         case "degraded", "recovering", "initial-sync", "starting", "paused": return 1
-        default: return heldChanges > 0 || rejectedResources > 0 ? 1 : 0
+        default: return heldChanges > 0 || rejectedResources > 0 || outboxParked > 0 || conflicts > 0 ? 1 : 0
         }
     }
 }

@@ -11,6 +11,8 @@ public struct ServerCapabilities: Sendable, Equatable {
     /// `Group/[id]/$export`.
     public var groupExport = false
     public var fhirVersion: String?
+    /// Types for which the server says it honours `If-None-Exist` (`conditionalCreate`).
+    public var conditionalCreateTypes: Set<String> = []
 
     public init() {}
 
@@ -69,6 +71,7 @@ public struct ServerCapabilities: Sendable, Equatable {
                 guard let type = resource["type"] as? String else { continue }
                 let codes = (resource["interaction"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
                 if codes.contains("search-type") { caps.searchableTypes.insert(type) }
+                if resource["conditionalCreate"] as? Bool == true { caps.conditionalCreateTypes.insert(type) }
                 if type == "Group", (resource["operation"] as? [[String: Any]] ?? []).contains(where: Self.isExport) {
                     caps.groupExport = true
                 }

@@ -37,6 +37,8 @@ public final class Reconciler: Sendable {
         public var conflicts = 0
         public var discarded = 0
         public var waiting = 0
+
+        public init() {}
     }
 
     enum Step: Sendable {
@@ -240,7 +242,8 @@ public final class Reconciler: Sendable {
             body: JSONValue.object(local).data())
         switch ReplayResponse.classify(response.status) {
         case .written:
-            try complete(entry, response: response.body, status: response.status, headers: response.headers, deleted: false)
+            try complete(
+                entry, response: response.body, status: response.status, headers: response.headers, deleted: false)
             await provenance(entry, serverID: serverID, headers: response.headers)
             return .done
         case .versionChanged, .gone:
@@ -293,7 +296,9 @@ public final class Reconciler: Sendable {
             let mine = local.objectValue.map { JSONValue.object(ResourceEdits.withoutMeta($0)) } ?? .null
             if mine == remote {
                 // Already on the server (a replay whose answer was lost, or the same edit made twice).
-                try complete(entry, response: response.status == 200 ? response.body : nil, status: 200, headers: [:], deleted: remote == .null, serverID: serverID, version: remoteVersion)
+                try complete(
+                    entry, response: response.status == 200 ? response.body : nil, status: 200, headers: [:],
+                    deleted: remote == .null, serverID: serverID, version: remoteVersion)
                 return .done
             }
             let decision: JSONValue?
@@ -320,10 +325,14 @@ public final class Reconciler: Sendable {
                 }
             }
             guard let decision else {
-                return try conflict(entry, remote: response.status == 200 ? response.body : nil, version: remoteVersion, deleted: remote == .null, conflicts: conflicts)
+                return try conflict(
+                    entry, remote: response.status == 200 ? response.body : nil, version: remoteVersion,
+                    deleted: remote == .null, conflicts: conflicts)
             }
             if decision == remote {
-                try complete(entry, response: response.status == 200 ? response.body : nil, status: 200, headers: [:], deleted: remote == .null, serverID: serverID, version: remoteVersion)
+                try complete(
+                    entry, response: response.status == 200 ? response.body : nil, status: 200, headers: [:],
+                    deleted: remote == .null, serverID: serverID, version: remoteVersion)
                 return .done
             }
             let step: Step?
@@ -332,7 +341,8 @@ public final class Reconciler: Sendable {
             } else {
                 var object = decision.objectValue ?? JSONObject()
                 object["id"] = .string(serverID)
-                step = try await write(entry, .object(object), serverID: serverID, ifMatch: remote == .null ? nil : remoteVersion)
+                step = try await write(
+                    entry, .object(object), serverID: serverID, ifMatch: remote == .null ? nil : remoteVersion)
             }
             if let step { return step }
             // The server moved again between our read and write: read again.
@@ -341,14 +351,18 @@ public final class Reconciler: Sendable {
     }
 
     /// PUT; nil when the version moved on again.
-    private func write(_ entry: OutboxEntry, _ content: JSONValue, serverID: String, ifMatch: String?) async throws -> Step? {
+    private func write(_ entry: OutboxEntry, _ content: JSONValue, serverID: String, ifMatch: String?) async throws
+        -> Step?
+    {
         let type = entry.resourceType
         var headers = [("Prefer", "return=representation")]
         if let ifMatch { headers.append(("If-Match", "W/\"\(ifMatch)\"")) }
         let response = try await client.send("PUT", "\(type)/\(serverID)", headers: headers, body: content.data())
         switch ReplayResponse.classify(response.status) {
         case .written:
-            try complete(entry, response: response.body, status: response.status, headers: response.headers, deleted: false, serverID: serverID)
+            try complete(
+                entry, response: response.body, status: response.status, headers: response.headers, deleted: false,
+                serverID: serverID)
             await provenance(entry, serverID: serverID, headers: response.headers)
             return .done
         case .versionChanged, .gone:
@@ -366,7 +380,9 @@ public final class Reconciler: Sendable {
         let response = try await client.send("DELETE", "\(type)/\(serverID)", headers: headers, body: nil)
         switch ReplayResponse.classify(response.status) {
         case .written, .gone:
-            try complete(entry, response: nil, status: response.status, headers: response.headers, deleted: true, serverID: serverID)
+            try complete(
+                entry, response: nil, status: response.status, headers: response.headers, deleted: true,
+                serverID: serverID)
             await provenance(entry, serverID: serverID, headers: [:])
             return .done
         case .versionChanged:
@@ -401,8 +417,12 @@ public final class Reconciler: Sendable {
             ?? headers["etag"].flatMap(Self.parseETag)
         try replica.completeEntry(
             entry, serverID: serverID, resultVersion: version, result: deleted ? nil : prepared, deleted: deleted)
-        logger.info(
-            "replayed", metadata: ["entry": "\(entry.seq)", "type": "\(entry.resourceType)", "op": "\(entry.operation.rawValue)", "status": "\(status)"])
+        logger.debug(
+            "replayed",
+            metadata: [
+                "entry": "\(entry.seq)", "type": "\(entry.resourceType)", "op": "\(entry.operation.rawValue)",
+                "status": "\(status)",
+            ])
         return serverID
     }
 
@@ -418,7 +438,9 @@ public final class Reconciler: Sendable {
         return .parked
     }
 
-    func conflict(_ entry: OutboxEntry, remote: Data?, version: String?, deleted: Bool, conflicts: [MergeConflict]) throws -> Step {
+    func conflict(_ entry: OutboxEntry, remote: Data?, version: String?, deleted: Bool, conflicts: [MergeConflict])
+        throws -> Step
+    {
         var payload = entry.payload
         payload.remote = remote
         payload.remoteVersion = version
@@ -435,7 +457,8 @@ public final class Reconciler: Sendable {
         var payload = entry.payload
         payload.reason = reason
         try replica.updateEntry(entry, state: .discarded, payload: payload)
-        logger.notice("local change discarded by policy", metadata: ["entry": "\(entry.seq)", "type": "\(entry.resourceType)"])
+        logger.notice(
+            "local change discarded by policy", metadata: ["entry": "\(entry.seq)", "type": "\(entry.resourceType)"])
         return .discarded
     }
 
@@ -445,18 +468,20 @@ public final class Reconciler: Sendable {
         guard settings.provenance, entry.resourceType != "Provenance" else { return }
         let version = headers["etag"].flatMap(Self.parseETag)
         let target = "\(entry.resourceType)/\(serverID)" + (version.map { "/_history/\($0)" } ?? "")
-        let activity = switch entry.operation {
-        case .create: "CREATE"
-        case .update: "UPDATE"
-        case .delete: "DELETE"
-        }
+        let activity =
+            switch entry.operation {
+            case .create: "CREATE"
+            case .update: "UPDATE"
+            case .delete: "DELETE"
+            }
         let record = ProvenanceRecord.make(
             target: target, activity: activity, author: entry.payload.author, localTime: entry.payload.localTime,
             device: settings.device)
         do {
             let response = try await client.send("POST", "Provenance", body: record.data())
             if !(200..<300).contains(response.status) {
-                logger.warning("provenance not written", metadata: ["entry": "\(entry.seq)", "status": "\(response.status)"])
+                logger.warning(
+                    "provenance not written", metadata: ["entry": "\(entry.seq)", "status": "\(response.status)"])
             }
         } catch {
             logger.warning("provenance not written", metadata: ["entry": "\(entry.seq)", "reason": "\(error)"])

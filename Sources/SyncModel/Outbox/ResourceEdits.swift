@@ -87,7 +87,8 @@ public enum ResourceEdits {
     public static func clientIdentifierQuery(resourceType: String, value: String, forURL: Bool) -> String {
         var token = "\(clientIdentifierSystem)|\(value)"
         if forURL {
-            token = token.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: ":-._")))
+            token =
+                token.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: ":-._")))
                 ?? token
         }
         return typesWithoutIdentifier.contains(resourceType) ? "_tag=\(token)" : "identifier=\(token)"

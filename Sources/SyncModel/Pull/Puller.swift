@@ -87,7 +87,7 @@ public final class Puller: Sendable {
     }
 
     /// The server's capabilities, fetched once per process.
-    func capabilities() async throws -> ServerCapabilities {
+    public func capabilities() async throws -> ServerCapabilities {
         if let caps = capabilitiesBox.withLock({ $0 }) { return caps }
         let response = try await client.get("metadata")
         guard response.status == 200 else { throw RemoteError.status(route: "metadata", code: response.status) }

@@ -241,7 +241,9 @@ extension Replica {
 
     func serverID(ofLocal type: String, _ localID: String, db: Database) throws -> String? {
         let bid = blind(type: type, id: localID)
-        guard let sealed = try Data.fetchOne(db, sql: "SELECT server_id FROM local_id WHERE type = ? AND bid = ?", arguments: [type, bid])
+        guard
+            let sealed = try Data.fetchOne(
+                db, sql: "SELECT server_id FROM local_id WHERE type = ? AND bid = ?", arguments: [type, bid])
         else { return nil }
         guard let plain = keys.open(sealed, context: Self.localIDContext(type, bid)) else {
             throw ReplicaError.corruptState("local id map")

@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import SyncModel
+
+/// The clinician → server path in the shell: the local API feeds the outbox; after each
+/// successful pull the outbox is replayed.
+extension Daemon {
+    func startLocalAPI(_ local: SyncConfiguration.LocalAPI) async throws(DaemonStartError) {
+        let credentials: LocalCredentials
+        do {
+            credentials = try LocalCredentials.load(path: local.tokenFile)
+        } catch {
+            throw DaemonStartError(message: "[local_api] token_file: \(error.description)", exitCode: 77)
+        }
+        let (host, port): (String, Int)
+        do {
+            (host, port) = try MetricsServer.parseListen(local.listen)
+        } catch {
+            throw DaemonStartError(message: "[local_api] listen: \(error)", exitCode: 78)
+        }
+        let reconciler = self.reconciler
+        let replica = self.replica
+        let wakeup = self.wakeup
+        let handlers = LocalAPIHandlers(
+            enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
+            read: { type, id throws(ReplicaError) in try replica.localView(type: type, id: id) },
+            dataAsOf: { try? replica.syncState("cursor") },
+            queued: { wakeup.wake() })
+        do {
+            let server = try await LocalAPIServer.start(
+                host: host, port: port, credentials: credentials, maxBodyBytes: config.ehr.maxResourceBytes,
+                handlers: handlers, logger: logger)
+            localAPI.withLock { $0 = server }
+        } catch {
+            throw DaemonStartError(
+                message: "cannot listen on \(local.listen) ([local_api] listen): \(error)", exitCode: 74)
+        }
+    }
+
+    /// Replays pending local changes. The first replay after an outage waits a random
+    /// moment first (`[replay] start_jitter`), so practices coming back together do not
+    /// all write at once.
+    func replayOutbox() async throws {
+        let counts = try replica.outboxCounts()
+        guard (counts[.pending] ?? 0) > 0 else { return }
+        if replayJitterDue.withLock({ due in
+            defer { due = false }
+            return due
+        }), config.replay.startJitter > 0 {
+            let wait = Double.random(in: 0...config.replay.startJitter)
+            logger.info("replay starts after a random wait", metadata: ["wait_s": "\(String(format: "%.1f", wait))"])
+            try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
+        }
+        let caps = try await puller.capabilities()
+        logger.notice("replay started", metadata: ["pending": "\(counts[.pending] ?? 0)"])
+        let started = ContinuousClock.now
+        let outcome = try await reconciler.replay(conditionalCreate: { caps.conditionalCreateTypes.contains($0) })
+        let elapsed = started.duration(to: .now)
+        if outcome != Reconciler.PassOutcome() {
+            logger.notice(
+                "replay pass",
+                metadata: [
+                    "elapsed_s":
+                        "\(String(format: "%.3f", Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))",
+                    "done": "\(outcome.done)", "parked": "\(outcome.parked)", "conflicts": "\(outcome.conflicts)",
+                    "discarded": "\(outcome.discarded)", "waiting": "\(outcome.waiting)",
+                ])
+        }
+    }
+
+    struct OutboxStatus {
+        var pending = 0
+        var waiting = 0
+        var parked = 0
+        var conflicts = 0
+    }
+
+    func outboxStatus() throws -> OutboxStatus {
+        let counts = try replica.outboxCounts()
+        var status = OutboxStatus(
+            pending: counts[.pending] ?? 0, parked: counts[.parked] ?? 0, conflicts: counts[.conflict] ?? 0)
+        if status.pending > 0 {
+            status.waiting = try reconciler.plan().plan.waiting.count
+            status.pending -= status.waiting
+        }
+        return status
+    }
+}

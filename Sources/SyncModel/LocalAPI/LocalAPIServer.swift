@@ -1,0 +1,241 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+public import Logging
+import NIOCore
+
+/// What the local API needs from the daemon.
+public struct LocalAPIHandlers: Sendable {
+    /// Queues a change durably (returns after the commit).
+    public var enqueue: @Sendable (LocalChange) throws(OutboxError) -> QueuedChange
+    /// The local view of one resource.
+    public var read: @Sendable (_ type: String, _ id: String) throws(ReplicaError) -> LocalView
+    /// Server time the replica is complete up to, for the freshness header.
+    public var dataAsOf: @Sendable () -> String?
+    /// Called after a change was queued (to start replay when the EHR is up).
+    public var queued: @Sendable () -> Void
+
+    public init(
+        enqueue: @escaping @Sendable (LocalChange) throws(OutboxError) -> QueuedChange,
+        read: @escaping @Sendable (String, String) throws(ReplicaError) -> LocalView,
+        dataAsOf: @escaping @Sendable () -> String?, queued: @escaping @Sendable () -> Void
+    ) {
+        self.enqueue = enqueue
+        self.read = read
+        self.dataAsOf = dataAsOf
+        self.queued = queued
+    }
+}
+
+/// The practice-side FHIR endpoint (Hummingbird): reads from the replica's local view, and
+/// `POST`/`PUT`/`DELETE` into the outbox, online or not. A write is answered only once it is
+/// committed durably. Every request needs a bearer token from ``LocalCredentials``.
+///
+/// Every response carries `X-Data-As-Of`: the server time the mirrored data is complete up to.
+public final class LocalAPIServer: Sendable {
+    /// Header naming the data's age.
+    public static let freshnessHeader = "X-Data-As-Of"
+    /// Header naming the outbox entry a write went into.
+    public static let entryHeader = "X-Outbox-Entry"
+
+    public let port: Int
+    private let task: Task<Void, any Error>
+
+    private init(port: Int, task: Task<Void, any Error>) {
+        self.port = port
+        self.task = task
+    }
+
+    /// Starts listening on `host:port` (loopback); returns once bound.
+    public static func start(
+        host: String, port: Int, credentials: LocalCredentials, maxBodyBytes: Int, handlers: LocalAPIHandlers,
+        logger: Logger
+    ) async throws -> LocalAPIServer {
+        let router = Router()
+        let api = Routes(credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
+        api.register(on: router)
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .warning)
+        let (stream, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "ehr-sync"),
+            onServerRunning: { channel in
+                continuation.yield(.success(channel.localAddress?.port ?? port))
+            },
+            logger: quiet)
+        let task = Task {
+            do {
+                try await app.run()
+            } catch {
+                continuation.yield(.failure(error))
+                throw error
+            }
+            continuation.finish()
+        }
+        for await result in stream {
+            switch result {
+            case .success(let bound):
+                logger.info("local API", metadata: ["listen": "\(host):\(bound)"])
+                return LocalAPIServer(port: bound, task: task)
+            case .failure(let error):
+                throw error
+            }
+        }
+        throw CancellationError()
+    }
+
+    public func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+}
+
+/// The routes, with their checks. Errors are OperationOutcomes without record content.
+struct Routes: Sendable {
+    let credentials: LocalCredentials
+    let maxBodyBytes: Int
+    let handlers: LocalAPIHandlers
+    let logger: Logger
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("fhir/metadata") { request, _ in
+            guard author(request) != nil else { return unauthorized() }
+            return respond(.ok, json: Self.capabilityStatement)
+        }
+        router.get("fhir/{type}/{id}") { request, context in
+            guard author(request) != nil else { return unauthorized() }
+            let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
+            guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
+                return outcome(.badRequest, "invalid", "not a resource type and id")
+            }
+            do {
+                switch try handlers.read(type, id) {
+                case .pending(let body, let seq, _):
+                    return respond(.ok, json: body, extra: [(LocalAPIServer.entryHeader, "\(seq)")])
+                case .server(let stored):
+                    var extra: [(String, String)] = []
+                    if let v = stored.versionId { extra.append(("ETag", "W/\"\(v)\"")) }
+                    return respond(.ok, json: stored.json, extra: extra)
+                case .deletedLocally:
+                    return outcome(.gone, "deleted", "deleted locally; the deletion is queued for the EHR")
+                case .notFound:
+                    return outcome(.notFound, "not-found", "no \(type) with that id in the local copy")
+                }
+            } catch {
+                logger.error("local read failed", metadata: ["type": "\(type)", "reason": "\(error)"])
+                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+            }
+        }
+        router.post("fhir/{type}") { request, context in
+            try await write(request, context, operation: .create)
+        }
+        router.put("fhir/{type}/{id}") { request, context in
+            try await write(request, context, operation: .update)
+        }
+        router.delete("fhir/{type}/{id}") { request, context in
+            try await write(request, context, operation: .delete)
+        }
+    }
+
+    func write(_ request: Request, _ context: BasicRequestContext, operation: OutboxOperation) async throws
+        -> Response
+    {
+        guard let author = author(request) else { return unauthorized() }
+        let type = context.parameters.get("type") ?? ""
+        let id = context.parameters.get("id")
+        guard FHIRID.isValidType(type) else { return outcome(.badRequest, "invalid", "not a resource type") }
+        var body: Data?
+        if operation != .delete {
+            let contentType = request.headers[.contentType] ?? ""
+            guard contentType.isEmpty || contentType.contains("json") else {
+                return outcome(.unsupportedMediaType, "not-supported", "send application/fhir+json")
+            }
+            do {
+                body = Data(buffer: try await request.body.collect(upTo: maxBodyBytes))
+            } catch {
+                return outcome(.contentTooLarge, "too-costly", "the resource is larger than \(maxBodyBytes) bytes")
+            }
+        }
+        do {
+            let queued = try handlers.enqueue(
+                LocalChange(operation: operation, resourceType: type, id: id, resource: body, author: author))
+            handlers.queued()
+            logger.info(
+                "local change queued",
+                metadata: ["entry": "\(queued.seq)", "type": "\(type)", "op": "\(operation.rawValue)"])
+            var extra = [(LocalAPIServer.entryHeader, "\(queued.seq)")]
+            switch operation {
+            case .create:
+                extra.append(("Location", "/fhir/\(type)/\(queued.localID)"))
+                return respond(.created, json: queued.resource ?? Data(), extra: extra)
+            case .update:
+                return respond(.ok, json: queued.resource ?? Data(), extra: extra)
+            case .delete:
+                return respond(.noContent, json: nil, extra: extra)
+            }
+        } catch {
+            switch error {
+            case .invalid(let reason): return outcome(.badRequest, "invalid", reason)
+            case .notFound: return outcome(.notFound, "not-found", error.description)
+            case .gone: return outcome(.gone, "deleted", error.description)
+            case .noSuchEntry, .wrongState: return outcome(.conflict, "conflict", error.description)
+            case .replica(let inner):
+                logger.error("local write failed", metadata: ["type": "\(type)", "reason": "\(inner)"])
+                return outcome(.internalServerError, "exception", "the change was not saved: \(inner)")
+            }
+        }
+    }
+
+    func author(_ request: Request) -> String? {
+        credentials.author(forAuthorization: request.headers[.authorization])
+    }
+
+    func unauthorized() -> Response {
+        var response = outcome(.unauthorized, "login", "a bearer token from the local API credentials is required")
+        response.headers[.wwwAuthenticate] = "Bearer realm=\"ehr-sync\""
+        return response
+    }
+
+    func respond(_ status: HTTPResponse.Status, json: Data?, extra: [(String, String)] = []) -> Response {
+        var headers = HTTPFields()
+        if json != nil { headers[.contentType] = "application/fhir+json; charset=utf-8" }
+        headers[.cacheControl] = "no-store"
+        if let asOf = handlers.dataAsOf(), let name = HTTPField.Name(LocalAPIServer.freshnessHeader) {
+            headers[name] = asOf
+        }
+        for (name, value) in extra {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        let body = json.map { ResponseBody(byteBuffer: ByteBuffer(bytes: $0)) } ?? ResponseBody()
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    func outcome(_ status: HTTPResponse.Status, _ code: String, _ text: String) -> Response {
+        let value: JSONValue = [
+            "resourceType": "OperationOutcome",
+            "issue": [["severity": "error", "code": .string(code), "diagnostics": .string(text)]],
+        ]
+        return respond(status, json: value.data())
+    }
+
+    static let capabilityStatement: Data = {
+        let value: JSONValue = [
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["application/fhir+json"],
+            "software": ["name": "ehr-sync", "version": .string(EHRSync.version)],
+            "rest": [
+                [
+                    "mode": "server",
+                    "documentation": "Local copy of the practice's records; writes are queued for the EHR.",
+                    "interaction": [],
+                    "resource": [],
+                ]
+            ],
+        ]
+        return value.data()
+    }()
+}

@@ -1,0 +1,97 @@
+import Crypto
+import Foundation
+import GRDB
+
+/// One line of the audit trail: who did what, when, to which record (sealed on disk).
+public struct AuditRecord: Codable, Sendable, Equatable {
+    public var at: String
+    /// The account or credential (`uid 1000`, a local API author, a staff account).
+    public var actor: String
+    /// What was done, e.g. `conflict-resolve`, `outbox-retry`, `local-write`.
+    public var action: String
+    /// The record concerned, as `Type/id`, when there is one.
+    public var target: String?
+    public var detail: String?
+
+    public init(at: String, actor: String, action: String, target: String? = nil, detail: String? = nil) {
+        self.at = at
+        self.actor = actor
+        self.action = action
+        self.target = target
+        self.detail = detail
+    }
+}
+
+/// The audit trail: append-only, each line sealed and chained to the one before with an
+/// HMAC (key derived from the DEK), so an edited, removed or reordered line breaks the chain.
+extension Replica {
+    func appendAudit(_ record: AuditRecord, db: Database) throws {
+        let last = try Row.fetchOne(db, sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let seq: Int64 = (last?[0] as Int64? ?? 0) + 1
+        let previous: Data = last?[1] ?? Data(repeating: 0, count: 32)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let sealed = try keys.seal(try encoder.encode(record), context: Data("a1|\(seq)".utf8))
+        try db.execute(
+            sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)",
+            arguments: [seq, record.at, sealed, chainLink(previous: previous, seq: seq, at: record.at, body: sealed)])
+    }
+
+    /// Appends one record in its own transaction.
+    public func audit(_ record: AuditRecord) throws(ReplicaError) {
+        try write { db in try appendAudit(record, db: db) }
+    }
+
+    func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {
+        var mac = HMAC<SHA256>(key: keys.hashing)
+        mac.update(data: Data("audit|".utf8))
+        mac.update(data: previous)
+        mac.update(data: Data("|\(seq)|\(at)|".utf8))
+        mac.update(data: body)
+        return Data(mac.finalize())
+    }
+
+    /// Checks the whole chain; returns the number of records, or the first broken line.
+    public func verifyAudit() throws(ReplicaError) -> Result<Int, AuditBreak> {
+        try read { db in
+            var previous = Data(repeating: 0, count: 32)
+            var expected: Int64 = 1
+            let cursor = try Row.fetchCursor(db, sql: "SELECT seq, at, body, chain FROM audit_log ORDER BY seq")
+            while let row = try cursor.next() {
+                let seq: Int64 = row[0]
+                guard seq == expected else { return .failure(AuditBreak(seq: expected, reason: "line missing")) }
+                let body: Data = row[2]
+                let chain: Data = row[3]
+                guard chainLink(previous: previous, seq: seq, at: row[1], body: body) == chain,
+                    keys.open(body, context: Data("a1|\(seq)".utf8)) != nil
+                else { return .failure(AuditBreak(seq: seq, reason: "line altered")) }
+                previous = chain
+                expected += 1
+            }
+            return .success(Int(expected - 1))
+        }
+    }
+
+    /// Audit records in order (newest last), optionally since an instant.
+    public func auditRecords(since: String? = nil) throws(ReplicaError) -> [AuditRecord] {
+        try read { db in
+            var result: [AuditRecord] = []
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT seq, body FROM audit_log WHERE at >= ? ORDER BY seq", arguments: [since ?? ""])
+            for row in rows {
+                let seq: Int64 = row[0]
+                guard let plain = keys.open(row[1], context: Data("a1|\(seq)".utf8)),
+                    let record = try? JSONDecoder().decode(AuditRecord.self, from: plain)
+                else { throw ReplicaError.corruptState("audit line \(seq)") }
+                result.append(record)
+            }
+            return result
+        }
+    }
+}
+
+/// Where the audit chain breaks.
+public struct AuditBreak: Error, Sendable, Equatable {
+    public var seq: Int64
+    public var reason: String
+}
