@@ -40,6 +40,14 @@ extension StatusReport {
         if rejectedResources > 0 {
             lines.append(("Skipped", "\(rejectedResources) unusable records from the EHR (see logs)"))
         }
+        if outboxPending + outboxWaiting + outboxParked > 0 {
+            var parts: [String] = []
+            if outboxPending > 0 { parts.append("\(outboxPending) to send") }
+            if outboxWaiting > 0 { parts.append("\(outboxWaiting) waiting") }
+            if outboxParked > 0 { parts.append("\(outboxParked) rejected") }
+            lines.append(("Local changes", parts.joined(separator: ", ") + " (syncctl outbox)"))
+        }
+        if conflicts > 0 { lines.append(("Conflicts", "\(conflicts) to review (syncctl conflicts)")) }
         if let error = lastError, state != "online" { lines.append(("Last error", error)) }
         lines.append(("Key", keySource))
         let width = lines.map(\.0.count).max() ?? 0
