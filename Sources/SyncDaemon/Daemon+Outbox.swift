@@ -24,6 +24,8 @@ extension Daemon {
         let handlers = LocalAPIHandlers(
             enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
             read: { type, id throws(ReplicaError) in try replica.localView(type: type, id: id) },
+            search: { request throws(ReplicaError) in try replica.search(request) },
+            everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
             dataAsOf: { try? replica.syncState("cursor") },
             queued: { wakeup.wake() })
         do {

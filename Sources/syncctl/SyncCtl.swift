@@ -14,7 +14,7 @@ struct SyncCtl: AsyncParsableCommand {
         version: EHRSync.version,
         subcommands: [
             StatusCommand.self, PauseCommand.self, ResumeCommand.self, SyncNowCommand.self, HeldCommand.self,
-            VerifyCommand.self, KeyCommand.self, ConfigCommand.self,
+            OutboxCommand.self, ConflictsCommand.self, VerifyCommand.self, KeyCommand.self, ConfigCommand.self,
         ])
 
     /// Declared here so `syncctl --socket PATH status` works; subcommands read the same group.

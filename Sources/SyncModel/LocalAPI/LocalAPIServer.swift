@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import HTTPTypes
 import Hummingbird
 public import Logging
@@ -14,14 +14,22 @@ public struct LocalAPIHandlers: Sendable {
     public var dataAsOf: @Sendable () -> String?
     /// Called after a change was queued (to start replay when the EHR is up).
     public var queued: @Sendable () -> Void
+    /// A search on the local view.
+    public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage
+    /// `Patient/[id]/$everything` on the local view; nil for an unknown patient.
+    public var everything: @Sendable (String) throws(ReplicaError) -> [Data]?
 
     public init(
         enqueue: @escaping @Sendable (LocalChange) throws(OutboxError) -> QueuedChange,
         read: @escaping @Sendable (String, String) throws(ReplicaError) -> LocalView,
+        search: @escaping @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage,
+        everything: @escaping @Sendable (String) throws(ReplicaError) -> [Data]?,
         dataAsOf: @escaping @Sendable () -> String?, queued: @escaping @Sendable () -> Void
     ) {
         self.enqueue = enqueue
         self.read = read
+        self.search = search
+        self.everything = everything
         self.dataAsOf = dataAsOf
         self.queued = queued
     }
@@ -127,6 +135,78 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
             }
         }
+        router.get("fhir/{type}") { request, context in
+            guard author(request) != nil else { return unauthorized() }
+            let type = context.parameters.get("type") ?? ""
+            guard FHIRID.isValidType(type) else { return outcome(.notFound, "not-found", "not a resource type") }
+            let pairs = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+            let search: SearchRequest
+            do throws(SearchError) {
+                search = try SearchRequest.parse(type: type, query: pairs)
+            } catch {
+                return outcome(.badRequest, "not-supported", error.description)
+            }
+            do {
+                let page = try handlers.search(search)
+                let base = baseURL(request)
+                func link(offset: Int) -> String {
+                    var items = pairs.filter { $0.0 != "_offset" }
+                    items.append(("_offset", String(offset)))
+                    return "\(base)/\(type)?"
+                        + items.map { "\(Self.encode($0.0))=\(Self.encode($0.1))" }.joined(separator: "&")
+                }
+                let next =
+                    search.offset + search.count < page.total && search.count > 0
+                    ? link(offset: search.offset + search.count) : nil
+                let previous = search.offset > 0 ? link(offset: max(0, search.offset - search.count)) : nil
+                let bundle = SearchBundle.searchset(
+                    base: base, links: .init(selfURL: link(offset: search.offset), next: next, previous: previous),
+                    total: page.total, matches: page.matches, included: page.included, lastUpdated: handlers.dataAsOf())
+                return respond(.ok, json: bundle)
+            } catch {
+                logger.error("local search failed", metadata: ["type": "\(type)", "reason": "\(error)"])
+                return outcome(.internalServerError, "exception", "the local copy could not be searched: \(error)")
+            }
+        }
+        // Registered under {type}: a literal "Patient" segment would shadow GET /fhir/{type}.
+        router.get("fhir/{type}/{id}/$everything") { request, context in
+            guard author(request) != nil else { return unauthorized() }
+            guard context.parameters.get("type") == "Patient" else {
+                return outcome(.notFound, "not-supported", "$everything is supported on Patient only")
+            }
+            let id = context.parameters.get("id") ?? ""
+            guard FHIRID.isValid(id) else { return outcome(.badRequest, "invalid", "not a resource id") }
+            do {
+                guard let resources = try handlers.everything(id) else {
+                    return outcome(.notFound, "not-found", "no Patient with that id in the local copy")
+                }
+                let base = baseURL(request)
+                let bundle = SearchBundle.searchset(
+                    base: base, links: .init(selfURL: "\(base)/Patient/\(id)/$everything"), total: resources.count,
+                    matches: resources, lastUpdated: handlers.dataAsOf())
+                return respond(.ok, json: bundle)
+            } catch {
+                logger.error("local $everything failed", metadata: ["reason": "\(error)"])
+                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+            }
+        }
+        router.get("fhir/{type}/{id}/_history/{vid}") { request, context in
+            guard author(request) != nil else { return unauthorized() }
+            let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
+            let vid = context.parameters.get("vid") ?? ""
+            guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
+                return outcome(.badRequest, "invalid", "not a resource type and id")
+            }
+            do {
+                if case .server(let stored) = try handlers.read(type, id), stored.versionId == vid {
+                    return respond(.ok, json: stored.json, extra: [("ETag", "W/\"\(vid)\"")])
+                }
+                return outcome(
+                    .notFound, "not-found", "the local copy keeps only the current version of each record")
+            } catch {
+                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+            }
+        }
         router.post("fhir/{type}") { request, context in
             try await write(request, context, operation: .create)
         }
@@ -185,6 +265,15 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the change was not saved: \(inner)")
             }
         }
+    }
+
+    func baseURL(_ request: Request) -> String {
+        let host = request.head.authority ?? "127.0.0.1"
+        return "http://\(host)/fhir"
+    }
+
+    static func encode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~:"))) ?? text
     }
 
     func author(_ request: Request) -> String? {

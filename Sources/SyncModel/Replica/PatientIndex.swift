@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Patient demographic search, held only in memory.
 ///
@@ -22,7 +22,9 @@ public struct PatientIndex: Sendable {
 
     public var count: Int { entries.count }
 
-    mutating func upsert(bid: Data, json: Data) {
+    public init() {}
+
+    public mutating func upsert(bid: Data, json: Data) {
         guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
             let id = object["id"] as? String
         else { return }
@@ -62,7 +64,7 @@ public struct PatientIndex: Sendable {
 
     /// Ids of the patients matching every given criterion. Names match FHIR's way: a name
     /// part starting with each word of the query. Results are sorted by id for stable paging.
-    func search(_ query: PatientQuery) -> [String] {
+    public func search(_ query: PatientQuery) -> [String] {
         let nameWords = query.name.map(Self.tokens) ?? []
         let familyWords = query.family.map(Self.tokens) ?? []
         let givenWords = query.given.map(Self.tokens) ?? []
@@ -74,6 +76,9 @@ public struct PatientIndex: Sendable {
             if let identifier = query.identifier, !entry.identifiers.contains(identifier) { continue }
             if let birthDate = query.birthDate, entry.birthDate != birthDate { continue }
             if let gender = query.gender, entry.gender != gender { continue }
+            if let criterion = query.birthDateCriterion {
+                guard let b = entry.birthDate, let range = DateRange(b), criterion.matches(range) else { continue }
+            }
             ids.append(entry.id)
         }
         return ids.sorted()
@@ -90,6 +95,8 @@ public struct PatientQuery: Sendable, Equatable {
     /// `YYYY-MM-DD`.
     public var birthDate: String?
     public var gender: String?
+    /// A birth date criterion with a prefix (`ge1970`), checked at the value's precision.
+    public var birthDateCriterion: DateCriterion?
 
     public init(
         name: String? = nil, family: String? = nil, given: String? = nil, identifier: String? = nil,
