@@ -21,17 +21,34 @@ extension Daemon {
         let reconciler = self.reconciler
         let replica = self.replica
         let wakeup = self.wakeup
-        let handlers = LocalAPIHandlers(
+        var handlers = LocalAPIHandlers(
             enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
             read: { type, id throws(ReplicaError) in try replica.localView(type: type, id: id) },
             search: { request throws(ReplicaError) in try replica.search(request) },
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
             dataAsOf: { try? replica.syncState("cursor") },
             queued: { wakeup.wake() })
+        let access = self.access
+        handlers.audit = { actor, action, patient, target throws(ReplicaError) in
+            try access.record(actor: actor, action: action, patient: patient, target: target)
+        }
+        var web: WebViewer?
+        if config.web.enabled {
+            web = WebViewer(
+                .init(
+                    replica: replica, enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
+                    queued: { wakeup.wake() },
+                    banner: { [weak self] in
+                        self?.banner()
+                            ?? ViewerBanner(
+                                state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
+                    },
+                    access: access, sessions: sessions), logger: logger)
+        }
         do {
             let server = try await LocalAPIServer.start(
                 host: host, port: port, credentials: credentials, maxBodyBytes: config.ehr.maxResourceBytes,
-                handlers: handlers, logger: logger)
+                handlers: handlers, web: web, logger: logger)
             localAPI.withLock { $0 = server }
         } catch {
             throw DaemonStartError(
@@ -68,6 +85,16 @@ extension Daemon {
                     "discarded": "\(outcome.discarded)", "waiting": "\(outcome.waiting)",
                 ])
         }
+    }
+
+    /// The web viewer's banner, from status.
+    func banner() -> ViewerBanner {
+        guard let status = try? status() else {
+            return ViewerBanner(state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
+        }
+        return ViewerBanner(
+            state: status.state, failingSince: status.failingSince, dataAsOf: status.dataAsOf,
+            unsent: status.outboxPending + status.outboxWaiting + status.outboxParked, conflicts: status.conflicts)
     }
 
     struct OutboxStatus {

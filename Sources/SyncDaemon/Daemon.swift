@@ -20,6 +20,8 @@ final class Daemon: Sendable {
     let puller: Puller
     let reconciler: Reconciler
     let localAPI = Mutex<LocalAPIServer?>(nil)
+    let access: AccessLog
+    let sessions: SessionStore
     let logger: Logger
     let health = Mutex(Health())
     let control = Mutex<ControlServer?>(nil)
@@ -47,6 +49,9 @@ final class Daemon: Sendable {
         reconciler: Reconciler, liveness: Liveness, monitor: OutageMonitor, logger: Logger
     ) {
         self.reconciler = reconciler
+        self.access = AccessLog(replica: replica, logger: logger)
+        self.sessions = SessionStore(
+            idleTimeout: config.web.sessionIdleTimeout, absoluteTimeout: config.web.sessionAbsoluteTimeout)
         self.monitor = monitor
         self.config = config
         self.keySource = keySource

@@ -68,8 +68,18 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var tokenFile: String
     }
 
+    /// `[web]`: the staff web viewer, served on the local API's listener.
+    public struct Web: Sendable, Equatable {
+        public var enabled = true
+        /// Seconds without a request before a session ends.
+        public var sessionIdleTimeout: Double = 900
+        /// Seconds after sign-in when a session ends regardless.
+        public var sessionAbsoluteTimeout: Double = 8 * 3600
+    }
+
     public var ehr: EHR
     public var sync = Sync()
+    public var web = Web()
     public var replay = Replay()
     /// Absent: no local endpoint.
     public var localAPI: LocalAPI?
@@ -100,7 +110,7 @@ public struct SyncConfiguration: Sendable, Equatable {
     /// Parses configuration text; `file` names it in error messages.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> SyncConfiguration {
         let root = try TOMLReader(text: text, file: file)
-        try root.allowOnly(["ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api"])
+        try root.allowOnly(["ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api", "web"])
 
         let ehrTable = try root.requiredTable("ehr")
         try ehrTable.allowOnly([
@@ -233,6 +243,15 @@ public struct SyncConfiguration: Sendable, Equatable {
                 api.listen = listen
             }
             config.localAPI = api
+        }
+        if let web = try root.table("web") {
+            try web.allowOnly(["enabled", "session_idle_timeout", "session_absolute_timeout"])
+            var w = Web()
+            w.enabled = try web.bool("enabled") ?? w.enabled
+            w.sessionIdleTimeout = try web.number("session_idle_timeout", in: 1...86_400) ?? w.sessionIdleTimeout
+            w.sessionAbsoluteTimeout =
+                try web.number("session_absolute_timeout", in: 1...(7 * 86_400)) ?? w.sessionAbsoluteTimeout
+            config.web = w
         }
         return config
     }

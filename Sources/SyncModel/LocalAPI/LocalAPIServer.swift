@@ -18,6 +18,11 @@ public struct LocalAPIHandlers: Sendable {
     public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage
     /// `Patient/[id]/$everything` on the local view; nil for an unknown patient.
     public var everything: @Sendable (String) throws(ReplicaError) -> [Data]?
+    /// Records an access to patient data (actor, action, patient id, target) in the audit
+    /// trail; a failure refuses the request.
+    public var audit:
+        @Sendable (_ actor: String, _ action: String, _ patient: String?, _ target: String?) throws(ReplicaError) ->
+            Void = { _, _, _, _ in }
 
     public init(
         enqueue: @escaping @Sendable (LocalChange) throws(OutboxError) -> QueuedChange,
@@ -57,11 +62,12 @@ public final class LocalAPIServer: Sendable {
     /// Starts listening on `host:port` (loopback); returns once bound.
     public static func start(
         host: String, port: Int, credentials: LocalCredentials, maxBodyBytes: Int, handlers: LocalAPIHandlers,
-        logger: Logger
+        web: WebViewer? = nil, logger: Logger
     ) async throws -> LocalAPIServer {
         let router = Router()
         let api = Routes(credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
         api.register(on: router)
+        web?.register(on: router)
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .warning)
         let (stream, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
@@ -112,13 +118,23 @@ struct Routes: Sendable {
             return respond(.ok, json: Self.capabilityStatement)
         }
         router.get("fhir/{type}/{id}") { request, context in
-            guard author(request) != nil else { return unauthorized() }
+            guard let actor = author(request) else { return unauthorized() }
             let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
             guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
                 return outcome(.badRequest, "invalid", "not a resource type and id")
             }
             do {
-                switch try handlers.read(type, id) {
+                let view = try handlers.read(type, id)
+                let body: Data? =
+                    switch view {
+                    case .pending(let data, _, _): data
+                    case .server(let stored): stored.json
+                    default: nil
+                    }
+                if let body {
+                    try handlers.audit(actor, "read", Self.patient(of: body, type: type, id: id), "\(type)/\(id)")
+                }
+                switch view {
                 case .pending(let body, let seq, _):
                     return respond(.ok, json: body, extra: [(LocalAPIServer.entryHeader, "\(seq)")])
                 case .server(let stored):
@@ -136,7 +152,7 @@ struct Routes: Sendable {
             }
         }
         router.get("fhir/{type}") { request, context in
-            guard author(request) != nil else { return unauthorized() }
+            guard let actor = author(request) else { return unauthorized() }
             let type = context.parameters.get("type") ?? ""
             guard FHIRID.isValidType(type) else { return outcome(.notFound, "not-found", "not a resource type") }
             let pairs = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
@@ -148,6 +164,9 @@ struct Routes: Sendable {
             }
             do {
                 let page = try handlers.search(search)
+                var patient: String?
+                for case .patient(let id) in search.criteria { patient = id }
+                try handlers.audit(actor, "search", patient, "\(type) search, \(page.total) results")
                 let base = baseURL(request)
                 func link(offset: Int) -> String {
                     var items = pairs.filter { $0.0 != "_offset" }
@@ -170,7 +189,7 @@ struct Routes: Sendable {
         }
         // Registered under {type}: a literal "Patient" segment would shadow GET /fhir/{type}.
         router.get("fhir/{type}/{id}/$everything") { request, context in
-            guard author(request) != nil else { return unauthorized() }
+            guard let actor = author(request) else { return unauthorized() }
             guard context.parameters.get("type") == "Patient" else {
                 return outcome(.notFound, "not-supported", "$everything is supported on Patient only")
             }
@@ -180,6 +199,7 @@ struct Routes: Sendable {
                 guard let resources = try handlers.everything(id) else {
                     return outcome(.notFound, "not-found", "no Patient with that id in the local copy")
                 }
+                try handlers.audit(actor, "everything", id, "Patient/\(id)/$everything")
                 let base = baseURL(request)
                 let bundle = SearchBundle.searchset(
                     base: base, links: .init(selfURL: "\(base)/Patient/\(id)/$everything"), total: resources.count,
@@ -265,6 +285,20 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the change was not saved: \(inner)")
             }
         }
+    }
+
+    /// The patient a resource belongs to: itself, or its `subject`/`patient` reference.
+    static func patient(of body: Data, type: String, id: String) -> String? {
+        if type == "Patient" { return id }
+        guard case .object(let object)? = try? JSONValue(data: body) else { return nil }
+        for member in ["subject", "patient"] {
+            if let key = object[member]?["reference"]?.stringValue.flatMap(ResourceReferences.key),
+                key.hasPrefix("Patient/")
+            {
+                return String(key.dropFirst("Patient/".count))
+            }
+        }
+        return nil
     }
 
     func baseURL(_ request: Request) -> String {

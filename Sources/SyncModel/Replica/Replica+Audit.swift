@@ -12,13 +12,19 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     /// The record concerned, as `Type/id`, when there is one.
     public var target: String?
     public var detail: String?
+    /// The patient whose data was accessed, when there is one (sealed like everything here).
+    public var patient: String?
 
-    public init(at: String, actor: String, action: String, target: String? = nil, detail: String? = nil) {
+    public init(
+        at: String, actor: String, action: String, target: String? = nil, detail: String? = nil,
+        patient: String? = nil
+    ) {
         self.at = at
         self.actor = actor
         self.action = action
         self.target = target
         self.detail = detail
+        self.patient = patient
     }
 }
 

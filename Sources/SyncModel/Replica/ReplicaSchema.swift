@@ -109,6 +109,15 @@ enum ReplicaSchema {
                     );
                     """)
         }
+        migrator.registerMigration("v5-staff") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE staff_account (
+                        name TEXT PRIMARY KEY,
+                        body BLOB NOT NULL
+                    );
+                    """)
+        }
         return migrator
     }
 }
