@@ -122,7 +122,8 @@ extension Daemon {
                     choice = .content(Data(content.utf8))
                     outcome = "the merged record is queued for the EHR; it is sent \(nextSend())"
                 default:
-                    return .failure("conflict-resolve needs keep=local, keep=remote or keep=file with the merged record")
+                    return .failure(
+                        "conflict-resolve needs keep=local, keep=remote or keep=file with the merged record")
                 }
                 try replica.resolveConflict(seq: seq, choice: choice, actor: Self.actor(arguments["actor"]))
                 if choice != .remote { wakeup.wake() }
@@ -157,7 +158,8 @@ extension Daemon {
     /// not say. Control characters are dropped and the length bounded.
     static func actor(_ text: String?) -> String {
         let cleaned = String(
-            String.UnicodeScalarView((text ?? "").unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
+            String.UnicodeScalarView(
+                (text ?? "").unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
         ).trimmingCharacters(in: .whitespaces)
         return cleaned.isEmpty ? "syncctl" : String(cleaned.prefix(120))
     }

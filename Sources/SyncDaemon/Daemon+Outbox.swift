@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import SyncModel
 
 /// The clinician → server path in the shell: the local API feeds the outbox; after each
@@ -14,9 +15,27 @@ extension Daemon {
         }
         let (host, port): (String, Int)
         do {
-            (host, port) = try MetricsServer.parseListen(local.listen)
+            (host, port) = try MetricsServer.parseListen(local.listen, loopbackOnly: !local.usesTLS)
         } catch {
             throw DaemonStartError(message: "[local_api] listen: \(error)", exitCode: 78)
+        }
+        var tls: TLSIdentity?
+        do {
+            if let certificate = local.tlsCertificate, let key = local.tlsKey {
+                tls = try TLSIdentity.load(certificate: certificate, key: key)
+            } else if local.tlsSelfSigned {
+                let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+                tls = try TLSIdentity.selfSigned(
+                    directory: config.stateDirectory,
+                    hostnames: ["localhost", ProcessInfo.processInfo.hostName],
+                    addresses: Self.certificateAddresses(listenHost: bare))
+            }
+        } catch {
+            throw DaemonStartError(message: error.description, exitCode: 77)
+        }
+        if let tls {
+            tlsFingerprint.withLock { $0 = tls.fingerprint }
+            logger.notice("local API certificate", metadata: ["sha256": "\(tls.fingerprint)"])
         }
         let reconciler = self.reconciler
         let replica = self.replica
@@ -48,7 +67,7 @@ extension Daemon {
         do {
             let server = try await LocalAPIServer.start(
                 host: host, port: port, credentials: credentials, maxBodyBytes: config.ehr.maxResourceBytes,
-                handlers: handlers, web: web, logger: logger)
+                handlers: handlers, web: web, tls: tls, logger: logger)
             localAPI.withLock { $0 = server }
         } catch {
             throw DaemonStartError(
@@ -85,6 +104,20 @@ extension Daemon {
                     "discarded": "\(outcome.discarded)", "waiting": "\(outcome.waiting)",
                 ])
         }
+    }
+
+    /// Addresses a self-signed certificate names: the listen address, or every interface's
+    /// when listening on all of them, plus loopback.
+    static func certificateAddresses(listenHost: String) -> [String] {
+        var addresses: Set<String> = ["127.0.0.1", "::1"]
+        if listenHost == "0.0.0.0" || listenHost == "::" {
+            for device in (try? System.enumerateDevices()) ?? [] {
+                if let ip = device.address?.ipAddress { addresses.insert(ip) }
+            }
+        } else {
+            addresses.insert(listenHost)
+        }
+        return addresses.sorted()
     }
 
     /// The web viewer's banner, from status.

@@ -22,6 +22,8 @@ final class Daemon: Sendable {
     let localAPI = Mutex<LocalAPIServer?>(nil)
     let access: AccessLog
     let sessions: SessionStore
+    /// SHA-256 fingerprint of the local API's certificate, when it serves HTTPS.
+    let tlsFingerprint = Mutex<String?>(nil)
     let logger: Logger
     let health = Mutex(Health())
     let control = Mutex<ControlServer?>(nil)

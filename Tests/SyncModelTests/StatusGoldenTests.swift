@@ -64,7 +64,22 @@ import Testing
                 state: "paused", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T07:00:00.000Z",
                 dataAsOf: "2026-11-29T06:59:00.000Z", keySource: "key file /etc/ehr-sync/replica.key")
         ),
+        ("outbox-pending", outbox(pending: 3, waiting: 1)),
+        ("outbox-review", outbox(pending: 3, waiting: 1, parked: 1, conflicts: 2)),
+        ("outbox-conflicts-only", outbox(conflicts: 1)),
     ]
+
+    /// Online, with local changes not yet on the EHR.
+    static func outbox(pending: Int = 0, waiting: Int = 0, parked: Int = 0, conflicts: Int = 0) -> StatusReport {
+        var report = StatusReport(
+            state: "online", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T09:59:30.000Z",
+            dataAsOf: "2026-11-29T09:59:00.000Z", keySource: "key file /etc/ehr-sync/replica.key")
+        report.outboxPending = pending
+        report.outboxWaiting = waiting
+        report.outboxParked = parked
+        report.conflicts = conflicts
+        return report
+    }
 
     @Test(arguments: cases.map(\.0))
     func screenMatchesGolden(name: String) throws {
@@ -85,7 +100,7 @@ import Testing
         #expect(
             codes == [
                 "online": 0, "initial-sync": 1, "outage": 2, "held": 1, "paused": 1, "degraded": 1, "recovering": 1,
-                "starting": 1,
+                "starting": 1, "outbox-pending": 0, "outbox-review": 1, "outbox-conflicts-only": 1,
             ])
     }
 

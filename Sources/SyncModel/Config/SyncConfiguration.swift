@@ -66,6 +66,14 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var listen = "127.0.0.1:8090"
         /// Credentials file: one `author token` pair a line (root- or service-owned, 0600/0400).
         public var tokenFile: String
+        /// HTTPS with these PEM files (key 0600/0400).
+        public var tlsCertificate: String?
+        public var tlsKey: String?
+        /// HTTPS with a certificate generated at first start (kept in the state directory).
+        public var tlsSelfSigned = false
+
+        /// Whether HTTPS is configured.
+        public var usesTLS: Bool { tlsSelfSigned || tlsCertificate != nil }
     }
 
     /// `[web]`: the staff web viewer, served on the local API's listener.
@@ -232,13 +240,35 @@ public struct SyncConfiguration: Sendable, Equatable {
             config.replay = r
         }
         if let local = try root.table("local_api") {
-            try local.allowOnly(["listen", "token_file"])
+            try local.allowOnly(["listen", "token_file", "tls_certificate", "tls_key", "tls_self_signed"])
             var api = LocalAPI(tokenFile: try local.requiredString("token_file"))
+            api.tlsCertificate = try local.string("tls_certificate")
+            api.tlsKey = try local.string("tls_key")
+            api.tlsSelfSigned = try local.bool("tls_self_signed") ?? false
+            if (api.tlsCertificate == nil) != (api.tlsKey == nil) {
+                throw ConfigError(
+                    file: file, key: "[local_api] tls_certificate", message: "set both tls_certificate and tls_key")
+            }
+            if api.tlsSelfSigned && api.tlsCertificate != nil {
+                throw ConfigError(
+                    file: file, key: "[local_api] tls_self_signed",
+                    message: "set either tls_self_signed or tls_certificate/tls_key, not both")
+            }
             if let listen = try local.string("listen") {
+                let host: String
                 do {
-                    _ = try MetricsServer.parseListen(listen)
+                    host = try MetricsServer.parseListen(listen, loopbackOnly: false).host
                 } catch {
                     throw ConfigError(file: file, key: "[local_api] listen", message: "\(error)")
+                }
+                if !MetricsServer.isLoopbackHost(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
+                    && !api.usesTLS
+                {
+                    throw ConfigError(
+                        file: file, key: "[local_api] listen",
+                        message:
+                            "\(listen) is reachable from the network: set tls_self_signed = true or tls_certificate and tls_key (HTTPS is required beyond loopback)"
+                    )
                 }
                 api.listen = listen
             }

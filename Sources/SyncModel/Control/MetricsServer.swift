@@ -59,6 +59,13 @@ public final class MetricsServer: Sendable {
     /// a host that is not a loopback address is refused here already, so that configuration
     /// loading can reject it.
     public static func parseListen(_ text: String) throws(MetricsServerError) -> (host: String, port: Int) {
+        try parseListen(text, loopbackOnly: true)
+    }
+
+    /// `host:port` with an IP literal (or `localhost`); loopback only unless told otherwise.
+    public static func parseListen(_ text: String, loopbackOnly: Bool) throws(MetricsServerError) -> (
+        host: String, port: Int
+    ) {
         let host: Substring
         let portText: Substring
         if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
@@ -81,7 +88,15 @@ public final class MetricsServer: Sendable {
         guard let port = Int(portText), (1...65_535).contains(port) else {
             throw MetricsServerError("expected a port from 1 to 65535 after the host, got \"\(text)\"")
         }
-        _ = try loopbackAddress(host: String(host), port: port)
+        if loopbackOnly {
+            _ = try loopbackAddress(host: String(host), port: port)
+        } else {
+            var literal = host
+            if literal.lowercased() == "localhost" { literal = "127.0.0.1" }
+            guard (try? SocketAddress(ipAddress: String(literal), port: port)) != nil else {
+                throw MetricsServerError("\"\(host.prefix(64))\" is not an IP address (e.g. 0.0.0.0, 192.168.1.10, ::)")
+            }
+        }
         return (String(host), port)
     }
 
@@ -102,6 +117,13 @@ public final class MetricsServer: Sendable {
             throw MetricsServerError("metrics host \"\(shown)\" is not a loopback address; \(hint)")
         }
         return address
+    }
+
+    /// Whether `host` (an IP literal or `localhost`) is a loopback address.
+    public static func isLoopbackHost(_ host: String) -> Bool {
+        let literal = host.lowercased() == "localhost" ? "127.0.0.1" : host
+        guard let address = try? SocketAddress(ipAddress: literal, port: 0) else { return false }
+        return isLoopback(address)
     }
 
     static func isLoopback(_ address: SocketAddress) -> Bool {

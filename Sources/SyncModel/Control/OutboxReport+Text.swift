@@ -6,7 +6,8 @@ extension OutboxItem {
     /// wording of an empty list).
     public static func listText(_ items: [OutboxItem], all: Bool = false) -> String {
         guard !items.isEmpty else {
-            return all ? "The outbox is empty: no local changes were made.\n" : "No local changes waiting for the EHR.\n"
+            return all
+                ? "The outbox is empty: no local changes were made.\n" : "No local changes waiting for the EHR.\n"
         }
         var rows = [["ID", "STATE", "CHANGE", "MADE LOCALLY", "BY", "REASON"]]
         for item in items {
@@ -19,8 +20,8 @@ extension OutboxItem {
         var hints: [String] = []
         if items.contains(where: { $0.state == "parked" }) {
             hints.append(
-                "Rejected (parked) changes wait for you: fix the cause the EHR gives (on the EHR or with the author), "
-                    + "then send again with `syncctl outbox retry ID`.")
+                "Rejected (parked) changes wait for a person: fix the cause the EHR gives, "
+                    + "then send them again with `syncctl outbox retry ID`.")
         }
         if items.contains(where: { $0.state == "conflict" }) {
             hints.append("Conflicts wait for review: `syncctl conflicts show ID`.")
@@ -47,9 +48,14 @@ extension OutboxItem {
     var reasonText: String {
         if let reason, !reason.isEmpty { return reason }
         switch state {
-        case "pending": return attempts > 0 ? "to send again (tried \(attempts) times)" : "to send"
+        case "pending":
+            switch attempts {
+            case 0: return "to send"
+            case 1: return "to send again (tried once)"
+            default: return "to send again (tried \(attempts) times)"
+            }
         case "parked": return "rejected by the EHR"
-        case "conflict": return "changed on the EHR too: `syncctl conflicts show \(seq)`"
+        case "conflict": return "changed here and on the EHR: `syncctl conflicts show \(seq)`"
         case "done": return "on the EHR"
         case "discarded": return "not sent"
         default: return ""
@@ -107,8 +113,10 @@ extension ConflictDetail {
             let whole = place.path.isEmpty
             out += "\n  \(whole ? "the whole record" : place.path)\n"
             out += "    base   \(Self.placeValue(place.base, whole: whole, absent: whole ? "(none)" : "(absent)"))\n"
-            out += "    local  \(Self.placeValue(place.local, whole: whole, absent: whole ? "(deleted)" : "(absent)"))\n"
-            out += "    EHR    \(Self.placeValue(place.remote, whole: whole, absent: whole ? "(deleted)" : "(absent)"))\n"
+            out +=
+                "    local  \(Self.placeValue(place.local, whole: whole, absent: whole ? "(deleted)" : "(absent)"))\n"
+            out +=
+                "    EHR    \(Self.placeValue(place.remote, whole: whole, absent: whole ? "(deleted)" : "(absent)"))\n"
         }
 
         out += "\nBase version (before both changes):\n" + Self.version(base, absent: "(none)")

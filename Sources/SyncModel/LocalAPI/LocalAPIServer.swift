@@ -1,6 +1,7 @@
 public import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdTLS
 public import Logging
 import NIOCore
 
@@ -62,10 +63,11 @@ public final class LocalAPIServer: Sendable {
     /// Starts listening on `host:port` (loopback); returns once bound.
     public static func start(
         host: String, port: Int, credentials: LocalCredentials, maxBodyBytes: Int, handlers: LocalAPIHandlers,
-        web: WebViewer? = nil, logger: Logger
+        web: WebViewer? = nil, tls: TLSIdentity? = nil, logger: Logger
     ) async throws -> LocalAPIServer {
         let router = Router()
-        let api = Routes(credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
+        let api = Routes(
+            https: tls != nil, credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
         api.register(on: router)
         web?.register(on: router)
         var quiet = logger
@@ -73,6 +75,7 @@ public final class LocalAPIServer: Sendable {
         let (stream, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
         let app = Application(
             router: router,
+            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration) } ?? .http1(),
             configuration: .init(address: .hostname(host, port: port), serverName: "ehr-sync"),
             onServerRunning: { channel in
                 continuation.yield(.success(channel.localAddress?.port ?? port))
@@ -90,7 +93,9 @@ public final class LocalAPIServer: Sendable {
         for await result in stream {
             switch result {
             case .success(let bound):
-                logger.info("local API", metadata: ["listen": "\(host):\(bound)"])
+                logger.info(
+                    "local API",
+                    metadata: ["listen": "\(host):\(bound)", "https": "\(tls != nil)"])
                 return LocalAPIServer(port: bound, task: task)
             case .failure(let error):
                 throw error
@@ -107,6 +112,7 @@ public final class LocalAPIServer: Sendable {
 
 /// The routes, with their checks. Errors are OperationOutcomes without record content.
 struct Routes: Sendable {
+    let https: Bool
     let credentials: LocalCredentials
     let maxBodyBytes: Int
     let handlers: LocalAPIHandlers
@@ -303,7 +309,7 @@ struct Routes: Sendable {
 
     func baseURL(_ request: Request) -> String {
         let host = request.head.authority ?? "127.0.0.1"
-        return "http://\(host)/fhir"
+        return "\(https ? "https" : "http")://\(host)/fhir"
     }
 
     static func encode(_ text: String) -> String {

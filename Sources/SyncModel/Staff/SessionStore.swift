@@ -1,5 +1,5 @@
 import Crypto
-public import Foundation
+import Foundation
 import Synchronization
 
 /// A signed-in staff member's session.
