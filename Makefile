@@ -35,7 +35,7 @@ format:
 demo: venv
 	scripts/demo.sh
 
-bench: bench-ingest bench-mirror
+bench: bench-ingest bench-mirror bench-replay bench-read
 
 bench-ingest:
 	$(SWIFT) build $(BENCH_FLAGS) --product IngestBenchmark
@@ -45,6 +45,17 @@ bench-ingest:
 bench-mirror: venv
 	$(SWIFT) build $(BENCH_FLAGS) --product ehr-syncd
 	python3 Benchmarks/mirror/bench_mirror.py $(BENCH_MIRROR_ARGS)
+
+# Options: make bench-replay BENCH_REPLAY_ARGS="--rounds 1 --changes 2000 --concurrency 4"
+bench-replay: venv
+	$(SWIFT) build $(BENCH_FLAGS) --product ehr-syncd
+	python3 Benchmarks/replay/bench_replay.py $(BENCH_REPLAY_ARGS)
+
+# Options: make bench-read BENCH_READ_ARGS="--runs 1 --duration 5 --multiples 1" (needs wrk: apt-get install wrk)
+bench-read:
+	$(SWIFT) build $(BENCH_FLAGS) --product ehr-syncd
+	$(SWIFT) build $(BENCH_FLAGS) --product syncctl
+	python3 Benchmarks/read/bench_read.py $(BENCH_READ_ARGS)
 
 # Installs the service (as root). INSTALL_ARGS=--no-build installs binaries built earlier.
 install:

@@ -18,7 +18,8 @@ public enum OperationOutcomeText {
             }
             return text
         }
-        let joined = parts.joined(separator: "; ")
+        let joined = parts.filter { !$0.isEmpty }.joined(separator: "; ")
+        if joined.isEmpty { return "no details" }
         return joined.count > limit ? String(joined.prefix(limit - 1)) + "…" : joined
     }
 }

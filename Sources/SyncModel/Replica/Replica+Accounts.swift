@@ -17,7 +17,7 @@ extension Replica {
 
     /// Creates or replaces an account; audited with `actor`.
     public func saveAccount(_ account: StaffAccount, actor: String, action: String) throws(ReplicaError) {
-        try write { db in
+        try durableWrite { db in
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
             let sealed = try keys.seal(try encoder.encode(account), context: Data("s1|\(account.name)".utf8))

@@ -38,14 +38,20 @@ extension Replica {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let sealed = try keys.seal(try encoder.encode(record), context: Data("a1|\(seq)".utf8))
+        let link = chainLink(previous: previous, seq: seq, at: record.at, body: sealed)
         try db.execute(
             sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)",
-            arguments: [seq, record.at, sealed, chainLink(previous: previous, seq: seq, at: record.at, body: sealed)])
+            arguments: [seq, record.at, sealed, link])
+        // The head (last number and link), sealed apart from the lines: removing the newest
+        // lines is detected too.
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO replica_meta (name, value) VALUES ('audit_head', ?)",
+            arguments: [try keys.seal(Data("\(seq)|".utf8) + link, context: Data("audit-head".utf8))])
     }
 
     /// Appends one record in its own transaction.
     public func audit(_ record: AuditRecord) throws(ReplicaError) {
-        try write { db in try appendAudit(record, db: db) }
+        try durableWrite { db in try appendAudit(record, db: db) }
     }
 
     func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {
@@ -74,7 +80,21 @@ extension Replica {
                 previous = chain
                 expected += 1
             }
-            return .success(Int(expected - 1))
+            let count = expected - 1
+            let head = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'audit_head'")
+            if let head {
+                guard let plain = keys.open(head, context: Data("audit-head".utf8)),
+                    let bar = plain.firstIndex(of: UInt8(ascii: "|")),
+                    let last = Int64(String(decoding: plain[..<bar], as: UTF8.self))
+                else { return .failure(AuditBreak(seq: count + 1, reason: "head altered")) }
+                if last != count || plain[(bar + 1)...] != previous[...] {
+                    return .failure(
+                        AuditBreak(seq: min(last, count) + 1, reason: last > count ? "line missing" : "line altered"))
+                }
+            } else if count > 0 {
+                return .failure(AuditBreak(seq: count, reason: "head missing"))
+            }
+            return .success(Int(count))
         }
     }
 
@@ -100,4 +120,9 @@ extension Replica {
 public struct AuditBreak: Error, Sendable, Equatable {
     public var seq: Int64
     public var reason: String
+
+    public init(seq: Int64, reason: String) {
+        self.seq = seq
+        self.reason = reason
+    }
 }

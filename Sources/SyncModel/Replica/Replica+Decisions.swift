@@ -51,7 +51,7 @@ extension Replica {
         let now = FHIRInstant.format(Date().timeIntervalSince1970)
         for held in pending {
             if decision == .approve { try applyHeld(row: held.row) }
-            try write { db in
+            try durableWrite { db in
                 try db.execute(
                     sql: "UPDATE held_change SET decision = ?, decided_at = ? WHERE row = ?",
                     arguments: [decision.rawValue, now, held.row])
@@ -84,7 +84,7 @@ extension Replica {
         } catch {
             throw .corruptState("held change \(row)")
         }
-        try write { db in
+        try durableWrite { db in
             try db.execute(
                 sql: """
                     UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,

@@ -26,7 +26,7 @@ extension Replica {
         }
         let localTime = FHIRInstant.format(now.timeIntervalSince1970)
         do {
-            return try pool.write { db throws -> QueuedChange in
+            return try durablePoolWrite { db throws -> QueuedChange in
                 switch change.operation {
                 case .create:
                     guard var object = content else { throw OutboxError.invalid("a create needs a resource") }
@@ -58,14 +58,23 @@ extension Replica {
                     }
                     if let open = try latestOpenEntry(type: type, id: id, db: db) {
                         if open.operation == .delete { throw OutboxError.gone(resourceType: type) }
-                        if open.state == .pending && !isInFlight(open.seq) {
+                        // A pending change not being sent absorbs the new one; so does a parked
+                        // one (the new edit is the correction of what the EHR refused).
+                        if open.state == .pending || open.state == .parked, !isInFlight(open.seq) {
                             switch OutboxSquash.combine(earlier: open.operation, new: change.operation) {
                             case .replace(let operation):
                                 var payload = open.payload
                                 payload.resource = body
                                 payload.references = references
-                                payload.author = change.author
+                                if !payload.author.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }
+                                )
+                                .contains(change.author) {
+                                    payload.author += "; " + change.author
+                                }
                                 payload.localTime = localTime
+                                payload.force = nil
+                                payload.reason = nil
+                                payload.outcome = nil
                                 try rewriteEntry(
                                     seq: open.seq, type: type, localID: id, operation: operation, state: .pending,
                                     payload: payload, at: localTime, db: db)
@@ -188,6 +197,9 @@ extension Replica {
                 try db.execute(
                     sql: "INSERT OR REPLACE INTO local_id (type, bid, server_id) VALUES (?, ?, ?)",
                     arguments: [entry.resourceType, bid, sealed])
+                // Changes chained behind the create (made while it was being sent) now target the
+                // server id, like every later change of this record.
+                try rekeyOpenEntries(type: entry.resourceType, from: entry.localID, to: serverID, db: db)
             }
             if deleted {
                 _ = try tombstone(
@@ -268,6 +280,27 @@ extension Replica {
                     SELECT EXISTS (SELECT 1 FROM outbox WHERE type = ? AND bid = ? AND op = 'create')
                         OR EXISTS (SELECT 1 FROM local_id WHERE type = ? AND bid = ?)
                     """, arguments: [type, bid, type, bid]) ?? false
+        }
+    }
+
+    /// Moves the open entries filed under a local id to the server id it was given.
+    func rekeyOpenEntries(type: String, from localID: String, to serverID: String, db: Database) throws {
+        guard localID != serverID else { return }
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT seq, type, bid, op, state, updated_at, body FROM outbox
+                WHERE type = ? AND bid = ? AND state IN \(Self.openStates) ORDER BY seq
+                """, arguments: [type, blind(type: type, id: localID)])
+        for entry in try rows.map(decodeEntry) {
+            var payload = entry.payload
+            payload.localID = serverID
+            payload.serverID = serverID
+            let bid = blind(type: type, id: serverID)
+            let sealed = try sealEntry(
+                payload, seq: entry.seq, type: type, bid: bid, operation: entry.operation, state: entry.state)
+            try db.execute(
+                sql: "UPDATE outbox SET bid = ?, body = ? WHERE seq = ?", arguments: [bid, sealed, entry.seq])
         }
     }
 

@@ -89,7 +89,7 @@ extension Replica {
 
     func outboxWrite(_ body: (Database) throws -> Void) throws(OutboxError) {
         do {
-            try pool.write(body)
+            try durablePoolWrite(body)
         } catch let error as OutboxError {
             throw error
         } catch let error as ReplicaError {

@@ -50,7 +50,7 @@ public final class Replica: Sendable {
         var config = Configuration()
         config.label = "replica"
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL; PRAGMA temp_store = MEMORY;")
+            try db.execute(sql: "PRAGMA temp_store = MEMORY;")
         }
         let pool: DatabasePool
         do {
@@ -111,7 +111,7 @@ public final class Replica: Sendable {
     /// (the old printed key stops working).
     public func createRecoveryKey(replace: Bool = false) throws(ReplicaError) -> RecoveryKey? {
         let recovery = RecoveryKey.generate()
-        let created: Bool = try write { db in
+        let created: Bool = try durableWrite { db in
             let existing = try Data.fetchOne(db, sql: "SELECT recovery_dek FROM keyring WHERE id = 1")
             if existing != nil && !replace { return false }
             let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
@@ -146,7 +146,7 @@ public final class Replica: Sendable {
 
     /// Rewraps the data key under a new KEK. Records are not rewritten.
     public func rotateKey(to newKEK: KeyEncryptionKey) throws(ReplicaError) {
-        try write { db in
+        try durableWrite { db in
             let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
             let dek = keys.dataKeyForRotation
             let wrapped = try KeyRing.wrap(dataKey: dek, with: newKEK, replicaID: rid)
@@ -177,6 +177,35 @@ public final class Replica: Sendable {
             throw error
         } catch {
             throw .database(String(describing: error))
+        }
+    }
+
+    /// A transaction committed with `synchronous = FULL`: the WAL is fsync'd before this
+    /// returns, so the change survives a power cut. For what exists nowhere else: local
+    /// changes, audit records, accounts, operator decisions, keys. (GRDB opens the writer with
+    /// `synchronous = NORMAL`, crash-safe but not power-cut-safe, which is kept for what can be
+    /// fetched again from the EHR: pulled records, replay bookkeeping.)
+    func durableWrite<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try durablePoolWrite(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// ``durableWrite(_:)`` passing the body's errors through unchanged.
+    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
         }
     }
 
