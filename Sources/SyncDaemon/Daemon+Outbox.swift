@@ -53,16 +53,18 @@ extension Daemon {
         }
         var web: WebViewer?
         if config.web.enabled {
-            web = WebViewer(
-                .init(
-                    replica: replica, enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
-                    queued: { wakeup.wake() },
-                    banner: { [weak self] in
-                        self?.banner()
-                            ?? ViewerBanner(
-                                state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
-                    },
-                    access: access, sessions: sessions), logger: logger)
+            var dependencies = WebViewer.Dependencies(
+                replica: replica, enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
+                queued: { wakeup.wake() },
+                banner: { [weak self] in
+                    self?.banner()
+                        ?? ViewerBanner(
+                            state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
+                },
+                access: access, sessions: sessions)
+            let client = self.client
+            dependencies.attachmentURL = { client.url($0) }
+            web = WebViewer(dependencies, logger: logger)
         }
         do {
             let server = try await LocalAPIServer.start(

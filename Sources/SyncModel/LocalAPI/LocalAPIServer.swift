@@ -65,7 +65,7 @@ public final class LocalAPIServer: Sendable {
         host: String, port: Int, credentials: LocalCredentials, maxBodyBytes: Int, handlers: LocalAPIHandlers,
         web: WebViewer? = nil, tls: TLSIdentity? = nil, logger: Logger
     ) async throws -> LocalAPIServer {
-        let router = Router()
+        let router = Router(context: LocalRequestContext.self)
         let api = Routes(
             https: tls != nil, credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
         api.register(on: router)
@@ -110,6 +110,18 @@ public final class LocalAPIServer: Sendable {
     }
 }
 
+/// The request context: Hummingbird's basics plus the client's address (login throttling
+/// per address).
+struct LocalRequestContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
 /// The routes, with their checks. Errors are OperationOutcomes without record content.
 struct Routes: Sendable {
     let https: Bool
@@ -118,7 +130,7 @@ struct Routes: Sendable {
     let handlers: LocalAPIHandlers
     let logger: Logger
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<LocalRequestContext>) {
         router.get("fhir/metadata") { request, _ in
             guard author(request) != nil else { return unauthorized() }
             return respond(.ok, json: Self.capabilityStatement)
@@ -244,7 +256,7 @@ struct Routes: Sendable {
         }
     }
 
-    func write(_ request: Request, _ context: BasicRequestContext, operation: OutboxOperation) async throws
+    func write(_ request: Request, _ context: LocalRequestContext, operation: OutboxOperation) async throws
         -> Response
     {
         guard let author = author(request) else { return unauthorized() }

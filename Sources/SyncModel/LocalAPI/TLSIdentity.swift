@@ -38,9 +38,9 @@ public struct TLSIdentity: Sendable {
 
     /// The self-signed identity kept in `directory`, created on first use for `hostnames`
     /// and `addresses` (IPv4 or IPv6 literals).
-    public static func selfSigned(directory: String, hostnames: [String], addresses: [String]) throws(
-        TLSIdentityError
-    ) -> TLSIdentity {
+    public static func selfSigned(directory: String, hostnames: [String], addresses: [String]) throws(TLSIdentityError)
+        -> TLSIdentity
+    {
         let certPath = directory + "/" + certificateFile
         let keyPath = directory + "/" + keyFile
         if FileManager.default.fileExists(atPath: certPath), FileManager.default.fileExists(atPath: keyPath) {
@@ -54,7 +54,9 @@ public struct TLSIdentity: Sendable {
             }
             var names: [GeneralName] = hostnames.map { .dnsName($0) }
             for address in addresses {
-                if let bytes = Self.ipBytes(address) { names.append(.ipAddress(ASN1OctetString(contentBytes: bytes[...]))) }
+                if let bytes = Self.ipBytes(address) {
+                    names.append(.ipAddress(ASN1OctetString(contentBytes: bytes[...])))
+                }
             }
             let now = Date()
             let certificate = try Certificate(
