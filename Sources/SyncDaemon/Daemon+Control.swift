@@ -11,6 +11,7 @@ extension Daemon {
     ]
 
     func handle(_ request: ControlRequest) async -> ControlResponse {
+        if let response = await handleStaff(request) { return response }
         do {
             switch request.command {
             case "status":
@@ -68,7 +69,7 @@ extension Daemon {
                 return try handleOutbox(request)
             default:
                 return .failure(
-                    "unknown command \"\(request.command.prefix(40))\"; known: \(Self.commands.joined(separator: ", "))"
+                    "unknown command \"\(request.command.prefix(40))\"; known: \((Self.commands + Self.staffCommands).joined(separator: ", "))"
                 )
             }
         } catch {

@@ -348,6 +348,8 @@ final class Daemon: Sendable {
         report.outboxWaiting = outbox.waiting
         report.outboxParked = outbox.parked
         report.conflicts = outbox.conflicts
+        report.accessAlerts = access.alerts().map(AccessAlert.init)
+        report.localAPICertificate = tlsFingerprint.withLock { $0 }
         return report
     }
 }

@@ -29,12 +29,25 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var outbox: [OutboxItem]?
     /// `syncctl conflicts show ID`.
     public var conflict: ConflictDetail?
+    /// `syncctl user list` (never the password hashes).
+    public var users: [StaffAccountSummary]?
+    /// `syncctl audit list`: the records asked for, newest last.
+    public var audit: [AuditRecord]?
+    /// `syncctl audit verify`: the number of records checked when the chain is intact...
+    public var auditVerified: Int?
+    /// ...or the first line where it breaks.
+    public var auditBreak: AuditBreak?
 
     public init(
         ok: Bool, error: String? = nil, message: String? = nil, status: StatusReport? = nil, held: [HeldChange]? = nil,
         verify: VerifyReport? = nil, recoveryKey: String? = nil, outbox: [OutboxItem]? = nil,
-        conflict: ConflictDetail? = nil
+        conflict: ConflictDetail? = nil, users: [StaffAccountSummary]? = nil, audit: [AuditRecord]? = nil,
+        auditVerified: Int? = nil, auditBreak: AuditBreak? = nil
     ) {
+        self.users = users
+        self.audit = audit
+        self.auditVerified = auditVerified
+        self.auditBreak = auditBreak
         self.outbox = outbox
         self.conflict = conflict
         self.ok = ok
@@ -49,6 +62,62 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public static func done(_ message: String) -> ControlResponse { ControlResponse(ok: true, message: message) }
 
     public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+
+    /// The answer to `audit-verify`: the record count, or where the chain breaks.
+    public static func auditVerification(_ result: Result<Int, AuditBreak>) -> ControlResponse {
+        switch result {
+        case .success(let count): ControlResponse(ok: true, auditVerified: count)
+        case .failure(let broken): ControlResponse(ok: true, auditBreak: broken)
+        }
+    }
+
+    /// What an `audit-verify` answer says, or nil when it says neither.
+    public var auditVerification: Result<Int, AuditBreak>? {
+        if let auditBreak { return .failure(auditBreak) }
+        return auditVerified.map { .success($0) }
+    }
+}
+
+/// On the control socket as `{"seq": 3, "reason": "line altered"}`.
+extension AuditBreak: Codable {
+    enum CodingKeys: String, CodingKey {
+        case seq, reason
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(seq: try c.decode(Int64.self, forKey: .seq), reason: try c.decode(String.self, forKey: .reason))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(seq, forKey: .seq)
+        try c.encode(reason, forKey: .reason)
+    }
+}
+
+/// An unusual-reading alert as `syncctl status` shows it: one account opened many
+/// different patients in a short time.
+public struct AccessAlert: Codable, Sendable, Equatable {
+    public var account: String
+    /// Distinct patients opened within the window.
+    public var patients: Int
+    public var windowSeconds: Int
+    /// When the alert was raised (ISO 8601).
+    public var at: String
+
+    public init(account: String, patients: Int, windowSeconds: Int, at: String) {
+        self.account = account
+        self.patients = patients
+        self.windowSeconds = windowSeconds
+        self.at = at
+    }
+
+    public init(_ alert: AccessMonitor.Alert) {
+        self.init(
+            account: alert.account, patients: alert.patients, windowSeconds: alert.windowSeconds,
+            at: FHIRInstant.format(alert.at))
+    }
 }
 
 /// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
@@ -78,6 +147,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var outboxWaiting: Int = 0
     public var outboxParked: Int = 0
     public var conflicts: Int = 0
+    /// Unusual reading noticed within the last day (`AccessMonitor`).
+    public var accessAlerts: [AccessAlert] = []
+    /// SHA-256 fingerprint of the local API's HTTPS certificate, when it serves HTTPS.
+    public var localAPICertificate: String?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -119,6 +192,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
+        case accessAlerts, localAPICertificate
     }
 
     public init(from decoder: any Decoder) throws {
@@ -141,6 +215,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
         outboxWaiting = try c.decodeIfPresent(Int.self, forKey: .outboxWaiting) ?? 0
         outboxParked = try c.decodeIfPresent(Int.self, forKey: .outboxParked) ?? 0
         conflicts = try c.decodeIfPresent(Int.self, forKey: .conflicts) ?? 0
+        accessAlerts = try c.decodeIfPresent([AccessAlert].self, forKey: .accessAlerts) ?? []
+        localAPICertificate = try c.decodeIfPresent(String.self, forKey: .localAPICertificate)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -165,6 +241,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(outboxWaiting, forKey: .outboxWaiting)
         try c.encode(outboxParked, forKey: .outboxParked)
         try c.encode(conflicts, forKey: .conflicts)
+        try c.encode(accessAlerts, forKey: .accessAlerts)
+        try c.encode(localAPICertificate, forKey: .localAPICertificate)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
@@ -172,7 +250,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
         switch state {
         case "outage": return 2
         case "degraded", "recovering", "initial-sync", "starting", "paused": return 1
-        default: return heldChanges > 0 || rejectedResources > 0 || outboxParked > 0 || conflicts > 0 ? 1 : 0
+        default:
+            return heldChanges > 0 || rejectedResources > 0 || outboxParked > 0 || conflicts > 0
+                || !accessAlerts.isEmpty ? 1 : 0
         }
     }
 }

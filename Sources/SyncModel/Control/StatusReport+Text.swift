@@ -50,9 +50,10 @@ extension StatusReport {
         if conflicts > 0 { lines.append(("Conflicts", "\(conflicts) to review (syncctl conflicts)")) }
         if let error = lastError, state != "online" { lines.append(("Last error", error)) }
         lines.append(("Key", keySource))
+        if let fingerprint = localAPICertificate { lines.append(("HTTPS", "certificate SHA-256 \(fingerprint)")) }
         let width = lines.map(\.0.count).max() ?? 0
         return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
-            .joined(separator: "\n") + "\n"
+            .joined(separator: "\n") + "\n" + accessAlertsText
     }
 
     /// `2026-11-29T09:20:00.000Z` → `2026-11-29 09:20 UTC`.
