@@ -47,6 +47,7 @@ extension Daemon {
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
             dataAsOf: { try? replica.syncState("cursor") },
             queued: { wakeup.wake() })
+        handlers.types = { ((try? replica.counts()) ?? [:]).keys.sorted() }
         let access = self.access
         handlers.audit = { actor, action, patient, target throws(ReplicaError) in
             try access.record(actor: actor, action: action, patient: patient, target: target)

@@ -190,7 +190,16 @@ final class Daemon: Sendable {
         defer { health.withLock { $0.running = false } }
         do {
             try await puller.runCycle()
-            try await replayOutbox()
+            // Replay only once the EHR is confirmed online (after an outage: the health probe,
+            // then enough successes); a pull that merely outlived an outage does not qualify.
+            if monitor.replayAllowed {
+                try await replayOutbox()
+            } else if try replica.outboxCounts()[.pending, default: 0] > 0 {
+                logger.info(
+                    "replay waits until the EHR is confirmed online", metadata: ["state": "\(monitor.state.rawValue)"])
+                // Recovering: the next cycle's successes confirm it; no need to wait a poll interval.
+                if monitor.state == .recovering { wakeup.wake() }
+            }
             health.withLock {
                 $0.consecutiveFailures = 0
                 $0.failingSince = nil

@@ -25,6 +25,9 @@ final class OutageMonitor: Sendable {
 
     var state: OutageStateMachine.State { machine.withLock { $0.state } }
 
+    /// Queued local changes may be replayed (online, confirmed after any outage).
+    var replayAllowed: Bool { machine.withLock { $0.replayAllowed } }
+
     /// Since when the EHR has been failing (degraded, outage or recovering), else nil.
     var failingSince: Double? {
         machine.withLock { m in [.degraded, .outage, .recovering].contains(m.state) ? m.since : nil }

@@ -11,6 +11,8 @@ public final class DaemonFixture: @unchecked Sendable {
     public let stateDir: String
     public let socketPath: String
     public let logPath: String
+    /// The local API's address and credentials, when enabled (`localAPIAuthor:`).
+    public let localAPI: LocalAPIAccess?
     var process: Process?
 
     /// Folder of the built binaries (`.build/debug`), or `$EHR_SYNC_BIN_DIR`.
@@ -21,7 +23,11 @@ public final class DaemonFixture: @unchecked Sendable {
 
     /// - Parameter extra: more TOML, appended to the `[sync]` table.
     /// - Parameter extra: more TOML tables, appended at the end (e.g. `[metrics]`).
-    public init(baseURL: String, sync: String = "", ehr: String = "", extra: String = "") throws {
+    /// - Parameter localAPIAuthor: when given, `[local_api]` is enabled on a free loopback
+    ///   port with a fresh token file (mode 0600) holding one `author token` line.
+    public init(
+        baseURL: String, sync: String = "", ehr: String = "", extra: String = "", localAPIAuthor: String? = nil
+    ) throws {
         dir = try TemporaryDirectory("ehr-syncd")
         configPath = dir.file("ehr-sync.toml")
         keyPath = dir.file("replica.key")
@@ -30,6 +36,22 @@ public final class DaemonFixture: @unchecked Sendable {
         logPath = dir.file("daemon.log")
         try Data(KeyEncryptionKey.generate().base64FileContents.utf8).write(to: URL(fileURLWithPath: keyPath))
         chmod(keyPath, 0o600)
+        var localAPITable = ""
+        if let author = localAPIAuthor {
+            let access = LocalAPIAccess(
+                port: freeLoopbackPort(), author: author, token: LocalAPIAccess.randomToken(),
+                tokenFile: dir.file("local-api.tokens"))
+            try Data("\(access.author) \(access.token)\n".utf8).write(to: URL(fileURLWithPath: access.tokenFile))
+            chmod(access.tokenFile, 0o600)
+            localAPITable = """
+                [local_api]
+                listen = "127.0.0.1:\(access.port)"
+                token_file = "\(access.tokenFile)"
+                """
+            localAPI = access
+        } else {
+            localAPI = nil
+        }
         let config = """
             [ehr]
             base_url = "\(baseURL)"
@@ -46,6 +68,7 @@ public final class DaemonFixture: @unchecked Sendable {
             [control]
             socket = "\(socketPath)"
             \(extra)
+            \(localAPITable)
             """
         try Data(config.utf8).write(to: URL(fileURLWithPath: configPath))
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
@@ -128,6 +151,56 @@ public final class DaemonFixture: @unchecked Sendable {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }
+    }
+}
+
+/// Where the daemon's local API listens and how to authenticate to it.
+public struct LocalAPIAccess: Sendable {
+    public let port: Int
+    public let author: String
+    public let token: String
+    public let tokenFile: String
+
+    /// `http://127.0.0.1:PORT/fhir`
+    public var baseURL: String { "http://127.0.0.1:\(port)/fhir" }
+
+    /// A client using this access's token.
+    public func client() -> LocalAPIClient { LocalAPIClient(baseURL: baseURL, token: token) }
+
+    /// 48 random hexadecimal characters.
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+}
+
+extension DaemonFixture {
+    /// Runs `syncctl ARGUMENTS --socket SOCKET` (the socket option last, so it reaches nested
+    /// subcommands such as `outbox retry`).
+    public func ctl(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        try syncctl(arguments + ["--socket", socketPath])
+    }
+
+    /// `syncctl outbox list --json [--all]`, decoded; nil when the command fails or its output
+    /// does not decode (the command missing, the daemon not answering).
+    public func outbox(all: Bool = false) throws -> [OutboxItem]? {
+        let (status, output) = try ctl(["outbox", "list", "--json"] + (all ? ["--all"] : []))
+        guard status == 0 else { return nil }
+        return try? JSONDecoder().decode([OutboxItem].self, from: Data(output.utf8))
+    }
+
+    /// `syncctl conflicts list --json`, decoded; nil on failure.
+    public func conflicts() throws -> [OutboxItem]? {
+        let (status, output) = try ctl(["conflicts", "list", "--json"])
+        guard status == 0 else { return nil }
+        return try? JSONDecoder().decode([OutboxItem].self, from: Data(output.utf8))
+    }
+
+    /// `syncctl conflicts show SEQ --json`, decoded; nil on failure.
+    public func conflict(_ seq: Int64) throws -> ConflictDetail? {
+        let (status, output) = try ctl(["conflicts", "show", String(seq), "--json"])
+        guard status == 0 else { return nil }
+        return try? JSONDecoder().decode(ConflictDetail.self, from: Data(output.utf8))
     }
 }
 

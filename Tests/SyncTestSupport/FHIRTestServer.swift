@@ -56,6 +56,11 @@ public struct SMARTClientRegistration: Sendable {
 }
 
 public final class FHIRTestServer: Sendable {
+    /// sekmet's inbound validation (`validation.inbound`).
+    public enum Validation: String, Sendable {
+        case off, warn, strict
+    }
+
     /// FHIR base, e.g. `http://127.0.0.1:41234/fhir` (no trailing slash).
     public let baseURL: String
     /// Stays the same across `restore(from:)`, so a proxy in front keeps working.
@@ -89,9 +94,12 @@ public final class FHIRTestServer: Sendable {
     /// 127.0.0.1 and, when `dataset` is given ("small", "medium" or a folder path), loads that data set.
     /// With `smartClient`, the server requires SMART Backend Services tokens (see ``tokenURL``); the harness
     /// loads without a token, so `dataset` must then be nil (PUT resources with a token instead).
-    public static func start(dataset: String? = nil, port: Int? = nil, smartClient: SMARTClientRegistration? = nil)
-        async throws -> FHIRTestServer
-    {
+    /// `validation` is sekmet's inbound structural check: `.off` (the default) accepts anything,
+    /// `.strict` rejects malformed writes with 400 and an OperationOutcome.
+    public static func start(
+        dataset: String? = nil, port: Int? = nil, smartClient: SMARTClientRegistration? = nil,
+        validation: Validation = .off
+    ) async throws -> FHIRTestServer {
         if dataset != nil, smartClient != nil {
             throw HarnessError("a data set cannot be loaded into a server that requires SMART tokens")
         }
@@ -103,7 +111,7 @@ public final class FHIRTestServer: Sendable {
         let dataDir = (workDir as NSString).appendingPathComponent("data")
         try fm.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
 
-        var args = ["start", "--data-dir", dataDir]
+        var args = ["start", "--data-dir", dataDir, "--validation", validation.rawValue]
         if let port { args += ["--port", String(port)] }
         if let smartClient {
             let jwksPath = (workDir as NSString).appendingPathComponent("smart-client-jwks.json")

@@ -63,6 +63,31 @@ public final class ServerClient: Sendable {
         return result
     }
 
+    /// Every resource a search returns (`Type?params`), following `next` links; entries of
+    /// other types (e.g. OperationOutcome warnings) are left out.
+    public func search(_ query: String) async throws -> [[String: Any]] {
+        let type = String(query.prefix { $0 != "?" })
+        var result: [[String: Any]] = []
+        var next: String? = query + (query.contains("?") ? "&" : "?") + "_count=500"
+        while let url = next {
+            let bundle = try await json(url)
+            for entry in bundle["entry"] as? [[String: Any]] ?? [] {
+                if let resource = entry["resource"] as? [String: Any], resource["resourceType"] as? String == type {
+                    result.append(resource)
+                }
+            }
+            next =
+                (bundle["link"] as? [[String: Any]] ?? []).first { $0["relation"] as? String == "next" }?["url"]
+                as? String
+        }
+        return result
+    }
+
+    /// The status of `GET path` (e.g. 410 for a deleted resource).
+    public func status(_ path: String) async throws -> Int {
+        try await request(.GET, path).status
+    }
+
     public func put(_ resource: [String: Any]) async throws -> Int {
         let type = resource["resourceType"] as! String
         let id = resource["id"] as! String

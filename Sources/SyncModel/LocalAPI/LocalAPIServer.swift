@@ -15,6 +15,8 @@ public struct LocalAPIHandlers: Sendable {
     public var dataAsOf: @Sendable () -> String?
     /// Called after a change was queued (to start replay when the EHR is up).
     public var queued: @Sendable () -> Void
+    /// Resource types held locally (for the CapabilityStatement).
+    public var types: @Sendable () -> [String] = { [] }
     /// A search on the local view.
     public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage
     /// `Patient/[id]/$everything` on the local view; nil for an unknown patient.
@@ -133,7 +135,7 @@ struct Routes: Sendable {
     func register(on router: Router<LocalRequestContext>) {
         router.get("fhir/metadata") { request, _ in
             guard author(request) != nil else { return unauthorized() }
-            return respond(.ok, json: Self.capabilityStatement)
+            return respond(.ok, json: Self.capabilityStatement(types: handlers.types()))
         }
         router.get("fhir/{type}/{id}") { request, context in
             guard let actor = author(request) else { return unauthorized() }
@@ -360,23 +362,58 @@ struct Routes: Sendable {
         return respond(status, json: value.data())
     }
 
-    static let capabilityStatement: Data = {
+    /// A truthful CapabilityStatement: the types held locally, the interactions and search
+    /// parameters this endpoint answers.
+    static func capabilityStatement(types: [String]) -> Data {
+        func params(_ names: [(String, String)]) -> JSONValue {
+            .array(names.map { ["name": .string($0.0), "type": .string($0.1)] })
+        }
+        let interactions: JSONValue = .array(
+            ["read", "vread", "search-type", "create", "update", "delete"].map { ["code": .string($0)] })
+        let patientParams = params([
+            ("_id", "token"), ("name", "string"), ("family", "string"), ("given", "string"),
+            ("birthdate", "date"), ("identifier", "token"), ("gender", "token"),
+        ])
+        let clinicalParams = params([
+            ("_id", "token"), ("patient", "reference"), ("subject", "reference"), ("date", "date"),
+            ("code", "token"), ("status", "token"), ("category", "token"),
+        ])
+        var resources: [JSONValue] = []
+        for type in Set(types + ["Patient"]).sorted() {
+            var resource: JSONObject = [
+                "type": .string(type), "interaction": interactions, "versioning": "versioned",
+                "readHistory": false, "conditionalCreate": false,
+                "searchParam": type == "Patient" ? patientParams : clinicalParams,
+            ]
+            if type == "Patient" {
+                resource["operation"] = [
+                    [
+                        "name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    ]
+                ]
+            }
+            resources.append(.object(resource))
+        }
         let value: JSONValue = [
             "resourceType": "CapabilityStatement",
             "status": "active",
+            "date": .string(FHIRInstant.format(Date().timeIntervalSince1970)),
             "kind": "instance",
             "fhirVersion": "4.0.1",
             "format": ["application/fhir+json"],
             "software": ["name": "ehr-sync", "version": .string(EHRSync.version)],
+            "implementation": [
+                "description": "ehr-sync: the practice's local copy of its EHR records; writes are queued for the EHR"
+            ],
             "rest": [
                 [
                     "mode": "server",
                     "documentation": "Local copy of the practice's records; writes are queued for the EHR.",
-                    "interaction": [],
-                    "resource": [],
+                    "resource": .array(resources),
                 ]
             ],
         ]
         return value.data()
-    }()
+    }
 }

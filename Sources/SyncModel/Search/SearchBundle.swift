@@ -41,7 +41,9 @@ public enum SearchBundle {
                         decoding: JSONValue.object(["relation": .string(relation), "url": .string(url)]).data(),
                         as: UTF8.self)
                 }.joined(separator: ",").utf8))
-        out.append(Data(#"],"entry":["#.utf8))
+        out.append(Data("]".utf8))
+        // FHIR JSON has no empty arrays: `entry` only when there is one.
+        if !matches.isEmpty || !included.isEmpty { out.append(Data(#","entry":["#.utf8)) }
         var first = true
         for (resources, mode) in [(matches, "match"), (included, "include")] {
             for resource in resources {
@@ -58,7 +60,7 @@ public enum SearchBundle {
                 out.append(Data(#","search":{"mode":"\#(mode)"}}"#.utf8))
             }
         }
-        out.append(Data("]}".utf8))
+        out.append(Data(!matches.isEmpty || !included.isEmpty ? "]}".utf8 : "}".utf8))
         return out
     }
 }

@@ -50,7 +50,7 @@ public struct SearchRequest: Sendable, Equatable {
         "patient", "subject", "date", "code", "status", "category", "_id",
     ]
     public static let controlParameters: Set<String> = [
-        "_count", "_offset", "_sort", "_include", "_format", "_pretty",
+        "_count", "_offset", "_sort", "_include", "_format", "_pretty", "_summary", "_total", "_elements",
     ]
 
     public static func parse(type: String, query: [(String, String)]) throws(SearchError) -> SearchRequest {
@@ -131,7 +131,7 @@ public struct SearchRequest: Sendable, Equatable {
             }
             includes.append(Include(sourceType: String(parts[0]), parameter: String(parts[1])))
         default:
-            break  // _format, _pretty: JSON is the only format.
+            break  // _format, _pretty: JSON is the only format; _summary, _total, _elements: answered in full.
         }
     }
 }
