@@ -441,7 +441,7 @@ def wait_quiet(pid: int, limit: float = 15.0) -> float:
 
 def run_wrk(root: str, script: Path, connections: int, duration: float, daemon_pid: int, expected: int) -> dict:
     wait_quiet(daemon_pid)
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "10s", "-s", str(script), root]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--timeout", "30s", "-s", str(script), root]
     cpu0 = cpu_seconds(daemon_pid)
     r = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     cpu = cpu_seconds(daemon_pid) - cpu0
@@ -516,11 +516,10 @@ def bench_set(args, label: str, suffix: str, set_dir: Path, types: list[str], da
             for mode, script in (("latency", paced), ("saturation", saturate)):
                 w = run_wrk(daemon.root, script, args.connections, args.duration, daemon.proc.pid,
                             scenarios[name][2])
-                if w["bad"]:
-                    raise BenchFailure(f"{label}: {name} ({mode}): {w['bad']} unexpected answers; "
-                                       f"{w['status_errors']} statuses >= 400, "
-                                       f"{w['timeouts']} timeouts, {w['connect_errors'] + w['read_errors']} "
-                                       f"socket errors in {w['requests']} requests")
+                if w["bad"]:  # reported, not fatal: a slow endpoint must still get its figures
+                    info(f"WARNING {label}: {name} ({mode}): {w['bad']} unexpected answers; "
+                         f"{w['status_errors']} statuses >= 400, {w['timeouts']} timeouts (not in the latencies), "
+                         f"{w['connect_errors'] + w['read_errors']} socket errors in {w['requests']} requests")
                 runs[name][mode].append(w)
                 info(f"{label} run {r + 1} {name} {mode}: {w['requests']} requests, {w['rps']:.0f} req/s, "
                      f"p50 {w['p50_us'] / 1000:.1f} ms, p99 {w['p99_us'] / 1000:.1f} ms, "
@@ -553,6 +552,10 @@ def bench_set(args, label: str, suffix: str, set_dir: Path, types: list[str], da
         f = figures[name]
         result(f"{name} p50{suffix}", f["p50"], "ms", 2)
         result(f"{name} p99{suffix}", f["p99"], "ms", 2)
+    for name in scripts:
+        bad = sum(w["bad"] for mode in runs[name].values() for w in mode)
+        if bad:
+            result(f"{name} unexpected answers{suffix}", bad, "", 0)
     for name in scripts:
         result(f"{name} throughput{suffix}", figures[name]["rps"], "req/s", 0)
         result(f"{name} p99 at saturation{suffix}", figures[name]["p99_saturation"], "ms", 1)
