@@ -47,7 +47,9 @@ extension Daemon {
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
             dataAsOf: { try? replica.syncState("cursor") },
             queued: { wakeup.wake() })
-        handlers.types = { ((try? replica.counts()) ?? [:]).keys.sorted() }
+        // The mirrored types, known without touching the replica: metadata is fetched often.
+        let puller = self.puller
+        handlers.types = { puller.mirroredTypes }
         let access = self.access
         handlers.audit = { actor, action, patient, target throws(ReplicaError) in
             try access.record(actor: actor, action: action, patient: patient, target: target)

@@ -15,7 +15,7 @@ public struct LocalAPIHandlers: Sendable {
     public var dataAsOf: @Sendable () -> String?
     /// Called after a change was queued (to start replay when the EHR is up).
     public var queued: @Sendable () -> Void
-    /// Resource types held locally (for the CapabilityStatement).
+    /// Resource types mirrored locally (for the CapabilityStatement); called per request, so cheap.
     public var types: @Sendable () -> [String] = { [] }
     /// A search on the local view.
     public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage

@@ -54,6 +54,12 @@ public final class Puller: Sendable {
 
     public var progress: PullProgress { progressBox.withLock { $0 } }
 
+    /// The types mirrored: configured, or the defaults of the server's CapabilityStatement once
+    /// read (empty before).
+    public var mirroredTypes: [String] {
+        settings.resourceTypes ?? capabilitiesBox.withLock { $0?.defaultTypes } ?? []
+    }
+
     func publish(_ change: (inout PullProgress) -> Void) {
         heartbeat()
         progressBox.withLock { change(&$0) }

@@ -236,12 +236,6 @@ extension Replica {
 
     // MARK: Rows
 
-    struct ResourceRow {
-        var json: Data
-        var versionId: String?
-        var deleted: Bool
-    }
-
     func fetchResourceRow(type: String, id: String, db: Database) throws -> StoredResource? {
         let bid = blind(type: type, id: id)
         guard
