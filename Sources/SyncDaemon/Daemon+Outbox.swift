@@ -52,7 +52,7 @@ extension Daemon {
         handlers.types = { puller.mirroredTypes }
         let access = self.access
         handlers.audit = { actor, action, patient, target throws(ReplicaError) in
-            try access.record(actor: actor, action: action, patient: patient, target: target)
+            try await access.record(actor: actor, action: action, patient: patient, target: target)
         }
         var web: WebViewer?
         if config.web.enabled {

@@ -49,6 +49,26 @@ public struct JSONSlicer {
         }.get()
     }
 
+    /// One pass over a whole resource: its top-level `resourceType` and `id`, and the value of
+    /// every `reference` member at any depth (for `_include` and `$everything` without
+    /// building the tree).
+    public static func identityAndReferences(ofRaw raw: UnsafeRawBufferPointer) throws(Error) -> (
+        resourceType: String?, id: String?, references: [String]
+    ) {
+        let slicer = JSONSlicer(bytes: raw)
+        var i = 0
+        slicer.skipSpace(&i, raw.count)
+        guard i < raw.count, raw[i] == 0x7B else { throw .malformed(offset: i) }
+        var collected: Found? = Found()
+        try slicer.skipValue(&i, raw.count, depth: 0, found: &collected)
+        slicer.skipSpace(&i, raw.count)
+        guard i == raw.count, let found = collected else { throw .malformed(offset: i) }
+        return (
+            found.resourceType.flatMap { string(inRaw: raw, at: $0) }, found.id.flatMap { string(inRaw: raw, at: $0) },
+            found.references.compactMap { string(inRaw: raw, at: $0) }
+        )
+    }
+
     /// The string value at `range` (a JSON string), unescaped.
     public static func string(in data: [UInt8], at range: Range<Int>) -> String? {
         guard range.count >= 2, data[range.lowerBound] == 0x22, data[range.upperBound - 1] == 0x22 else { return nil }
@@ -103,6 +123,20 @@ public struct JSONSlicer {
     }
 
     // MARK: Scanner
+
+    /// What ``identityAndReferences(ofRaw:)`` collects while skipping.
+    struct Found {
+        var resourceType: Range<Int>?
+        var id: Range<Int>?
+        var references: [Range<Int>] = []
+    }
+
+    @inline(__always) private func keyIs(_ literal: StaticString, _ range: Range<Int>) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount + 2 else { return false }
+        let start = literal.utf8Start
+        for k in 0..<literal.utf8CodeUnitCount where bytes[range.lowerBound + 1 + k] != start[k] { return false }
+        return true
+    }
 
     @inline(__always) private func skipSpace(_ i: inout Int, _ end: Int) {
         while i < end {
@@ -186,6 +220,12 @@ public struct JSONSlicer {
     }
 
     private func skipValue(_ i: inout Int, _ end: Int, depth: Int) throws(Error) {
+        var nothing: Found? = nil
+        try skipValue(&i, end, depth: depth, found: &nothing)
+    }
+
+    /// Skips one value; with `found`, notes top-level identity members and `reference` strings.
+    private func skipValue(_ i: inout Int, _ end: Int, depth: Int, found: inout Found?) throws(Error) {
         guard depth < 512, i < end else { throw .malformed(offset: i) }
         switch bytes[i] {
         case 0x22:
@@ -201,14 +241,27 @@ public struct JSONSlicer {
             }
             while true {
                 skipSpace(&i, end)
+                var key: Range<Int>?
                 if isObject {
+                    let keyStart = i
                     try skipString(&i, end)
+                    key = keyStart..<i
                     skipSpace(&i, end)
                     guard i < end, bytes[i] == 0x3A else { throw .malformed(offset: i) }
                     i += 1
                     skipSpace(&i, end)
                 }
-                try skipValue(&i, end, depth: depth + 1)
+                let valueStart = i
+                try skipValue(&i, end, depth: depth + 1, found: &found)
+                if found != nil, let key, bytes[valueStart] == 0x22 {
+                    if keyIs("reference", key) {
+                        found?.references.append(valueStart..<i)
+                    } else if depth == 0, keyIs("id", key) {
+                        found?.id = valueStart..<i
+                    } else if depth == 0, keyIs("resourceType", key) {
+                        found?.resourceType = valueStart..<i
+                    }
+                }
                 skipSpace(&i, end)
                 guard i < end else { throw .malformed(offset: i) }
                 if bytes[i] == 0x2C {

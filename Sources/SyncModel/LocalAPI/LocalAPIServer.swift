@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTLS
@@ -20,18 +20,18 @@ public struct LocalAPIHandlers: Sendable {
     /// A search on the local view.
     public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage
     /// `Patient/[id]/$everything` on the local view; nil for an unknown patient.
-    public var everything: @Sendable (String) throws(ReplicaError) -> [Data]?
+    public var everything: @Sendable (String) throws(ReplicaError) -> [SearchBundle.Entry]?
     /// Records an access to patient data (actor, action, patient id, target) in the audit
     /// trail; a failure refuses the request.
     public var audit:
-        @Sendable (_ actor: String, _ action: String, _ patient: String?, _ target: String?) throws(ReplicaError) ->
-            Void = { _, _, _, _ in }
+        @Sendable (_ actor: String, _ action: String, _ patient: String?, _ target: String?) async throws(ReplicaError)
+            -> Void = { _, _, _, _ in }
 
     public init(
         enqueue: @escaping @Sendable (LocalChange) throws(OutboxError) -> QueuedChange,
         read: @escaping @Sendable (String, String) throws(ReplicaError) -> LocalView,
         search: @escaping @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage,
-        everything: @escaping @Sendable (String) throws(ReplicaError) -> [Data]?,
+        everything: @escaping @Sendable (String) throws(ReplicaError) -> [SearchBundle.Entry]?,
         dataAsOf: @escaping @Sendable () -> String?, queued: @escaping @Sendable () -> Void
     ) {
         self.enqueue = enqueue
@@ -152,7 +152,7 @@ struct Routes: Sendable {
                     default: nil
                     }
                 if let body {
-                    try handlers.audit(actor, "read", Self.patient(of: body, type: type, id: id), "\(type)/\(id)")
+                    try await handlers.audit(actor, "read", Self.patient(of: body, type: type, id: id), "\(type)/\(id)")
                 }
                 switch view {
                 case .pending(let body, let seq, _):
@@ -186,7 +186,7 @@ struct Routes: Sendable {
                 let page = try handlers.search(search)
                 var patient: String?
                 for case .patient(let id) in search.criteria { patient = id }
-                try handlers.audit(actor, "search", patient, "\(type) search, \(page.total) results")
+                try await handlers.audit(actor, "search", patient, "\(type) search, \(page.total) results")
                 let base = baseURL(request)
                 func link(offset: Int) -> String {
                     var items = pairs.filter { $0.0 != "_offset" }
@@ -219,7 +219,7 @@ struct Routes: Sendable {
                 guard let resources = try handlers.everything(id) else {
                     return outcome(.notFound, "not-found", "no Patient with that id in the local copy")
                 }
-                try handlers.audit(actor, "everything", id, "Patient/\(id)/$everything")
+                try await handlers.audit(actor, "everything", id, "Patient/\(id)/$everything")
                 let base = baseURL(request)
                 let bundle = SearchBundle.searchset(
                     base: base, links: .init(selfURL: "\(base)/Patient/\(id)/$everything"), total: resources.count,

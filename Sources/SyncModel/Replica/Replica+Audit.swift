@@ -51,7 +51,14 @@ extension Replica {
 
     /// Appends one record in its own transaction.
     public func audit(_ record: AuditRecord) throws(ReplicaError) {
-        try durableWrite { db in try appendAudit(record, db: db) }
+        try audit([record])
+    }
+
+    /// Appends records in order, in one transaction (one fsync).
+    public func audit(_ records: [AuditRecord]) throws(ReplicaError) {
+        try durableWrite { db in
+            for record in records { try appendAudit(record, db: db) }
+        }
     }
 
     func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {

@@ -42,41 +42,6 @@ extension Replica {
             total: candidates.count, matches: page.map { JSONValue.object($0).data() }, included: included)
     }
 
-    /// Everything about one patient: the Patient, its compartment, and the practitioners,
-    /// organizations, locations and medications they reference; nil when the patient is unknown.
-    public func everything(patientID: String) throws(ReplicaError) -> [Data]? {
-        guard let patient = try localViewData(type: "Patient", id: patientID) else { return nil }
-        var result = [patient]
-        var seen: Set<String> = ["Patient/\(patientID)"]
-        var referenced: [String] = []
-        let overlayTypes = try openOverlayTypes()
-        var compartment = try resources(forPatient: patientID).filter { $0.resourceType != "Patient" }.compactMap {
-            stored -> JSONObject? in
-            guard case .object(let o)? = try? JSONValue(data: stored.json) else { return nil }
-            return o
-        }
-        for type in overlayTypes where type != "Patient" {
-            let overlay = try localOverlay(type: type)
-            compartment = apply(overlay, to: compartment, type: type) { object in
-                Self.references(object, patient: patientID)
-            }
-        }
-        for object in compartment {
-            guard let type = object["resourceType"]?.stringValue, let id = object["id"]?.stringValue,
-                seen.insert("\(type)/\(id)").inserted
-            else { continue }
-            result.append(JSONValue.object(object).data())
-            referenced += ResourceReferences.collect(.object(object))
-        }
-        for key in referenced where seen.insert(key).inserted {
-            let parts = key.split(separator: "/")
-            let type = String(parts[0])
-            guard ServerCapabilities.referenceTypes.contains(type) else { continue }
-            if let data = try localViewData(type: type, id: String(parts[1])) { result.append(data) }
-        }
-        return result
-    }
-
     // MARK: Candidates
 
     func patientCandidates(_ request: SearchRequest, overlay: LocalOverlay) throws(ReplicaError) -> [JSONObject] {

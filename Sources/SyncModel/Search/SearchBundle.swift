@@ -15,13 +15,46 @@ public enum SearchBundle {
         }
     }
 
+    /// A resource for a Bundle, its type and id already known (no parse to build `fullUrl`).
+    public struct Entry: Sendable, Equatable {
+        public var resourceType: String
+        public var id: String
+        public var json: Data
+
+        public init(resourceType: String, id: String, json: Data) {
+            self.resourceType = resourceType
+            self.id = id
+            self.json = json
+        }
+
+        /// Reads type and id from the JSON; nil when it is not a resource.
+        public init?(json: Data) {
+            guard let envelope = try? ResourceEnvelope.parse(json) else { return nil }
+            self.init(resourceType: envelope.resourceType, id: envelope.id, json: json)
+        }
+    }
+
     /// - Parameters:
     ///   - base: the FHIR base URL for `fullUrl`s, e.g. `http://127.0.0.1:8090/fhir`.
     ///   - lastUpdated: when the data was last complete (the last successful sync).
     public static func searchset(
         base: String, links: Links, total: Int?, matches: [Data], included: [Data] = [], lastUpdated: String?
     ) -> Data {
+        func entries(_ list: [Data]) -> [Entry] {
+            list.map { Entry(json: $0) ?? Entry(resourceType: "", id: "", json: $0) }
+        }
+        return searchset(
+            base: base, links: links, total: total, matches: entries(matches), included: entries(included),
+            lastUpdated: lastUpdated)
+    }
+
+    /// A `searchset` Bundle of resources whose type and id are known.
+    public static func searchset(
+        base: String, links: Links, total: Int?, matches: [Entry], included: [Entry] = [], lastUpdated: String?
+    ) -> Data {
         var out = Data(#"{"resourceType":"Bundle","id":""#.utf8)
+        out.reserveCapacity(
+            matches.reduce(1024) { $0 + $1.json.count + 160 } + included.reduce(0) { $0 + $1.json.count + 160 })
         out.append(Data(UUID().uuidString.lowercased().utf8))
         out.append(Data(#"","type":"searchset""#.utf8))
         if let lastUpdated {
@@ -50,13 +83,13 @@ public enum SearchBundle {
                 if !first { out.append(Data(",".utf8)) }
                 first = false
                 out.append(Data("{".utf8))
-                if let env = try? ResourceEnvelope.parse(resource) {
+                if !resource.id.isEmpty {
                     out.append(Data(#""fullUrl":"#.utf8))
-                    out.append(JSONValue.string("\(base)/\(env.resourceType)/\(env.id)").data())
+                    out.append(JSONValue.string("\(base)/\(resource.resourceType)/\(resource.id)").data())
                     out.append(Data(",".utf8))
                 }
                 out.append(Data(#""resource":"#.utf8))
-                out.append(resource)
+                out.append(resource.json)
                 out.append(Data(#","search":{"mode":"\#(mode)"}}"#.utf8))
             }
         }

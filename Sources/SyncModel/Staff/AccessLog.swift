@@ -8,23 +8,33 @@ public final class AccessLog: Sendable {
     let replica: Replica
     let monitor: Mutex<AccessMonitor>
     let logger: Logger
+    /// Concurrent accesses share one durable commit.
+    let commits: GroupCommit<AuditRecord>
 
     public init(replica: Replica, monitor: AccessMonitor = AccessMonitor(), logger: Logger) {
         self.replica = replica
         self.monitor = Mutex(monitor)
         self.logger = logger
+        self.commits = GroupCommit(label: "ehr-sync.audit") { records in try replica.audit(records) }
     }
 
-    /// Appends one access. `patient` is the patient's id when the access concerns one
-    /// patient; `target` the record (`Type/id`) or the search.
+    /// Appends one access; returns once it is committed durably (with whatever other
+    /// accesses arrived meanwhile). `patient` is the patient's id when the access concerns
+    /// one patient; `target` the record (`Type/id`) or the search.
     public func record(actor: String, action: String, patient: String?, target: String?, detail: String? = nil)
-        throws(ReplicaError)
+        async throws(ReplicaError)
     {
         let now = Date().timeIntervalSince1970
-        try replica.audit(
-            AuditRecord(
-                at: FHIRInstant.format(now), actor: actor, action: action, target: target, detail: detail,
-                patient: patient))
+        do {
+            try await commits.submit(
+                AuditRecord(
+                    at: FHIRInstant.format(now), actor: actor, action: action, target: target, detail: detail,
+                    patient: patient))
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
         guard let patient else { return }
         let alert = monitor.withLock { $0.record(account: actor, patient: patient, now: now) }
         if let alert {

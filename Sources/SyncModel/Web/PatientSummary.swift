@@ -118,6 +118,12 @@ public struct PatientSummary: Sendable {
     /// Newest first.
     public var documents: [Document] = []
 
+    /// The resource types a summary reads (the viewer asks the replica for these only).
+    public static let resourceTypes: Set<String> = [
+        "Patient", "AllergyIntolerance", "Condition", "MedicationRequest", "Medication", "Encounter", "Observation",
+        "Immunization", "DocumentReference",
+    ]
+
     /// Groups `$everything`'s resources (the Patient first, or anywhere). Nil when the
     /// Patient `patientID` is not among them.
     public init?(patientID: String, resources: [Data]) {

@@ -55,7 +55,8 @@ extension WebViewer {
         dependencies.sessions.close(WebSession.token(cookieHeader: cookies))
         let token = dependencies.sessions.open(account: account, now: now)
         do {
-            try dependencies.access.record(actor: account.name, action: "sign-in", patient: nil, target: "web viewer")
+            try await dependencies.access.record(
+                actor: account.name, action: "sign-in", patient: nil, target: "web viewer")
         } catch {
             dependencies.sessions.close(token)
             logger.error("web sign-in not recorded; refused", metadata: ["reason": "\(error)"])
@@ -73,7 +74,7 @@ extension WebViewer {
         }
         dependencies.sessions.close(signed.token)
         do {
-            try dependencies.access.record(
+            try await dependencies.access.record(
                 actor: signed.session.account, action: "sign-out", patient: nil, target: "web viewer")
         } catch {
             logger.error("web sign-out not recorded", metadata: ["reason": "\(error)"])

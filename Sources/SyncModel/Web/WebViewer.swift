@@ -98,19 +98,20 @@ public final class WebViewer: Sendable {
             await self.login(request, address: Self.clientAddress(context))
         }
         router.post("/logout") { request, _ in await self.logout(request) }
-        router.get("/patients") { request, _ in self.search(request) }
+        router.get("/patients") { request, _ in await self.search(request) }
         router.get("/patients/{id}") { request, context in
-            self.patientPage(request, id: context.parameters.get("id"), action: "view-summary") { summary, frame in
+            await self.patientPage(request, id: context.parameters.get("id"), action: "view-summary") {
+                summary, frame in
                 PatientSummaryPage.render(summary, frame: frame)
             }
         }
         router.get("/patients/{id}/print") { request, context in
-            self.patientPage(request, id: context.parameters.get("id"), action: "print") { summary, frame in
+            await self.patientPage(request, id: context.parameters.get("id"), action: "print") { summary, frame in
                 PrintPages.summary(summary, frame: frame)
             }
         }
         router.get("/patients/{id}/entry") { request, context in
-            self.patientPage(request, id: context.parameters.get("id"), action: "entry-form") { summary, frame in
+            await self.patientPage(request, id: context.parameters.get("id"), action: "entry-form") { summary, frame in
                 DowntimeEntryPage.form(patient: summary.patient, input: .init(), problems: [], frame: frame)
             }
         }
@@ -118,11 +119,11 @@ public final class WebViewer: Sendable {
             await self.entry(request, id: context.parameters.get("id"))
         }
         router.get("/patients/{id}/documents/{doc}/attachment/{n}") { request, context in
-            self.attachment(
+            await self.attachment(
                 request, id: context.parameters.get("id"), document: context.parameters.get("doc"),
                 index: context.parameters.get("n"))
         }
-        router.get("/daysheet") { request, _ in self.daySheet(request) }
+        router.get("/daysheet") { request, _ in await self.daySheet(request) }
     }
 
     // MARK: Sessions
@@ -190,9 +191,9 @@ public final class WebViewer: Sendable {
     /// show the data.
     func audit(
         _ signed: Signed, action: String, patient: String?, target: String?, detail: String? = nil
-    ) -> Response? {
+    ) async -> Response? {
         do {
-            try dependencies.access.record(
+            try await dependencies.access.record(
                 actor: signed.session.account, action: action, patient: patient, target: target, detail: detail)
             return nil
         } catch {
@@ -218,7 +219,7 @@ public final class WebViewer: Sendable {
 
     // MARK: Pages
 
-    func search(_ request: Request) -> Response {
+    func search(_ request: Request) async -> Response {
         guard let signed = signedIn(request) else { return unauthenticated(request) }
         let query = PatientSearchPage.Query(form: WebForm(encoded: request.uri.query ?? ""))
         guard !query.isEmpty else {
@@ -240,7 +241,7 @@ public final class WebViewer: Sendable {
             return errorPage(.internalServerError, signed, .readFailed)
         }
         let rows = page.matches.compactMap(PatientSearchPage.Row.init(json:))
-        if let refused = audit(
+        if let refused = await audit(
             signed, action: "search", patient: rows.count == 1 ? rows[0].id : nil,
             target: "Patient search, \(page.total) results", detail: rows.map(\.id).joined(separator: ","))
         {
@@ -253,12 +254,12 @@ public final class WebViewer: Sendable {
     /// A page about one patient: the local view's `$everything`, recorded, then rendered.
     func patientPage(
         _ request: Request, id: String?, action: String, render: (PatientSummary, PageFrame) -> HTML
-    ) -> Response {
+    ) async -> Response {
         guard let signed = signedIn(request) else { return unauthenticated(request) }
         switch summary(id, signed) {
         case .refused(let response): return response
         case .value(let summary):
-            if let refused = audit(
+            if let refused = await audit(
                 signed, action: action, patient: summary.patient.id, target: "Patient/\(summary.patient.id)")
             {
                 return refused
@@ -270,7 +271,9 @@ public final class WebViewer: Sendable {
     func summary(_ id: String?, _ signed: Signed) -> Checked<PatientSummary> {
         guard let id, FHIRID.isValid(id) else { return .refused(errorPage(.notFound, signed, .patientNotFound)) }
         do {
-            guard let resources = try dependencies.replica.everything(patientID: id),
+            guard
+                let resources = try dependencies.replica.everything(patientID: id, types: PatientSummary.resourceTypes)?
+                    .map(\.json),
                 let summary = PatientSummary(patientID: id, resources: resources)
             else { return .refused(errorPage(.notFound, signed, .patientNotFound)) }
             return .value(summary)
@@ -280,7 +283,7 @@ public final class WebViewer: Sendable {
         }
     }
 
-    func daySheet(_ request: Request) -> Response {
+    func daySheet(_ request: Request) async -> Response {
         guard let signed = signedIn(request) else { return unauthenticated(request) }
         let form = WebForm(encoded: request.uri.query ?? "")
         var ids: [String] = []
@@ -297,10 +300,11 @@ public final class WebViewer: Sendable {
                 continue
             }
             do {
-                if let resources = try dependencies.replica.everything(patientID: id),
+                if let resources = try dependencies.replica.everything(
+                    patientID: id, types: PatientSummary.resourceTypes)?.map(\.json),
                     let summary = PatientSummary(patientID: id, resources: resources)
                 {
-                    if let refused = audit(signed, action: "daysheet", patient: id, target: "Patient/\(id)") {
+                    if let refused = await audit(signed, action: "daysheet", patient: id, target: "Patient/\(id)") {
                         return refused
                     }
                     entries.append(.patient(summary))
@@ -315,7 +319,7 @@ public final class WebViewer: Sendable {
         return WebResponse.html(.ok, PrintPages.daySheet(entries, frame: signed.frame))
     }
 
-    func attachment(_ request: Request, id: String?, document: String?, index: String?) -> Response {
+    func attachment(_ request: Request, id: String?, document: String?, index: String?) async -> Response {
         guard let signed = signedIn(request) else { return unauthenticated(request) }
         guard let id, let document, let index = index.flatMap({ Int($0) }), index >= 0, FHIRID.isValid(id),
             FHIRID.isValid(document)
@@ -336,7 +340,7 @@ public final class WebViewer: Sendable {
                 }
                 (data, contentType) = PatientSummary.nativeContent(stored, contentType: type)
             }
-            if let refused = audit(
+            if let refused = await audit(
                 signed, action: "attachment", patient: id, target: "DocumentReference/\(document)",
                 detail: "content \(index)")
             {
@@ -370,7 +374,9 @@ public final class WebViewer: Sendable {
             input, patientID: patientID, author: signed.session.displayName, now: signed.frame.now)
         {
         case .failure(let problems):
-            if let refused = audit(signed, action: "entry-form", patient: patientID, target: "Patient/\(patientID)") {
+            if let refused = await audit(
+                signed, action: "entry-form", patient: patientID, target: "Patient/\(patientID)")
+            {
                 return refused
             }
             return WebResponse.html(
@@ -379,7 +385,7 @@ public final class WebViewer: Sendable {
                     patient: summary.patient, input: input, problems: problems.problems, frame: signed.frame))
         case .success(let resources):
             let kinds = resources.map(\.resourceType).joined(separator: ", ")
-            if let refused = audit(
+            if let refused = await audit(
                 signed, action: "entry", patient: patientID, target: "Patient/\(patientID)", detail: kinds)
             {
                 return refused

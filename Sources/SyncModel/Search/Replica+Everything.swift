@@ -1,0 +1,140 @@
+import Foundation
+import GRDB
+
+extension Replica {
+    /// Everything about one patient (`Patient/[id]/$everything`): the Patient, its
+    /// compartment, and the practitioners, organizations, locations, medications and devices
+    /// they reference; nil when the patient is unknown.
+    ///
+    /// - Parameter types: only these types of the compartment and of the referenced
+    ///   resources (the Patient always comes first); nil for all.
+    ///
+    /// Without open local changes (the usual case) the stored bytes are served as they are:
+    /// each row is opened once and scanned once for its id and references, and the
+    /// referenced resources are fetched with one query per type.
+    public func everything(patientID: String, types: Set<String>? = nil) throws(ReplicaError)
+        -> [SearchBundle.Entry]?
+    {
+        let overlayTypes = try openOverlayTypes()
+        if !overlayTypes.isEmpty {
+            return try everythingOverlaid(patientID: patientID, types: types, overlayTypes: overlayTypes)
+        }
+        guard let patient = try resource(type: "Patient", id: patientID) else { return nil }
+        var result = [SearchBundle.Entry(resourceType: "Patient", id: patientID, json: patient.json)]
+        var seen: Set<String> = ["Patient/\(patientID)"]
+        var referenced: [String] = []
+        let pbid = blind(type: "Patient", id: patientID)
+        try read { db in
+            var sql = "SELECT \(Self.columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
+            var args: [any DatabaseValueConvertible] = [pbid]
+            if let types {
+                sql += " AND type IN (\(types.map { _ in "?" }.joined(separator: ",")))"
+                args += types.sorted().map { $0 as any DatabaseValueConvertible }
+            }
+            sql += " ORDER BY row"
+            let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
+            while let row = try cursor.next() {
+                let (entry, references) = try openScanning(row)
+                guard seen.insert("\(entry.resourceType)/\(entry.id)").inserted else { continue }
+                result.append(entry)
+                referenced += references
+            }
+        }
+        result += try referencedResources(referenced, seen: &seen, types: types)
+        return result
+    }
+
+    /// Opens one row and reads its id and references in the same pass; the id is checked
+    /// against the blind index like ``decode(_:id:)`` does.
+    func openScanning(_ row: Row) throws -> (SearchBundle.Entry, [String]) {
+        let rowID: Int64 = row[0]
+        let type: String = row[1]
+        let bid: Data = row[2]
+        let context = Replica.context(
+            type: type, bid: bid, versionId: row[3], deleted: (row[6] as Int64) != 0)
+        guard let json = keys.open(row[7], context: context),
+            let scan = try? json.withUnsafeBytes({ raw in try JSONSlicer.identityAndReferences(ofRaw: raw) }),
+            let id = scan.id, blind(type: type, id: id) == bid
+        else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
+        return (SearchBundle.Entry(resourceType: type, id: id, json: json), scan.references)
+    }
+
+    /// The live resources of the reference types named by `references` (relative `Type/id`
+    /// references), each once, in the order first referenced.
+    func referencedResources(_ references: [String], seen: inout Set<String>, types: Set<String>?)
+        throws(ReplicaError) -> [SearchBundle.Entry]
+    {
+        var order: [String] = []
+        var wanted: [String: [Data: String]] = [:]
+        for reference in references {
+            guard let key = ResourceReferences.key(reference), seen.insert(key).inserted,
+                let slash = key.firstIndex(of: "/")
+            else { continue }
+            let type = String(key[..<slash])
+            guard ServerCapabilities.referenceTypes.contains(type), types?.contains(type) ?? true else { continue }
+            let id = String(key[key.index(after: slash)...])
+            wanted[type, default: [:]][blind(type: type, id: id)] = id
+            order.append(key)
+        }
+        guard !order.isEmpty else { return [] }
+        var found: [String: SearchBundle.Entry] = [:]
+        try read { db in
+            for (type, ids) in wanted {
+                let bids = Array(ids.keys)
+                for start in stride(from: 0, to: bids.count, by: 500) {
+                    let chunk = bids[start..<min(start + 500, bids.count)]
+                    let sql = """
+                        SELECT \(Self.columns) FROM resource
+                        WHERE type = ? AND deleted = 0 AND bid IN (\(chunk.map { _ in "?" }.joined(separator: ",")))
+                        """
+                    let args = [type as any DatabaseValueConvertible] + chunk.map { $0 as any DatabaseValueConvertible }
+                    for row in try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)) {
+                        guard let id = ids[row[2] as Data] else { continue }
+                        let stored = try decode(row, id: id)
+                        found["\(type)/\(id)"] = SearchBundle.Entry(resourceType: type, id: id, json: stored.json)
+                    }
+                }
+            }
+        }
+        return order.compactMap { found[$0] }
+    }
+
+    /// `$everything` when local changes are open: the mirror with them laid over (pending
+    /// creates and edits included and tagged, local deletions left out).
+    func everythingOverlaid(patientID: String, types: Set<String>?, overlayTypes: [String]) throws(ReplicaError)
+        -> [SearchBundle.Entry]?
+    {
+        guard let patient = try localViewData(type: "Patient", id: patientID) else { return nil }
+        var result = [SearchBundle.Entry(resourceType: "Patient", id: patientID, json: patient)]
+        var seen: Set<String> = ["Patient/\(patientID)"]
+        var referenced: [String] = []
+        var compartment = try resources(forPatient: patientID, types: types.map { Array($0) }).filter {
+            $0.resourceType != "Patient"
+        }.compactMap { stored -> JSONObject? in
+            guard case .object(let o)? = try? JSONValue(data: stored.json) else { return nil }
+            return o
+        }
+        for type in overlayTypes where type != "Patient" && (types?.contains(type) ?? true) {
+            let overlay = try localOverlay(type: type)
+            compartment = apply(overlay, to: compartment, type: type) { object in
+                Self.references(object, patient: patientID)
+            }
+        }
+        for object in compartment {
+            guard let type = object["resourceType"]?.stringValue, let id = object["id"]?.stringValue,
+                seen.insert("\(type)/\(id)").inserted
+            else { continue }
+            result.append(SearchBundle.Entry(resourceType: type, id: id, json: JSONValue.object(object).data()))
+            referenced += ResourceReferences.collect(.object(object))
+        }
+        for key in referenced where seen.insert(key).inserted {
+            let parts = key.split(separator: "/")
+            let type = String(parts[0])
+            guard ServerCapabilities.referenceTypes.contains(type), types?.contains(type) ?? true else { continue }
+            if let data = try localViewData(type: type, id: String(parts[1])) {
+                result.append(SearchBundle.Entry(resourceType: type, id: String(parts[1]), json: data))
+            }
+        }
+        return result
+    }
+}
