@@ -24,6 +24,11 @@ import Testing
         #expect(scan.resourceType == "Encounter")
         #expect(scan.id == "e1", "the contained resource's id is not the resource's")
         #expect(scan.references == ["Location/l9", "Patient/p1", "Practitioner/x"])
+        let filtered = try Data(Self.encounter.utf8).withUnsafeBytes { raw in
+            try JSONSlicer.identityAndReferences(ofRaw: raw, referenceTypes: ["Practitioner", "Location"])
+        }
+        #expect(filtered.references == ["Location/l9", "Practitioner/x"])
+        #expect(filtered.id == "e1")
     }
 
     @Test(arguments: [#"{"id":"a""#, #"{"id":"a"} x"#, #"["id"]"#, #"{"id":"a",}"#, ""])

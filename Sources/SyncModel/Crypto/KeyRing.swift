@@ -14,6 +14,8 @@ struct KeyRing: Sendable {
     let sealing: SymmetricKey
     let blinding: SymmetricKey
     let hashing: SymmetricKey
+    /// HMAC keyed with `blinding`, copied for each blind index (the key schedule is done once).
+    let blindingMAC: HMAC<SHA256>
 
     init(dataKey: SymmetricKey, replicaID: Data) {
         func derive(_ purpose: String) -> SymmetricKey {
@@ -25,6 +27,7 @@ struct KeyRing: Sendable {
         sealing = derive("seal")
         blinding = derive("blind")
         hashing = derive("hash")
+        blindingMAC = HMAC<SHA256>(key: blinding)
     }
 
     /// Associated data that binds a wrapped DEK to its replica.
@@ -49,11 +52,10 @@ struct KeyRing: Sendable {
 
     /// Blind index of a resource identity (`Type/id`): 16 bytes of HMAC-SHA256.
     func blind(type: String, id: String) -> Data {
-        var mac = HMAC<SHA256>(key: blinding)
-        mac.update(data: Data(type.utf8))
-        mac.update(data: [0x2F])  // "/"
-        mac.update(data: Data(id.utf8))
-        return Data(mac.finalize().prefix(16))
+        var mac = blindingMAC
+        var text = "\(type)/\(id)"
+        text.withUTF8 { mac.update(data: UnsafeRawBufferPointer($0)) }
+        return mac.finalize().withUnsafeBytes { Data($0.prefix(16)) }
     }
 
     /// Keyed hash of content bytes.

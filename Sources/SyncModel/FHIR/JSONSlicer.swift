@@ -52,14 +52,19 @@ public struct JSONSlicer {
     /// One pass over a whole resource: its top-level `resourceType` and `id`, and the value of
     /// every `reference` member at any depth (for `_include` and `$everything` without
     /// building the tree).
-    public static func identityAndReferences(ofRaw raw: UnsafeRawBufferPointer) throws(Error) -> (
+    ///
+    /// - Parameter referenceTypes: keep only relative references `Type/…` to these types
+    ///   (the others cost no allocation); nil keeps every reference.
+    public static func identityAndReferences(
+        ofRaw raw: UnsafeRawBufferPointer, referenceTypes: Set<String>? = nil
+    ) throws(Error) -> (
         resourceType: String?, id: String?, references: [String]
     ) {
         let slicer = JSONSlicer(bytes: raw)
         var i = 0
         slicer.skipSpace(&i, raw.count)
         guard i < raw.count, raw[i] == 0x7B else { throw .malformed(offset: i) }
-        var collected: Found? = Found()
+        var collected: Found? = Found(referenceTypes: referenceTypes)
         try slicer.skipValue(&i, raw.count, depth: 0, found: &collected)
         slicer.skipSpace(&i, raw.count)
         guard i == raw.count, let found = collected else { throw .malformed(offset: i) }
@@ -126,9 +131,20 @@ public struct JSONSlicer {
 
     /// What ``identityAndReferences(ofRaw:)`` collects while skipping.
     struct Found {
+        var referenceTypes: Set<String>?
         var resourceType: Range<Int>?
         var id: Range<Int>?
         var references: [Range<Int>] = []
+    }
+
+    /// Whether the reference string at `range` (quotes included) points at one of `types`.
+    private func referencesOneOf(_ types: Set<String>, _ range: Range<Int>) -> Bool {
+        var slash = range.lowerBound + 1
+        while slash < range.upperBound - 1, bytes[slash] != UInt8(ascii: "/") { slash += 1 }
+        guard slash < range.upperBound - 1, slash - range.lowerBound - 1 <= 64 else { return false }
+        let type = String(
+            decoding: UnsafeRawBufferPointer(rebasing: bytes[(range.lowerBound + 1)..<slash]), as: UTF8.self)
+        return types.contains(type)
     }
 
     @inline(__always) private func keyIs(_ literal: StaticString, _ range: Range<Int>) -> Bool {
@@ -255,7 +271,9 @@ public struct JSONSlicer {
                 try skipValue(&i, end, depth: depth + 1, found: &found)
                 if found != nil, let key, bytes[valueStart] == 0x22 {
                     if keyIs("reference", key) {
-                        found?.references.append(valueStart..<i)
+                        if found?.referenceTypes.map({ referencesOneOf($0, valueStart..<i) }) ?? true {
+                            found?.references.append(valueStart..<i)
+                        }
                     } else if depth == 0, keyIs("id", key) {
                         found?.id = valueStart..<i
                     } else if depth == 0, keyIs("resourceType", key) {

@@ -198,10 +198,10 @@ struct Routes: Sendable {
                     search.offset + search.count < page.total && search.count > 0
                     ? link(offset: search.offset + search.count) : nil
                 let previous = search.offset > 0 ? link(offset: max(0, search.offset - search.count)) : nil
-                let bundle = SearchBundle.searchset(
+                let bundle = SearchBundle.searchsetBuffer(
                     base: base, links: .init(selfURL: link(offset: search.offset), next: next, previous: previous),
                     total: page.total, matches: page.matches, included: page.included, lastUpdated: handlers.dataAsOf())
-                return respond(.ok, json: bundle)
+                return respond(.ok, body: bundle)
             } catch {
                 logger.error("local search failed", metadata: ["type": "\(type)", "reason": "\(error)"])
                 return outcome(.internalServerError, "exception", "the local copy could not be searched: \(error)")
@@ -221,10 +221,10 @@ struct Routes: Sendable {
                 }
                 try await handlers.audit(actor, "everything", id, "Patient/\(id)/$everything")
                 let base = baseURL(request)
-                let bundle = SearchBundle.searchset(
+                let bundle = SearchBundle.searchsetBuffer(
                     base: base, links: .init(selfURL: "\(base)/Patient/\(id)/$everything"), total: resources.count,
                     matches: resources, lastUpdated: handlers.dataAsOf())
-                return respond(.ok, json: bundle)
+                return respond(.ok, body: bundle)
             } catch {
                 logger.error("local $everything failed", metadata: ["reason": "\(error)"])
                 return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
@@ -341,8 +341,13 @@ struct Routes: Sendable {
     }
 
     func respond(_ status: HTTPResponse.Status, json: Data?, extra: [(String, String)] = []) -> Response {
+        respond(status, body: json.map { ByteBuffer(bytes: $0) }, extra: extra)
+    }
+
+    /// A response whose FHIR JSON body is already in a buffer (Bundles are written into one).
+    func respond(_ status: HTTPResponse.Status, body: ByteBuffer?, extra: [(String, String)] = []) -> Response {
         var headers = HTTPFields()
-        if json != nil { headers[.contentType] = "application/fhir+json; charset=utf-8" }
+        if body != nil { headers[.contentType] = "application/fhir+json; charset=utf-8" }
         headers[.cacheControl] = "no-store"
         if let asOf = handlers.dataAsOf(), let name = HTTPField.Name(LocalAPIServer.freshnessHeader) {
             headers[name] = asOf
@@ -350,8 +355,8 @@ struct Routes: Sendable {
         for (name, value) in extra {
             if let field = HTTPField.Name(name) { headers[field] = value }
         }
-        let body = json.map { ResponseBody(byteBuffer: ByteBuffer(bytes: $0)) } ?? ResponseBody()
-        return Response(status: status, headers: headers, body: body)
+        return Response(
+            status: status, headers: headers, body: body.map { ResponseBody(byteBuffer: $0) } ?? ResponseBody())
     }
 
     func outcome(_ status: HTTPResponse.Status, _ code: String, _ text: String) -> Response {

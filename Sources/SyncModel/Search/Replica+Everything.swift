@@ -22,7 +22,10 @@ extension Replica {
         guard let patient = try resource(type: "Patient", id: patientID) else { return nil }
         var result = [SearchBundle.Entry(resourceType: "Patient", id: patientID, json: patient.json)]
         var seen: Set<String> = ["Patient/\(patientID)"]
+        // Each distinct reference once (a record references the same practitioner and
+        // organization from hundreds of resources).
         var referenced: [String] = []
+        var distinct: Set<String> = []
         let pbid = blind(type: "Patient", id: patientID)
         try read { db in
             var sql = "SELECT \(Self.columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
@@ -34,10 +37,15 @@ extension Replica {
             sql += " ORDER BY row"
             let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
             while let row = try cursor.next() {
-                let (entry, references) = try openScanning(row)
-                guard seen.insert("\(entry.resourceType)/\(entry.id)").inserted else { continue }
+                let (entry, references) = try openScanning(row, referenceTypes: ServerCapabilities.referenceTypes)
+                // Rows are unique by type and id; only the reference types can come again below.
+                if ServerCapabilities.referenceTypes.contains(entry.resourceType) {
+                    seen.insert("\(entry.resourceType)/\(entry.id)")
+                }
                 result.append(entry)
-                referenced += references
+                for reference in references where distinct.insert(reference).inserted {
+                    referenced.append(reference)
+                }
             }
         }
         result += try referencedResources(referenced, seen: &seen, types: types)
@@ -46,14 +54,16 @@ extension Replica {
 
     /// Opens one row and reads its id and references in the same pass; the id is checked
     /// against the blind index like ``decode(_:id:)`` does.
-    func openScanning(_ row: Row) throws -> (SearchBundle.Entry, [String]) {
+    func openScanning(_ row: Row, referenceTypes: Set<String>?) throws -> (SearchBundle.Entry, [String]) {
         let rowID: Int64 = row[0]
         let type: String = row[1]
         let bid: Data = row[2]
         let context = Replica.context(
             type: type, bid: bid, versionId: row[3], deleted: (row[6] as Int64) != 0)
         guard let json = keys.open(row[7], context: context),
-            let scan = try? json.withUnsafeBytes({ raw in try JSONSlicer.identityAndReferences(ofRaw: raw) }),
+            let scan = try? json.withUnsafeBytes({ raw in
+                try JSONSlicer.identityAndReferences(ofRaw: raw, referenceTypes: referenceTypes)
+            }),
             let id = scan.id, blind(type: type, id: id) == bid
         else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
         return (SearchBundle.Entry(resourceType: type, id: id, json: json), scan.references)

@@ -6,9 +6,9 @@ public struct SearchPage: Sendable {
     /// Matches in all (for `Bundle.total`).
     public var total: Int
     /// This page's matches, as JSON resources (local changes tagged pending).
-    public var matches: [Data]
+    public var matches: [SearchBundle.Entry]
     /// Resources pulled in by `_include`.
-    public var included: [Data]
+    public var included: [SearchBundle.Entry]
 }
 
 extension Replica {
@@ -25,21 +25,26 @@ extension Replica {
         candidates = candidates.filter { object in request.criteria.allSatisfy { SearchMatch.matches(object, $0) } }
         sort(&candidates, by: request.sort)
         let page = Array(candidates.dropFirst(request.offset).prefix(request.count))
-        var included: [Data] = []
+        var included: [SearchBundle.Entry] = []
         var seen = Set<String>()
         for include in request.includes where include.sourceType == request.resourceType {
             for object in page {
                 for key in SearchMatch.includeReferences(object, parameter: include.parameter)
                 where seen.insert(key).inserted {
                     let parts = key.split(separator: "/")
-                    if let data = try localViewData(type: String(parts[0]), id: String(parts[1])) {
-                        included.append(data)
+                    let (type, id) = (String(parts[0]), String(parts[1]))
+                    if let data = try localViewData(type: type, id: id) {
+                        included.append(SearchBundle.Entry(resourceType: type, id: id, json: data))
                     }
                 }
             }
         }
-        return SearchPage(
-            total: candidates.count, matches: page.map { JSONValue.object($0).data() }, included: included)
+        let matches = page.map { object in
+            SearchBundle.Entry(
+                resourceType: object["resourceType"]?.stringValue ?? request.resourceType,
+                id: object["id"]?.stringValue ?? "", json: JSONValue.object(object).data())
+        }
+        return SearchPage(total: candidates.count, matches: matches, included: included)
     }
 
     // MARK: Candidates

@@ -1,4 +1,6 @@
 public import Foundation
+import NIOCore
+import NIOFoundationCompat
 
 /// FHIR R4 `searchset` Bundles around resources already serialised (they are embedded as
 /// they are, not re-encoded).
@@ -52,48 +54,75 @@ public enum SearchBundle {
     public static func searchset(
         base: String, links: Links, total: Int?, matches: [Entry], included: [Entry] = [], lastUpdated: String?
     ) -> Data {
-        var out = Data(#"{"resourceType":"Bundle","id":""#.utf8)
-        out.reserveCapacity(
-            matches.reduce(1024) { $0 + $1.json.count + 160 } + included.reduce(0) { $0 + $1.json.count + 160 })
-        out.append(Data(UUID().uuidString.lowercased().utf8))
-        out.append(Data(#"","type":"searchset""#.utf8))
+        Data(
+            searchsetBuffer(
+                base: base, links: links, total: total, matches: matches, included: included, lastUpdated: lastUpdated
+            ).readableBytesView)
+    }
+
+    /// The Bundle written straight into the buffer the HTTP server sends: each resource's
+    /// stored bytes are copied once.
+    static func searchsetBuffer(
+        base: String, links: Links, total: Int?, matches: [Entry], included: [Entry] = [], lastUpdated: String?
+    ) -> ByteBuffer {
+        let size = matches.reduce(1024) { $0 + $1.json.count + 160 } + included.reduce(0) { $0 + $1.json.count + 160 }
+        var out = ByteBufferAllocator().buffer(capacity: size)
+        out.writeString(#"{"resourceType":"Bundle","id":""#)
+        out.writeString(UUID().uuidString.lowercased())
+        out.writeString(#"","type":"searchset""#)
         if let lastUpdated {
-            out.append(Data(#","meta":{"lastUpdated":"#.utf8))
-            out.append(JSONValue.string(lastUpdated).data())
-            out.append(Data("}".utf8))
+            out.writeString(#","meta":{"lastUpdated":"#)
+            out.writeBytes(JSONValue.string(lastUpdated).data())
+            out.writeString("}")
         }
-        if let total { out.append(Data(",\"total\":\(total)".utf8)) }
-        out.append(Data(#","link":["#.utf8))
+        if let total { out.writeString(",\"total\":\(total)") }
+        out.writeString(#","link":["#)
         var linkItems: [(String, String)] = [("self", links.selfURL)]
         if let next = links.next { linkItems.append(("next", next)) }
         if let previous = links.previous { linkItems.append(("previous", previous)) }
-        out.append(
-            Data(
-                linkItems.map { relation, url in
-                    String(
-                        decoding: JSONValue.object(["relation": .string(relation), "url": .string(url)]).data(),
-                        as: UTF8.self)
-                }.joined(separator: ",").utf8))
-        out.append(Data("]".utf8))
+        for (n, (relation, url)) in linkItems.enumerated() {
+            if n > 0 { out.writeString(",") }
+            out.writeBytes(JSONValue.object(["relation": .string(relation), "url": .string(url)]).data())
+        }
+        out.writeString("]")
         // FHIR JSON has no empty arrays: `entry` only when there is one.
-        if !matches.isEmpty || !included.isEmpty { out.append(Data(#","entry":["#.utf8)) }
+        guard !matches.isEmpty || !included.isEmpty else {
+            out.writeString("}")
+            return out
+        }
+        out.writeString(#","entry":["#)
+        // `fullUrl` is the escaped base plus type and id, which are FHIR tokens (escaped anyway
+        // when not).
+        let quotedBase = JSONValue.string(base).data().dropLast()
         var first = true
         for (resources, mode) in [(matches, "match"), (included, "include")] {
+            let tail = #","search":{"mode":"\#(mode)"}}"#
             for resource in resources {
-                if !first { out.append(Data(",".utf8)) }
+                out.writeString(first ? "{" : ",{")
                 first = false
-                out.append(Data("{".utf8))
                 if !resource.id.isEmpty {
-                    out.append(Data(#""fullUrl":"#.utf8))
-                    out.append(JSONValue.string("\(base)/\(resource.resourceType)/\(resource.id)").data())
-                    out.append(Data(",".utf8))
+                    out.writeString(#""fullUrl":"#)
+                    let path = "/\(resource.resourceType)/\(resource.id)"
+                    if path.utf8.allSatisfy(Self.isPlain) {
+                        out.writeBytes(quotedBase)
+                        out.writeString(path)
+                        out.writeString("\",")
+                    } else {
+                        out.writeBytes(JSONValue.string(base + path).data())
+                        out.writeString(",")
+                    }
                 }
-                out.append(Data(#""resource":"#.utf8))
-                out.append(resource.json)
-                out.append(Data(#","search":{"mode":"\#(mode)"}}"#.utf8))
+                out.writeString(#""resource":"#)
+                out.writeBytes(resource.json)
+                out.writeString(tail)
             }
         }
-        out.append(Data(!matches.isEmpty || !included.isEmpty ? "]}".utf8 : "}".utf8))
+        out.writeString("]}")
         return out
+    }
+
+    /// Bytes that stand for themselves inside a JSON string.
+    static func isPlain(_ byte: UInt8) -> Bool {
+        byte >= 0x20 && byte < 0x7F && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
     }
 }

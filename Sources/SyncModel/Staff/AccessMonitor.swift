@@ -12,7 +12,29 @@ public struct AccessMonitor: Sendable {
         public var at: Double
     }
 
-    var recent: [String: [(patient: String, at: Double)]] = [:]
+    /// One account's reading within the window: each access in order, and when each patient
+    /// was last opened (its count is the number of distinct patients). Amortised O(1) a record.
+    struct Reading: Sendable {
+        var accesses: [(patient: String, at: Double)] = []
+        var expired = 0
+        var lastOpened: [String: Double] = [:]
+
+        mutating func record(_ patient: String, at now: Double, window: Double) {
+            accesses.append((patient, now))
+            lastOpened[patient] = now
+            while expired < accesses.count, now - accesses[expired].at >= window {
+                let (old, at) = accesses[expired]
+                if lastOpened[old] == at { lastOpened[old] = nil }
+                expired += 1
+            }
+            if expired > 1024, expired * 2 > accesses.count {
+                accesses.removeFirst(expired)
+                expired = 0
+            }
+        }
+    }
+
+    var recent: [String: Reading] = [:]
     public private(set) var alerts: [Alert] = []
 
     public init(threshold: Int = 30, window: Double = 600) {
@@ -23,15 +45,18 @@ public struct AccessMonitor: Sendable {
     /// Records one access; returns the alert it raised, if any (once per window per account).
     @discardableResult
     public mutating func record(account: String, patient: String, now: Double) -> Alert? {
-        var list = recent[account, default: []].filter { now - $0.at < window }
-        list.append((patient, now))
-        recent[account] = list
-        let distinct = Set(list.map(\.patient)).count
+        recent[account, default: Reading()].record(patient, at: now, window: window)
+        let distinct = distinctPatients(account: account)
         guard distinct > threshold else { return nil }
         if let last = alerts.last(where: { $0.account == account }), now - last.at < window { return nil }
         let alert = Alert(account: account, patients: distinct, windowSeconds: Int(window), at: now)
         alerts.append(alert)
         return alert
+    }
+
+    /// Distinct patients the account opened within the window, as of its last access.
+    public func distinctPatients(account: String) -> Int {
+        recent[account]?.lastOpened.count ?? 0
     }
 
     /// Alerts raised within the last `age` seconds.

@@ -240,7 +240,7 @@ public final class WebViewer: Sendable {
             logger.error("web search failed", metadata: ["reason": "\(error)"])
             return errorPage(.internalServerError, signed, .readFailed)
         }
-        let rows = page.matches.compactMap(PatientSearchPage.Row.init(json:))
+        let rows = page.matches.map(\.json).compactMap(PatientSearchPage.Row.init(json:))
         if let refused = await audit(
             signed, action: "search", patient: rows.count == 1 ? rows[0].id : nil,
             target: "Patient search, \(page.total) results", detail: rows.map(\.id).joined(separator: ","))
