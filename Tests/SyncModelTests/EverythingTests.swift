@@ -38,6 +38,30 @@ import Testing
         }
     }
 
+    /// Strings are skipped 8 bytes at a time: quotes, escapes and control bytes are found at
+    /// every place around those boundaries.
+    @Test func stringsAreSkippedRightAtEveryOffset() throws {
+        func scan(_ text: String) throws(JSONSlicer.Error) -> String? {
+            let data = Data(text.utf8)
+            return try data.withUnsafeBytes { raw in
+                Result { () throws(JSONSlicer.Error) in try JSONSlicer.identityAndReferences(ofRaw: raw) }
+            }.get().id
+        }
+        for length in 0..<50 {
+            for place in 0...length {
+                let before = String(repeating: "a", count: place)
+                let after = String(repeating: "b", count: length - place)
+                #expect(try scan(#"{"note":"\#(before)\"\#(after)","id":"x"}"#) == "x")
+                #expect(try scan(#"{"note":"\#(before)\\\#(after)","id":"x"}"#) == "x")
+                #expect(try scan(#"{"note":"\#(before)é\#(after)","id":"x"}"#) == "x")
+                #expect(throws: JSONSlicer.Error.self) { try scan("{\"note\":\"\(before)\n\(after)\",\"id\":\"x\"}") }
+            }
+            let filler = String(repeating: "c", count: length)
+            #expect(throws: JSONSlicer.Error.self) { try scan(#"{"id":"x","note":"\#(filler)"#) }
+            #expect(throws: JSONSlicer.Error.self) { try scan(#"{"id":"x","note":"\#(filler)\"}"#) }
+        }
+    }
+
     @Test func theScanFindsWhatTheTreeWalkFindsInEveryResourceOfSmall() throws {
         var checked = 0
         for line in try TestData.allLines("small") {

@@ -220,6 +220,21 @@ public struct JSONSlicer {
         guard i < end, bytes[i] == 0x22 else { throw .malformed(offset: i) }
         i += 1
         while i < end {
+            // 8 bytes at a time while none is a quote, a backslash or a control byte (long
+            // strings: narratives, notes, base64 attachments), with the usual bit tricks:
+            // a byte below n sets its top bit in (v - n·0x01…) & ~v & 0x80….
+            while i + 8 <= end {
+                let v = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let quote = v ^ 0x2222_2222_2222_2222
+                let backslash = v ^ 0x5C5C_5C5C_5C5C_5C5C
+                let special =
+                    ((quote &- 0x0101_0101_0101_0101) & ~quote)
+                    | ((backslash &- 0x0101_0101_0101_0101) & ~backslash)
+                    | ((v &- 0x2020_2020_2020_2020) & ~v)
+                if special & 0x8080_8080_8080_8080 != 0 { break }
+                i += 8
+            }
+            guard i < end else { break }
             let b = bytes[i]
             if b == 0x22 {
                 i += 1

@@ -52,7 +52,7 @@ public final class Replica: Sendable {
         config.prepareDatabase { db in
             // Reads map the file instead of copying each page through pread: it is all
             // ciphertext, and the mapping changes nothing on disk.
-            try db.execute(sql: "PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 1073741824;")
+            try db.execute(sql: "PRAGMA temp_store = MEMORY;")
         }
         let pool: DatabasePool
         do {
