@@ -125,14 +125,24 @@ extension Daemon {
         return addresses.sorted()
     }
 
-    /// The web viewer's banner, from status.
+    /// The web viewer's banner (on every page): the EHR state, the data's age and the unsent
+    /// changes, without the record counts of a full status.
     func banner() -> ViewerBanner {
-        guard let status = try? status() else {
+        guard let initialComplete = try? replica.syncState("initial.complete") == "1",
+            let outbox = try? outboxCounts()
+        else {
             return ViewerBanner(state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
         }
         return ViewerBanner(
-            state: status.state, failingSince: status.failingSince, dataAsOf: status.dataAsOf,
-            unsent: status.outboxPending + status.outboxWaiting + status.outboxParked, conflicts: status.conflicts)
+            state: state(initialComplete: initialComplete),
+            failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
+            dataAsOf: try? replica.syncState("cursor"), unsent: outbox.unsent, conflicts: outbox.conflicts)
+    }
+
+    /// Open outbox entries by kind, without planning (for the banner).
+    func outboxCounts() throws -> (unsent: Int, conflicts: Int) {
+        let counts = try replica.outboxCounts()
+        return ((counts[.pending] ?? 0) + (counts[.parked] ?? 0), counts[.conflict] ?? 0)
     }
 
     struct OutboxStatus {

@@ -321,22 +321,22 @@ final class Daemon: Sendable {
         return text
     }
 
+    /// What status and the viewer's banner call the daemon's state.
+    func state(initialComplete: Bool) -> String {
+        let ehr = monitor.state
+        if paused.withLock({ $0 }) { return "paused" }
+        if ehr != .online { return ehr.rawValue }
+        if !initialComplete {
+            return puller.progress.phase == .starting && !health.withLock({ $0 }).running ? "starting" : "initial-sync"
+        }
+        return "online"
+    }
+
     func status() throws -> StatusReport {
         let progress = puller.progress
-        let h = health.withLock { $0 }
         let initialComplete = try replica.syncState("initial.complete") == "1"
         let held = try replica.heldSummary()
-        let state: String
-        let ehr = monitor.state
-        if paused.withLock({ $0 }) {
-            state = "paused"
-        } else if ehr != .online {
-            state = ehr.rawValue
-        } else if !initialComplete {
-            state = progress.phase == .starting && !h.running ? "starting" : "initial-sync"
-        } else {
-            state = "online"
-        }
+        let state = state(initialComplete: initialComplete)
         var initial: StatusReport.InitialSyncProgress?
         if !progress.types.isEmpty || !initialComplete {
             let known = progress.types.compactMap(\.total)

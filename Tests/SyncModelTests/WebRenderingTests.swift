@@ -196,6 +196,23 @@ enum WebFixture {
         #expect(text.contains("<input type=\"hidden\" name=\"csrf\" value=\"CSRF-TOKEN-123\">"))
     }
 
+    @Test func theSummaryShowsTheMostRecentDocumentsAndSaysHowManyThereAre() throws {
+        let documents = (1...25).map { n in
+            #"""
+            {"resourceType":"DocumentReference","id":"doc\#(n)","status":"current","subject":{"reference":"Patient/p1"},
+             "type":{"text":"Note \#(n)"},"date":"2025-01-\#(String(format: "%02d", n))T09:00:00Z",
+             "content":[{"attachment":{"contentType":"text/plain","data":"\#(Data("note \(n)".utf8).base64EncodedString())"}}]}
+            """#
+        }
+        let summary = try #require(
+            PatientSummary(patientID: "p1", resources: (WebFixture.resources.prefix(1) + documents).map { Data($0.utf8) }))
+        #expect(summary.documents.count == 25)
+        let text = PatientSummaryPage.render(summary, frame: WebFixture.frame(.en)).text
+        #expect(text.contains("Note 25") && text.contains("Note 6"))
+        #expect(!text.contains("Note 5<"), "older than the 20 most recent")
+        #expect(text.contains("20 most recent of 25"))
+    }
+
     @Test func theSummaryInFrench() throws {
         let page = PatientSummaryPage.render(try WebFixture.summary(), frame: WebFixture.frame(.fr)).text
         for expected in [

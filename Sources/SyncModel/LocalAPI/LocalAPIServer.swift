@@ -4,6 +4,7 @@ import Hummingbird
 import HummingbirdTLS
 public import Logging
 import NIOCore
+import ServiceLifecycle
 
 /// What the local API needs from the daemon.
 public struct LocalAPIHandlers: Sendable {
@@ -55,10 +56,12 @@ public final class LocalAPIServer: Sendable {
     public static let entryHeader = "X-Outbox-Entry"
 
     public let port: Int
+    private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
-    private init(port: Int, task: Task<Void, any Error>) {
+    private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>) {
         self.port = port
+        self.group = group
         self.task = task
     }
 
@@ -83,9 +86,13 @@ public final class LocalAPIServer: Sendable {
                 continuation.yield(.success(channel.localAddress?.port ?? port))
             },
             logger: quiet)
+        // A service group of its own, without signal handlers (the daemon owns SIGTERM):
+        // stop() asks for a graceful shutdown, so requests in flight finish.
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: quiet))
         let task = Task {
             do {
-                try await app.run()
+                try await group.run()
             } catch {
                 continuation.yield(.failure(error))
                 throw error
@@ -98,7 +105,7 @@ public final class LocalAPIServer: Sendable {
                 logger.info(
                     "local API",
                     metadata: ["listen": "\(host):\(bound)", "https": "\(tls != nil)"])
-                return LocalAPIServer(port: bound, task: task)
+                return LocalAPIServer(port: bound, group: group, task: task)
             case .failure(let error):
                 throw error
             }
@@ -106,8 +113,9 @@ public final class LocalAPIServer: Sendable {
         throw CancellationError()
     }
 
+    /// Stops accepting connections, lets requests in flight finish, and returns when done.
     public func stop() async {
-        task.cancel()
+        await group.triggerGracefulShutdown()
         _ = await task.result
     }
 }

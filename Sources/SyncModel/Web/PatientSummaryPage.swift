@@ -4,6 +4,7 @@
 enum PatientSummaryPage {
     static let encounterLimit = 10
     static let resultLimit = 30
+    static let documentLimit = 20
 
     static func render(_ summary: PatientSummary, frame: PageFrame) -> HTML {
         let l10n = frame.l10n
@@ -158,14 +159,16 @@ enum PatientSummaryPage {
             table([l10n(.date), l10n(.vaccine), l10n(.status)], rows, l10n: l10n, dated: true))
     }
 
-    /// Documents, newest first; `notes`: the text of `text/plain` notes, folded.
-    static func documents(_ list: [PatientSummary.Document], patientID: String, l10n: Localization, notes: Bool)
-        -> HTML
-    {
+    /// Documents, newest first (the `limit` most recent); `notes`: the text of `text/plain`
+    /// notes, folded.
+    static func documents(
+        _ list: [PatientSummary.Document], patientID: String, l10n: Localization, notes: Bool,
+        limit: Int = documentLimit
+    ) -> HTML {
         guard !list.isEmpty else {
             return section("documents", l10n(.documents), "<p class=\"none\">\(l10n(.noneRecorded))</p>")
         }
-        let items = list.map { d -> HTML in
+        let items = list.prefix(limit).map { d -> HTML in
             let details = [l10n.date(d.date), d.author, d.status].compactMap { $0 }.filter { !$0.isEmpty }
             let heading: HTML = """
                 <strong>\(d.type)</strong> · \(details.joined(separator: " · "))\(PageLayout.badge(d.pending, l10n: l10n))
@@ -186,7 +189,7 @@ enum PatientSummaryPage {
             }
             return "<li>\(heading)</li>"
         }
-        let list: HTML = notes ? HTML.join(items, separator: "\n") : "<ul>\(items)</ul>"
-        return section("documents", l10n(.documents), list)
+        let shown: HTML = notes ? HTML.join(items, separator: "\n") : "<ul>\(HTML.join(items))</ul>"
+        return section("documents", l10n(.documents), shown + Self.shown(list.count, limit, l10n: l10n))
     }
 }

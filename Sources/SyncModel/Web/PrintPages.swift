@@ -14,7 +14,7 @@ enum PrintPages {
             \(PatientSummaryPage.encounters(summary.encounters, l10n: l10n, limit: 5))
             \(PatientSummaryPage.results(summary.results, l10n: l10n, limit: 20))
             \(PatientSummaryPage.immunizations(summary.immunizations, l10n: l10n))
-            \(PatientSummaryPage.documents(Array(summary.documents.prefix(10)), patientID: id, l10n: l10n, notes: false))
+            \(PatientSummaryPage.documents(summary.documents, patientID: id, l10n: l10n, notes: false, limit: 10))
             """
         return PageLayout.printPage(title: summary.patient.name, frame: frame, content: content)
     }
