@@ -52,19 +52,21 @@ extension Replica {
         return result
     }
 
-    /// Opens one row and reads its id and references in the same pass; the id is checked
-    /// against the blind index like ``decode(_:id:)`` does.
+    /// Opens one row and reads its id and references in the same pass. The seal's associated
+    /// data binds the row's type and blinded id, so a body cannot have come from another row;
+    /// the id read here is the one sealed with it. (The sealed bytes are read in place, not
+    /// copied out of SQLite first.)
     func openScanning(_ row: Row, referenceTypes: Set<String>?) throws -> (SearchBundle.Entry, [String]) {
         let rowID: Int64 = row[0]
         let type: String = row[1]
         let bid: Data = row[2]
         let context = Replica.context(
             type: type, bid: bid, versionId: row[3], deleted: (row[6] as Int64) != 0)
-        guard let json = keys.open(row[7], context: context),
+        guard let sealed = row.dataNoCopy(atIndex: 7), let json = keys.open(sealed, context: context),
             let scan = try? json.withUnsafeBytes({ raw in
                 try JSONSlicer.identityAndReferences(ofRaw: raw, referenceTypes: referenceTypes)
             }),
-            let id = scan.id, blind(type: type, id: id) == bid
+            let id = scan.id, scan.resourceType == type
         else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
         return (SearchBundle.Entry(resourceType: type, id: id, json: json), scan.references)
     }
