@@ -204,8 +204,8 @@ enum WebFixture {
              "content":[{"attachment":{"contentType":"text/plain","data":"\#(Data("note \(n)".utf8).base64EncodedString())"}}]}
             """#
         }
-        let summary = try #require(
-            PatientSummary(patientID: "p1", resources: (WebFixture.resources.prefix(1) + documents).map { Data($0.utf8) }))
+        let resources = (WebFixture.resources.prefix(1) + documents).map { Data($0.utf8) }
+        let summary = try #require(PatientSummary(patientID: "p1", resources: resources))
         #expect(summary.documents.count == 25)
         let text = PatientSummaryPage.render(summary, frame: WebFixture.frame(.en)).text
         #expect(text.contains("Note 25") && text.contains("Note 6"))
