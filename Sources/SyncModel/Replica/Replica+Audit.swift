@@ -32,21 +32,20 @@ public struct AuditRecord: Codable, Sendable, Equatable {
 /// HMAC (key derived from the DEK), so an edited, removed or reordered line breaks the chain.
 extension Replica {
     func appendAudit(_ record: AuditRecord, db: Database) throws {
-        let last = try Row.fetchOne(db, sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1")
+        let last = try Row.fetchOne(
+            try db.cachedStatement(sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1"))
         let seq: Int64 = (last?[0] as Int64? ?? 0) + 1
         let previous: Data = last?[1] ?? Data(repeating: 0, count: 32)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         let sealed = try keys.seal(try encoder.encode(record), context: Data("a1|\(seq)".utf8))
         let link = chainLink(previous: previous, seq: seq, at: record.at, body: sealed)
-        try db.execute(
-            sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)",
-            arguments: [seq, record.at, sealed, link])
+        try db.cachedStatement(sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)")
+            .execute(arguments: [seq, record.at, sealed, link])
         // The head (last number and link), sealed apart from the lines: removing the newest
         // lines is detected too.
-        try db.execute(
-            sql: "INSERT OR REPLACE INTO replica_meta (name, value) VALUES ('audit_head', ?)",
-            arguments: [try keys.seal(Data("\(seq)|".utf8) + link, context: Data("audit-head".utf8))])
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO replica_meta (name, value) VALUES ('audit_head', ?)")
+            .execute(arguments: [try keys.seal(Data("\(seq)|".utf8) + link, context: Data("audit-head".utf8))])
     }
 
     /// Appends one record in its own transaction.

@@ -13,7 +13,8 @@ extension Replica {
         return try read { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT \(Self.columns) FROM resource WHERE type = ? AND bid = ?", arguments: [type, bid])
+                    try db.cachedStatement(sql: "SELECT \(Self.columns) FROM resource WHERE type = ? AND bid = ?"),
+                    arguments: [type, bid])
             else { return nil }
             let stored = try decode(row, id: id)
             return stored.deleted && !includeDeleted ? nil : stored

@@ -9,7 +9,7 @@ extension Replica {
         try read { db in
             guard
                 let sealed = try Data.fetchOne(
-                    db, sql: "SELECT value FROM sync_state WHERE name = ?", arguments: [name])
+                    try db.cachedStatement(sql: "SELECT value FROM sync_state WHERE name = ?"), arguments: [name])
             else { return nil }
             guard let plain = keys.open(sealed, context: Self.stateContext(name)) else {
                 throw ReplicaError.corruptState(name)

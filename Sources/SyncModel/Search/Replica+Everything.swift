@@ -35,7 +35,8 @@ extension Replica {
                 args += types.sorted().map { $0 as any DatabaseValueConvertible }
             }
             sql += " ORDER BY row"
-            let cursor = try Row.fetchCursor(db, sql: sql, arguments: StatementArguments(args))
+            let cursor = try Row.fetchCursor(
+                try db.cachedStatement(sql: sql), arguments: StatementArguments(args))
             while let row = try cursor.next() {
                 let (entry, references) = try openScanning(row, referenceTypes: ServerCapabilities.referenceTypes)
                 // Rows are unique by type and id; only the reference types can come again below.
@@ -91,20 +92,15 @@ extension Replica {
         guard !order.isEmpty else { return [] }
         var found: [String: SearchBundle.Entry] = [:]
         try read { db in
+            // One cached statement stepped per resource: preparing an `IN (…)` list of
+            // hundreds of placeholders on every request cost more than the lookups.
+            let statement = try db.cachedStatement(
+                sql: "SELECT \(Self.columns) FROM resource WHERE type = ? AND bid = ? AND deleted = 0")
             for (type, ids) in wanted {
-                let bids = Array(ids.keys)
-                for start in stride(from: 0, to: bids.count, by: 500) {
-                    let chunk = bids[start..<min(start + 500, bids.count)]
-                    let sql = """
-                        SELECT \(Self.columns) FROM resource
-                        WHERE type = ? AND deleted = 0 AND bid IN (\(chunk.map { _ in "?" }.joined(separator: ",")))
-                        """
-                    let args = [type as any DatabaseValueConvertible] + chunk.map { $0 as any DatabaseValueConvertible }
-                    for row in try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)) {
-                        guard let id = ids[row[2] as Data] else { continue }
-                        let stored = try decode(row, id: id)
-                        found["\(type)/\(id)"] = SearchBundle.Entry(resourceType: type, id: id, json: stored.json)
-                    }
+                for (bid, id) in ids {
+                    guard let row = try Row.fetchOne(statement, arguments: [type, bid]) else { continue }
+                    let stored = try decode(row, id: id)
+                    found["\(type)/\(id)"] = SearchBundle.Entry(resourceType: type, id: id, json: stored.json)
                 }
             }
         }
