@@ -15,7 +15,12 @@ extension Daemon {
         }
         let (host, port): (String, Int)
         do {
-            (host, port) = try MetricsServer.parseListen(local.listen, loopbackOnly: !local.usesTLS)
+            let address = try ListenAddress.parse(local.listen)
+            guard address.isLoopback || local.usesTLS else {
+                throw ListenAddressError(
+                    "\(local.listen) is reachable from the network: HTTPS is required beyond loopback")
+            }
+            (host, port) = (address.host, address.port)
         } catch {
             throw DaemonStartError(message: "[local_api] listen: \(error)", exitCode: 78)
         }

@@ -255,15 +255,13 @@ public struct SyncConfiguration: Sendable, Equatable {
                     message: "set either tls_self_signed or tls_certificate/tls_key, not both")
             }
             if let listen = try local.string("listen") {
-                let host: String
+                let address: ListenAddress
                 do {
-                    host = try MetricsServer.parseListen(listen, loopbackOnly: false).host
+                    address = try ListenAddress.parse(listen)
                 } catch {
                     throw ConfigError(file: file, key: "[local_api] listen", message: "\(error)")
                 }
-                if !MetricsServer.isLoopbackHost(host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")))
-                    && !api.usesTLS
-                {
+                if !address.isLoopback && !api.usesTLS {
                     throw ConfigError(
                         file: file, key: "[local_api] listen",
                         message:

@@ -59,45 +59,14 @@ public final class MetricsServer: Sendable {
     /// a host that is not a loopback address is refused here already, so that configuration
     /// loading can reject it.
     public static func parseListen(_ text: String) throws(MetricsServerError) -> (host: String, port: Int) {
-        try parseListen(text, loopbackOnly: true)
-    }
-
-    /// `host:port` with an IP literal (or `localhost`); loopback only unless told otherwise.
-    public static func parseListen(_ text: String, loopbackOnly: Bool) throws(MetricsServerError) -> (
-        host: String, port: Int
-    ) {
-        let host: Substring
-        let portText: Substring
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-            host = text[text.index(after: text.startIndex)..<close]
-            let rest = text[text.index(after: close)...]
-            guard rest.hasPrefix(":") else {
-                throw MetricsServerError(
-                    "expected host:port like \"127.0.0.1:9464\" or \"[::1]:9464\", got \"\(text)\"")
-            }
-            portText = rest.dropFirst()
-        } else {
-            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty else {
-                throw MetricsServerError(
-                    "expected host:port like \"127.0.0.1:9464\" (IPv6 in brackets: \"[::1]:9464\"), got \"\(text)\"")
-            }
-            host = parts[0]
-            portText = parts[1]
+        let address: ListenAddress
+        do {
+            address = try ListenAddress.parse(text)
+        } catch {
+            throw MetricsServerError(error.description)
         }
-        guard let port = Int(portText), (1...65_535).contains(port) else {
-            throw MetricsServerError("expected a port from 1 to 65535 after the host, got \"\(text)\"")
-        }
-        if loopbackOnly {
-            _ = try loopbackAddress(host: String(host), port: port)
-        } else {
-            var literal = host
-            if literal.lowercased() == "localhost" { literal = "127.0.0.1" }
-            guard (try? SocketAddress(ipAddress: String(literal), port: port)) != nil else {
-                throw MetricsServerError("\"\(host.prefix(64))\" is not an IP address (e.g. 0.0.0.0, 192.168.1.10, ::)")
-            }
-        }
-        return (String(host), port)
+        _ = try loopbackAddress(host: address.host, port: address.port)
+        return (address.host, address.port)
     }
 
     /// The socket address for `host`, refused unless it is a loopback address.
@@ -107,34 +76,16 @@ public final class MetricsServer: Sendable {
         }
         var literal = Substring(host)
         if literal.hasPrefix("[") && literal.hasSuffix("]") { literal = literal.dropFirst().dropLast() }
-        if literal.lowercased() == "localhost" { literal = "127.0.0.1" }
+        let listen = ListenAddress(host: String(literal), port: port)
         let shown = host.count > 64 ? host.prefix(64) + "…" : host
         let hint = "metrics are served on loopback only: use 127.0.0.1, ::1 or localhost"
-        guard let address = try? SocketAddress(ipAddress: String(literal), port: port) else {
+        guard let address = listen.socketAddress else {
             throw MetricsServerError("metrics host \"\(shown)\" is not an IP address; \(hint)")
         }
-        guard isLoopback(address) else {
+        guard listen.isLoopback else {
             throw MetricsServerError("metrics host \"\(shown)\" is not a loopback address; \(hint)")
         }
         return address
-    }
-
-    /// Whether `host` (an IP literal or `localhost`) is a loopback address.
-    public static func isLoopbackHost(_ host: String) -> Bool {
-        let literal = host.lowercased() == "localhost" ? "127.0.0.1" : host
-        guard let address = try? SocketAddress(ipAddress: literal, port: 0) else { return false }
-        return isLoopback(address)
-    }
-
-    static func isLoopback(_ address: SocketAddress) -> Bool {
-        switch address {
-        case .v4(let v4):
-            return UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
-        case .v6:
-            return address.ipAddress == "::1"
-        default:
-            return false
-        }
     }
 
     static func display(_ address: SocketAddress) -> String {

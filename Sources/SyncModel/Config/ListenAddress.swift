@@ -1,0 +1,74 @@
+import NIOCore
+
+/// A `host:port` to listen on, from the configuration (`[metrics] listen`, `[local_api]
+/// listen`): an IP literal (IPv6 in brackets: `[::1]:9464`) or `localhost`, and a port from 1
+/// to 65535. Host names are refused: what a listener binds to must not depend on a resolver.
+public struct ListenAddress: Sendable, Equatable {
+    /// The host as written, without brackets.
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`.
+    ///
+    /// - Throws: ``ListenAddressError`` saying what was expected, with the text (configuration,
+    ///   never patient data) shortened.
+    public static func parse(_ text: String) throws(ListenAddressError) -> ListenAddress {
+        let host: Substring
+        let portText: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else {
+                throw ListenAddressError(
+                    "expected host:port like \"127.0.0.1:9464\" or \"[::1]:9464\", got \"\(text.prefix(80))\"")
+            }
+            portText = rest.dropFirst()
+        } else {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw ListenAddressError(
+                    "expected host:port like \"127.0.0.1:9464\" (IPv6 in brackets: \"[::1]:9464\"), got \"\(text.prefix(80))\""
+                )
+            }
+            host = parts[0]
+            portText = parts[1]
+        }
+        guard let port = Int(portText), (1...65_535).contains(port) else {
+            throw ListenAddressError("expected a port from 1 to 65535 after the host, got \"\(text.prefix(80))\"")
+        }
+        let address = ListenAddress(host: String(host), port: port)
+        guard address.socketAddress != nil else {
+            throw ListenAddressError("\"\(host.prefix(64))\" is not an IP address (e.g. 127.0.0.1, 192.168.1.10, ::1)")
+        }
+        return address
+    }
+
+    /// The address to bind (`localhost` is 127.0.0.1); nil when the host is not an IP literal.
+    var socketAddress: SocketAddress? {
+        let literal = host.lowercased() == "localhost" ? "127.0.0.1" : host
+        return try? SocketAddress(ipAddress: literal, port: port)
+    }
+
+    /// Whether only this machine can reach it (127.0.0.0/8, ::1, localhost).
+    public var isLoopback: Bool {
+        switch socketAddress {
+        case .v4(let v4)?: UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
+        case let address? where address.protocol == .inet6: address.ipAddress == "::1"
+        default: false
+        }
+    }
+}
+
+/// A listen address that cannot be used, and why.
+public struct ListenAddressError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
