@@ -64,6 +64,16 @@ import Testing
         #expect(try reopened.verifyAudit() == .success(Self.records.count + 1))
     }
 
+    @Test func aBatchChainsLikeSingleAppends() throws {
+        let replica = try open()
+        try replica.audit(Array(Self.records.prefix(2)))
+        try replica.audit(Array(Self.records.dropFirst(2)))
+        #expect(try replica.verifyAudit() == .success(Self.records.count))
+        #expect(try replica.auditRecords() == Self.records)
+        try replica.audit([])
+        #expect(try replica.verifyAudit() == .success(Self.records.count))
+    }
+
     @Test func linesAreSealedOnDisk() throws {
         try writeRecords()
         let bodies = try DatabaseQueue(path: dir.file(Replica.fileName)).read { db in

@@ -106,13 +106,7 @@ import Testing
     @Test(arguments: cases.map(\.0))
     func screenMatchesGolden(name: String) throws {
         let text = try #require(Self.cases.first { $0.0 == name }?.1)
-        let path = TestData.repositoryRoot + "/Tests/SyncModelTests/testdata/\(name)/stdout"
-        if ProcessInfo.processInfo.environment["EHR_SYNC_UPDATE_GOLDEN"] == "1" {
-            try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        }
-        let golden = try String(contentsOfFile: path, encoding: .utf8)
+        let golden = try GoldenFile.expected(name, current: text)
         #expect(text == golden)
     }
 

@@ -85,13 +85,7 @@ import Testing
     func screenMatchesGolden(name: String) throws {
         let report = try #require(Self.cases.first { $0.0 == name }?.1)
         let text = report.text(now: Self.now)
-        let path = TestData.repositoryRoot + "/Tests/SyncModelTests/testdata/status-\(name)/stdout"
-        if ProcessInfo.processInfo.environment["EHR_SYNC_UPDATE_GOLDEN"] == "1" {
-            try FileManager.default.createDirectory(
-                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            try text.write(toFile: path, atomically: true, encoding: .utf8)
-        }
-        let golden = try String(contentsOfFile: path, encoding: .utf8)
+        let golden = try GoldenFile.expected("status-\(name)", current: text)
         #expect(text == golden)
     }
 

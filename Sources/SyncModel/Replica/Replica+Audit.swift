@@ -32,18 +32,27 @@ public struct AuditRecord: Codable, Sendable, Equatable {
 /// HMAC (key derived from the DEK), so an edited, removed or reordered line breaks the chain.
 extension Replica {
     func appendAudit(_ record: AuditRecord, db: Database) throws {
+        try appendAudit([record], db: db)
+    }
+
+    /// Appends records in order within the caller's transaction; the sealed head (last number
+    /// and link, kept apart from the lines so that removing the newest lines is detected too)
+    /// is written once, after the last.
+    func appendAudit(_ records: [AuditRecord], db: Database) throws {
+        guard !records.isEmpty else { return }
         let last = try Row.fetchOne(
             try db.cachedStatement(sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1"))
-        let seq: Int64 = (last?[0] as Int64? ?? 0) + 1
-        let previous: Data = last?[1] ?? Data(repeating: 0, count: 32)
+        var seq: Int64 = last?[0] ?? 0
+        var link: Data = last?[1] ?? Data(repeating: 0, count: 32)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        let sealed = try keys.seal(try encoder.encode(record), context: Data("a1|\(seq)".utf8))
-        let link = chainLink(previous: previous, seq: seq, at: record.at, body: sealed)
-        try db.cachedStatement(sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)")
-            .execute(arguments: [seq, record.at, sealed, link])
-        // The head (last number and link), sealed apart from the lines: removing the newest
-        // lines is detected too.
+        let insert = try db.cachedStatement(sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)")
+        for record in records {
+            seq += 1
+            let sealed = try keys.seal(try encoder.encode(record), context: Data("a1|\(seq)".utf8))
+            link = chainLink(previous: link, seq: seq, at: record.at, body: sealed)
+            try insert.execute(arguments: [seq, record.at, sealed, link])
+        }
         try db.cachedStatement(sql: "INSERT OR REPLACE INTO replica_meta (name, value) VALUES ('audit_head', ?)")
             .execute(arguments: [try keys.seal(Data("\(seq)|".utf8) + link, context: Data("audit-head".utf8))])
     }
@@ -55,9 +64,7 @@ extension Replica {
 
     /// Appends records in order, in one transaction (one fsync).
     public func audit(_ records: [AuditRecord]) throws(ReplicaError) {
-        try durableWrite { db in
-            for record in records { try appendAudit(record, db: db) }
-        }
+        try durableWrite { db in try appendAudit(records, db: db) }
     }
 
     func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {

@@ -50,8 +50,6 @@ public final class Replica: Sendable {
         var config = Configuration()
         config.label = "replica"
         config.prepareDatabase { db in
-            // Reads map the file instead of copying each page through pread: it is all
-            // ciphertext, and the mapping changes nothing on disk.
             try db.execute(sql: "PRAGMA temp_store = MEMORY;")
         }
         let pool: DatabasePool

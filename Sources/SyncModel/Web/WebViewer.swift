@@ -268,14 +268,19 @@ public final class WebViewer: Sendable {
         }
     }
 
+    /// One patient's summary from the local view (only the types it shows); nil when unknown.
+    func loadSummary(_ id: String) throws(ReplicaError) -> PatientSummary? {
+        guard let resources = try dependencies.replica.everything(patientID: id, types: PatientSummary.resourceTypes)
+        else { return nil }
+        return PatientSummary(patientID: id, resources: resources.map(\.json))
+    }
+
     func summary(_ id: String?, _ signed: Signed) -> Checked<PatientSummary> {
         guard let id, FHIRID.isValid(id) else { return .refused(errorPage(.notFound, signed, .patientNotFound)) }
         do {
-            guard
-                let resources = try dependencies.replica.everything(patientID: id, types: PatientSummary.resourceTypes)?
-                    .map(\.json),
-                let summary = PatientSummary(patientID: id, resources: resources)
-            else { return .refused(errorPage(.notFound, signed, .patientNotFound)) }
+            guard let summary = try loadSummary(id) else {
+                return .refused(errorPage(.notFound, signed, .patientNotFound))
+            }
             return .value(summary)
         } catch {
             logger.error("web patient read failed", metadata: ["reason": "\(error)"])
@@ -300,10 +305,7 @@ public final class WebViewer: Sendable {
                 continue
             }
             do {
-                if let resources = try dependencies.replica.everything(
-                    patientID: id, types: PatientSummary.resourceTypes)?.map(\.json),
-                    let summary = PatientSummary(patientID: id, resources: resources)
-                {
+                if let summary = try loadSummary(id) {
                     if let refused = await audit(signed, action: "daysheet", patient: id, target: "Patient/\(id)") {
                         return refused
                     }
