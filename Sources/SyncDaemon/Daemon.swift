@@ -258,6 +258,7 @@ final class Daemon: Sendable {
                 liveness.setIdle(false)
             }
         }
+        let outlines = Task(priority: .background) { await fillOutlines() }
         let watchdog = Task {
             let interval = notifier.watchdogInterval ?? .seconds(10)
             while !Task.isCancelled {
@@ -273,8 +274,29 @@ final class Daemon: Sendable {
         logger.notice("stopping", metadata: ["signal": "\(signal)"])
         notifier.notify("STOPPING=1")
         watchdog.cancel()
+        outlines.cancel()
         loop.cancel()
         _ = await loop.value
+        _ = await outlines.value
+    }
+
+    /// After an upgrade to replica schema v6: outlines for the rows stored before it, a batch
+    /// at a time between other work (reads scan those rows meanwhile).
+    private func fillOutlines() async {
+        var rows = 0
+        do {
+            while !Task.isCancelled {
+                let n = try replica.fillOutlines()
+                if n == 0 { break }
+                if rows == 0 { logger.info("adding outlines to rows stored before this version (one-time upgrade)") }
+                rows += n
+                await Task.yield()
+            }
+        } catch {
+            logger.warning("outline upgrade stopped", metadata: ["reason": "\(error)", "rows": "\(rows)"])
+            return
+        }
+        if rows > 0 { logger.info("outline upgrade", metadata: ["rows": "\(rows)", "done": "\(!Task.isCancelled)"]) }
     }
 
     func shutdown() async {

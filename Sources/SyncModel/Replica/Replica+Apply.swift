@@ -11,6 +11,8 @@ public struct PreparedVersion: Sendable {
     let patient: Data?
     let hash: Data
     let sealed: Data
+    /// The sealed ``ResourceOutline``.
+    let outline: Data
     let bytes: Data
 }
 
@@ -22,14 +24,26 @@ extension Replica {
         let patient = env.patientID.map { blind(type: "Patient", id: $0) }
         let hash = keys.contentHash(bytes)
         let context = Replica.context(type: env.resourceType, bid: bid, versionId: env.versionId, deleted: false)
+        let outline: ResourceOutline
+        do {
+            outline = try bytes.withUnsafeBytes { raw throws(JSONSlicer.Error) in try ResourceOutline(json: raw) }
+        } catch {
+            throw .notJSON
+        }
         let sealed: Data
+        let sealedOutline: Data
         do {
             sealed = try keys.seal(bytes, context: context)
+            sealedOutline = try keys.sealOutline(
+                outline.encoded(),
+                context: Replica.outlineContext(
+                    type: env.resourceType, bid: bid, versionId: env.versionId, contentHash: hash))
         } catch {
             // AES-GCM sealing only fails for inputs beyond its 64 GiB limit.
             throw .tooLarge(bytes: bytes.count, limit: sizeLimit)
         }
-        return PreparedVersion(envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, bytes: bytes)
+        return PreparedVersion(
+            envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, outline: sealedOutline, bytes: bytes)
     }
 
     /// Prepares resources on every core (parsing, HMAC and AES-GCM are CPU-bound and
@@ -109,19 +123,20 @@ extension Replica {
             )
             let insert = try db.cachedStatement(
                 sql: """
-                    INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body)
-                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (type, bid) DO NOTHING
+                    INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body,
+                    outline) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, bid) DO NOTHING
                     """)
             let update = try db.cachedStatement(
                 sql: """
                     UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,
-                    patient = ?, body = ? WHERE row = ?
+                    patient = ?, body = ?, outline = ? WHERE row = ?
                     """)
             for p in prepared {
                 let env = p.envelope
                 // Most rows of a first sync are new: try the insert first, decide only on conflict.
                 try insert.execute(arguments: [
                     env.resourceType, p.bid, env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed,
+                    p.outline,
                 ])
                 if db.changesCount == 1 {
                     outcome.inserted += 1
@@ -140,12 +155,12 @@ extension Replica {
                 case .insert:
                     try insert.execute(arguments: [
                         env.resourceType, p.bid, env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient,
-                        p.sealed,
+                        p.sealed, p.outline,
                     ])
                     outcome.inserted += 1
                 case .update:
                     try update.execute(arguments: [
-                        env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed,
+                        env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed, p.outline,
                         existing![0] as Int64,
                     ])
                     outcome.updated += 1

@@ -123,7 +123,10 @@ extension Replica {
                 plain, context: Replica.context(type: type, bid: bid, versionId: newVersion, deleted: true))
             try db.execute(
                 sql:
-                    "UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ? WHERE row = ?",
+                    """
+                    UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ?,
+                    outline = NULL WHERE row = ?
+                    """,
                 arguments: [newVersion, lastUpdated, sealed, rowID])
             return .tombstoned
         }

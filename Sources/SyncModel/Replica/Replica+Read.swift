@@ -33,7 +33,7 @@ extension Replica {
                 sql += " AND type IN (\(types.map { _ in "?" }.joined(separator: ",")))"
                 args += types.map { $0 as any DatabaseValueConvertible }
             }
-            sql += " ORDER BY row"
+            sql += " ORDER BY type, row"  // the index's order: no sort
             return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args)).map { try decode($0, id: nil) }
         }
     }

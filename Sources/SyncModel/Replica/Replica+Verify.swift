@@ -18,16 +18,30 @@ extension Replica {
         try read { db in
             let sqlite = try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ")
             var report = VerifyReport(sqlite: sqlite)
-            let cursor = try Row.fetchCursor(db, sql: "SELECT \(Self.columns) FROM resource")
+            let cursor = try Row.fetchCursor(db, sql: "SELECT \(Self.columns), outline FROM resource")
             while let row = try cursor.next() {
                 report.rowsChecked += 1
                 do {
-                    _ = try decode(row, id: nil)
+                    let stored = try decode(row, id: nil)
+                    try checkOutline(row, stored)
                 } catch let error as ReplicaError {
                     report.failures.append(error.description)
                 }
             }
             return report
         }
+    }
+
+    /// A live row's outline, when it has one, opens beside its body and says what the body says.
+    private func checkOutline(_ row: Row, _ stored: StoredResource) throws(ReplicaError) {
+        guard !stored.deleted, let sealed: Data = row[8] else { return }
+        let expected = try? stored.json.withUnsafeBytes { raw throws(JSONSlicer.Error) in try ResourceOutline(json: raw)
+        }
+        guard
+            let plain = openOutline(
+                sealed, type: stored.resourceType, bid: row[2], versionId: stored.versionId,
+                contentHash: stored.contentHash),
+            ResourceOutline(encoded: plain) == expected
+        else { throw .integrity(resourceType: stored.resourceType, row: row[0]) }
     }
 }

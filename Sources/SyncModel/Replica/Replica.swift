@@ -49,6 +49,10 @@ public final class Replica: Sendable {
         let path = directory + "/" + fileName
         var config = Configuration()
         config.label = "replica"
+        // All writes share the pool's one writer, but under heavy reading (every read appends
+        // an audit line) SQLite can still answer SQLITE_BUSY while a write transaction waits
+        // for a WAL read slot; wait for it rather than fail the request.
+        config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA temp_store = MEMORY;")
         }
@@ -165,6 +169,16 @@ public final class Replica: Sendable {
         var d = Data("r1|\(type)|".utf8)
         d.append(bid)
         d.append(contentsOf: Array("|\(versionId ?? "")|\(deleted ? 1 : 0)".utf8))
+        return d
+    }
+
+    /// Associated data of a row's sealed ``ResourceOutline``: the row's type, blinded id and
+    /// versionId, and the content hash of the body it was computed from.
+    static func outlineContext(type: String, bid: Data, versionId: String?, contentHash: Data) -> Data {
+        var d = Data("o1|\(type)|".utf8)
+        d.append(bid)
+        d.append(contentsOf: Array("|\(versionId ?? "")|".utf8))
+        d.append(contentHash)
         return d
     }
 

@@ -118,6 +118,16 @@ enum ReplicaSchema {
                     );
                     """)
         }
+        migrator.registerMigration("v6-resource-outline") { db in
+            // Sealed ResourceOutline of live rows; NULL for tombstones and for rows stored
+            // before v6 until `fillOutlines` reaches them.
+            try db.execute(sql: "ALTER TABLE resource ADD COLUMN outline BLOB;")
+            // Where `fillOutlines` starts: at the first row, or nowhere for a new replica.
+            let hasRows = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM resource)") ?? false
+            try db.execute(
+                sql: "INSERT INTO replica_meta (name, value) VALUES ('outline_fill', ?)",
+                arguments: [Data((hasRows ? "0" : "done").utf8)])
+        }
         return migrator
     }
 }

@@ -10,8 +10,8 @@ extension Replica {
     ///   resources (the Patient always comes first); nil for all.
     ///
     /// Without open local changes (the usual case) the stored bytes are served as they are:
-    /// each row is opened once and scanned once for its id and references, and the
-    /// referenced resources are fetched with one query per type.
+    /// each row's body and outline (its id and references, worked out at ingest) are opened,
+    /// and the referenced resources are fetched one lookup each.
     public func everything(patientID: String, types: Set<String>? = nil) throws(ReplicaError)
         -> [SearchBundle.Entry]?
     {
@@ -28,17 +28,18 @@ extension Replica {
         var distinct: Set<String> = []
         let pbid = blind(type: "Patient", id: patientID)
         try read { db in
-            var sql = "SELECT \(Self.columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
+            var sql =
+                "SELECT \(Self.columns), outline FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
             var args: [any DatabaseValueConvertible] = [pbid]
             if let types {
                 sql += " AND type IN (\(types.map { _ in "?" }.joined(separator: ",")))"
                 args += types.sorted().map { $0 as any DatabaseValueConvertible }
             }
-            sql += " ORDER BY row"
+            sql += " ORDER BY type, row"  // the index's order: no sort
             let cursor = try Row.fetchCursor(
                 try db.cachedStatement(sql: sql), arguments: StatementArguments(args))
             while let row = try cursor.next() {
-                let (entry, references) = try openScanning(row, referenceTypes: ServerCapabilities.referenceTypes)
+                let (entry, references) = try openWithReferences(row, referenceTypes: ServerCapabilities.referenceTypes)
                 // Rows are unique by type and id; only the reference types can come again below.
                 if ServerCapabilities.referenceTypes.contains(entry.resourceType) {
                     seen.insert("\(entry.resourceType)/\(entry.id)")
@@ -53,17 +54,28 @@ extension Replica {
         return result
     }
 
-    /// Opens one row and reads its id and references in the same pass. The seal's associated
-    /// data binds the row's type and blinded id, so a body cannot have come from another row;
-    /// the id read here is the one sealed with it. (The sealed bytes are read in place, not
+    /// Opens one row (columns ``columns`` then `outline`) with its id and references: from
+    /// its outline, or, for a row without one, by scanning the body. The seals' associated
+    /// data bind the row's type and blinded id (and the outline to the body's content hash),
+    /// so neither can have come from another row. (The sealed bytes are read in place, not
     /// copied out of SQLite first.)
-    func openScanning(_ row: Row, referenceTypes: Set<String>?) throws -> (SearchBundle.Entry, [String]) {
+    func openWithReferences(_ row: Row, referenceTypes: Set<String>) throws -> (SearchBundle.Entry, [String]) {
         let rowID: Int64 = row[0]
         let type: String = row[1]
         let bid: Data = row[2]
-        let context = Replica.context(
-            type: type, bid: bid, versionId: row[3], deleted: (row[6] as Int64) != 0)
-        guard let sealed = row.dataNoCopy(atIndex: 7), let json = keys.open(sealed, context: context),
+        let versionId: String? = row[3]
+        let context = Replica.context(type: type, bid: bid, versionId: versionId, deleted: (row[6] as Int64) != 0)
+        guard let json = try row.withUnsafeData(atIndex: 7, { $0.flatMap { keys.open($0, context: context) } }) else {
+            throw ReplicaError.integrity(resourceType: type, row: rowID)
+        }
+        let contentHash: Data = row[5]
+        if let plain = try row.withUnsafeData(
+            atIndex: 8, { openOutline($0, type: type, bid: bid, versionId: versionId, contentHash: contentHash) }),
+            let outline = plain.withUnsafeBytes({ ResourceOutline.idAndReferences(encoded: $0, to: referenceTypes) })
+        {
+            return (SearchBundle.Entry(resourceType: type, id: outline.id, json: json), outline.references)
+        }
+        guard
             let scan = try? json.withUnsafeBytes({ raw in
                 try JSONSlicer.identityAndReferences(ofRaw: raw, referenceTypes: referenceTypes)
             }),
