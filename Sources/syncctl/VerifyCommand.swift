@@ -12,6 +12,10 @@ struct VerifyCommand: ParsableCommand {
         guard let report = try ask("verify", socket: socket).verify else { throw ExitCode(3) }
         print("SQLite integrity: \(report.sqlite)")
         print("Records checked:  \(report.rowsChecked)")
+        if report.rowsWithoutOutline > 0 {
+            // Rows from before version 6 until the daemon's background upgrade reaches them.
+            print("Awaiting upgrade: \(report.rowsWithoutOutline) (outlines added in the background)")
+        }
         if report.failures.isEmpty {
             print("Records failing:  none")
         } else {

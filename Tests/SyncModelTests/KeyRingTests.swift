@@ -20,4 +20,16 @@ import Testing
         #expect(ring.blind(type: "Patient", id: "a") != ring.blind(type: "Patient", id: "b"))
         #expect(ring.blind(type: "Patient", id: "a").count == 16)
     }
+
+    /// The associated data of every stored body: its bytes must never change, or no record
+    /// stored before would open.
+    @Test func aRowsAssociatedDataIsPinned() {
+        let bid = Data([0xAB, 0x00, 0x7C])
+        #expect(
+            Replica.context(type: "Observation", bid: bid, versionId: "12", deleted: false)
+                == Data("r1|Observation|".utf8) + bid + Data("|12|0".utf8))
+        #expect(
+            Replica.context(type: "Patient", bid: bid, versionId: nil, deleted: true)
+                == Data("r1|Patient|".utf8) + bid + Data("||1".utf8))
+    }
 }

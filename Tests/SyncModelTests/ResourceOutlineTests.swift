@@ -56,12 +56,30 @@ import Testing
         }
     }
 
+    @Test func aBodyCarriesItsOutlineAfterTheJSON() throws {
+        let json = Data(EverythingTests.encounter.utf8)
+        let outline = ResourceOutline(id: "e1", references: ["Patient/p1"])
+        let body = outline.appended(to: json)
+        let parts = try #require(ResourceOutline.split(body))
+        #expect(parts.json == json)
+        #expect(parts.outline.flatMap(ResourceOutline.init(encoded:)) == outline)
+        #expect(parts.outline.flatMap(ResourceOutline.id(encoded:)) == "e1")
+        // A body from before outlines is all JSON, whatever it ends with.
+        for old in [json, json + Data(" \n".utf8), Data("{}".utf8), Data()] {
+            let split = try #require(ResourceOutline.split(old))
+            #expect(split.json == old && split.outline == nil)
+        }
+        // A trailer whose length does not fit is no body of ours.
+        var broken = body
+        broken[broken.count - 8] = 0xFF
+        broken[broken.count - 5] = 0x7F
+        #expect(ResourceOutline.split(broken) == nil)
+    }
+
     // MARK: On a replica
 
-    static func replicaWithSmall(_ dir: TemporaryDirectory, kek: KeyEncryptionKey = .generate()) throws -> (
-        Replica, [String]
-    ) {
-        let replica = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
+    static func replicaWithSmall(_ dir: TemporaryDirectory) throws -> (Replica, [String]) {
+        let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         let lines = try TestData.allLines("small")
         #expect(try replica.apply(lines).inserted == lines.count)
         let patients = try TestData.lines("small", type: "Patient").map {
@@ -70,39 +88,52 @@ import Testing
         return (replica, patients)
     }
 
-    static func withoutOutlines(_ path: String) throws -> Int {
+    /// Re-seals every live body as a replica before v6 stored it (the JSON alone), or with
+    /// `outline` instead of its own; returns how many rows it rewrote.
+    static func reseal(_ replica: Replica, _ path: String, outline: ResourceOutline? = nil, onlyRow: Int64? = nil)
+        throws -> Int
+    {
         try DatabaseQueue(path: path).write { db in
-            try db.execute(sql: "UPDATE resource SET outline = NULL")
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT row, type, bid, version_id, body FROM resource WHERE deleted = 0 ORDER BY row")
+            var count = 0
+            for row in rows where onlyRow == nil || onlyRow == (row[0] as Int64) {
+                let context = Replica.context(type: row[1], bid: row[2], versionId: row[3], deleted: false)
+                let body = try #require(replica.keys.open(row[4], context: context))
+                let json = try #require(ResourceOutline.split(body)).json
+                let sealed = try replica.keys.seal(outline?.appended(to: json) ?? json, context: context)
+                try db.execute(sql: "UPDATE resource SET body = ? WHERE row = ?", arguments: [sealed, row[0]])
+                count += 1
+            }
             try db.execute(sql: "UPDATE replica_meta SET value = CAST('0' AS BLOB) WHERE name = 'outline_fill'")
-            return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM resource WHERE deleted = 0")!
+            return count
         }
     }
 
-    static func missingOutlines(_ path: String) throws -> Int {
-        try DatabaseQueue(path: path).read { db in
-            try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM resource WHERE deleted = 0 AND outline IS NULL")!
-        }
-    }
-
-    @Test func everyStoredRowGetsAnOutlineAndANewReplicaHasNothingToFill() throws {
+    @Test func everyStoredRowCarriesAnOutlineAndANewReplicaHasNothingToFill() throws {
         let dir = try TemporaryDirectory()
         let (replica, _) = try Self.replicaWithSmall(dir)
         defer { replica.close() }
-        #expect(try Self.missingOutlines(dir.file(Replica.fileName)) == 0)
         #expect(try replica.fillOutlines() == 0)
         let report = try replica.verify()
         #expect(report.ok)
         #expect(report.rowsChecked == 5828)
+        #expect(report.rowsWithoutOutline == 0)
+        // What is read is the JSON the server sent, not the outline after it.
+        for line in try TestData.lines("small", type: "Condition").prefix(50) {
+            let id = try #require(JSONValue(data: line)["id"]?.stringValue)
+            #expect(try replica.resource(type: "Condition", id: id)?.json == line)
+        }
     }
 
     @Test func rowsStoredBeforeOutlinesAreServedAlikeAndFilledByTheUpgrade() throws {
         let dir = try TemporaryDirectory()
         let (replica, patients) = try Self.replicaWithSmall(dir)
         defer { replica.close() }
-        let path = dir.file(Replica.fileName)
         let before = try patients.map { try #require(try replica.everything(patientID: $0)) }
 
-        let live = try Self.withoutOutlines(path)
+        let live = try Self.reseal(replica, dir.file(Replica.fileName))
+        #expect(try replica.verify().rowsWithoutOutline == live)
         // Without outlines each row is scanned: the same answer.
         #expect(try patients.map { try #require(try replica.everything(patientID: $0)) } == before)
 
@@ -116,55 +147,39 @@ import Testing
         }
         #expect(looked == live)
         #expect(batches == (live + 999) / 1000)
-        #expect(try Self.missingOutlines(path) == 0)
+        let report = try replica.verify()
+        #expect(report.ok && report.rowsWithoutOutline == 0)
         #expect(try replica.fillOutlines() == 0, "done is remembered")
         #expect(try patients.map { try #require(try replica.everything(patientID: $0)) } == before)
-        #expect(try replica.verify().ok)
     }
 
-    @Test func anOutlineMovedToAnotherRowIsNotServedAndVerifyNamesTheRow() throws {
+    @Test func verifyNamesABodyWhoseOutlineDisagreesWithItsJSON() throws {
         let dir = try TemporaryDirectory()
-        let kek = KeyEncryptionKey.generate()
-        let (replica, patients) = try Self.replicaWithSmall(dir, kek: kek)
-        let before = try #require(try replica.everything(patientID: patients[0]))
-        let patient = replica.blind(type: "Patient", id: patients[0])
-        replica.close()
+        let (replica, _) = try Self.replicaWithSmall(dir)
+        defer { replica.close() }
         let path = dir.file(Replica.fileName)
-        // Give one of the patient's Observations the outline of another Observation.
-        let target = try DatabaseQueue(path: path).write { db -> Int64 in
-            let rows = try Int64.fetchAll(
-                db, sql: "SELECT row FROM resource WHERE type = 'Observation' AND deleted = 0 ORDER BY row")
-            let target = try #require(
-                try Int64.fetchOne(
-                    db, sql: "SELECT row FROM resource WHERE type = 'Observation' AND patient = ? ORDER BY row LIMIT 1",
-                    arguments: [patient]))
-            let other = try #require(rows.first { $0 != target })
-            try db.execute(
-                sql: "UPDATE resource SET outline = (SELECT outline FROM resource WHERE row = ?) WHERE row = ?",
-                arguments: [other, target])
-            return target
-        }
-        let reopened = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
-        defer { reopened.close() }
-        // The moved outline does not open there: the row is read from its own body.
-        #expect(try reopened.everything(patientID: patients[0]) == before)
-        let report = try reopened.verify()
-        #expect(report.failures == [ReplicaError.integrity(resourceType: "Observation", row: target).description])
+        let row = try #require(
+            try DatabaseQueue(path: path).read { db in
+                try Int64.fetchOne(db, sql: "SELECT row FROM resource WHERE type = 'Observation' ORDER BY row LIMIT 1")
+            })
+        let wrong = ResourceOutline(id: "someone-else", references: ["Practitioner/x"])
+        #expect(try Self.reseal(replica, path, outline: wrong, onlyRow: row) == 1)
+        let report = try replica.verify()
+        #expect(report.failures == [ReplicaError.integrity(resourceType: "Observation", row: row).description])
     }
 
-    @Test func aTombstoneHasNoOutlineAndARevivalGetsOneAgain() throws {
+    @Test func aTombstoneAndARevivalReadBackAsJSON() throws {
         let dir = try TemporaryDirectory()
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         defer { replica.close() }
-        let path = dir.file(Replica.fileName)
         try replica.apply([resourceJSON("Condition", "c1")])
         try replica.applyDeletion(type: "Condition", id: "c1", versionId: "2")
-        let outlines = { () throws -> [Data?] in
-            try DatabaseQueue(path: path).read { db in try Data?.fetchAll(db, sql: "SELECT outline FROM resource") }
-        }
-        #expect(try outlines() == [nil])
+        #expect(
+            try replica.resource(type: "Condition", id: "c1", includeDeleted: true)?.json
+                == resourceJSON("Condition", "c1"))
         try replica.apply([resourceJSON("Condition", "c1", version: "3")])
-        #expect(try outlines().allSatisfy { $0 != nil })
+        #expect(
+            try replica.resource(type: "Condition", id: "c1")?.json == resourceJSON("Condition", "c1", version: "3"))
         #expect(try replica.verify().ok)
     }
 }

@@ -4,11 +4,8 @@ import Foundation
 /// The replica's data keys, derived from one random data-encryption key (DEK).
 ///
 /// The DEK is generated once per replica and stored wrapped (AES-256-GCM) under the KEK.
-/// Four subkeys are derived from it with HKDF-SHA256, each for one purpose:
+/// Three subkeys are derived from it with HKDF-SHA256, each for one purpose:
 /// - `sealing`: AES-256-GCM for every stored resource version;
-/// - `outlining`: ChaCha20-Poly1305 for the small outline stored beside each version (for
-///   a few hundred bytes its set-up is far cheaper than AES-GCM's, and a patient-wide read
-///   opens hundreds of them);
 /// - `blinding`: HMAC-SHA256 blind indexes of resource ids and references;
 /// - `hashing`: keyed content hashes (so a hash cannot confirm a guessed record).
 struct KeyRing: Sendable {
@@ -17,7 +14,6 @@ struct KeyRing: Sendable {
     let sealing: SymmetricKey
     let blinding: SymmetricKey
     let hashing: SymmetricKey
-    let outlining: SymmetricKey
     /// HMAC keyed with `blinding`, copied for each blind index (the key schedule is done once).
     let blindingMAC: HMAC<SHA256>
 
@@ -31,7 +27,6 @@ struct KeyRing: Sendable {
         sealing = derive("seal")
         blinding = derive("blind")
         hashing = derive("hash")
-        outlining = derive("outline")
         blindingMAC = HMAC<SHA256>(key: blinding)
     }
 
@@ -77,16 +72,5 @@ struct KeyRing: Sendable {
     func open(_ sealed: Data, context: Data) -> Data? {
         guard let box = try? AES.GCM.SealedBox(combined: sealed) else { return nil }
         return try? AES.GCM.open(box, using: sealing, authenticating: context)
-    }
-
-    /// Seals a resource outline (ChaCha20-Poly1305, random 96-bit nonce): nonce ‖ ciphertext ‖ tag.
-    func sealOutline(_ plaintext: Data, context: Data) throws -> Data {
-        try ChaChaPoly.seal(plaintext, using: outlining, authenticating: context).combined
-    }
-
-    /// Opens a sealed outline; nil when it was altered or sealed for another context.
-    func openOutline(_ sealed: Data, context: Data) -> Data? {
-        guard let box = try? ChaChaPoly.SealedBox(combined: sealed) else { return nil }
-        return try? ChaChaPoly.open(box, using: outlining, authenticating: context)
     }
 }

@@ -10,9 +10,8 @@ public struct PreparedVersion: Sendable {
     let bid: Data
     let patient: Data?
     let hash: Data
+    /// The JSON and its ``ResourceOutline``, sealed together.
     let sealed: Data
-    /// The sealed ``ResourceOutline``.
-    let outline: Data
     let bytes: Data
 }
 
@@ -31,19 +30,14 @@ extension Replica {
             throw .notJSON
         }
         let sealed: Data
-        let sealedOutline: Data
         do {
-            sealed = try keys.seal(bytes, context: context)
-            sealedOutline = try keys.sealOutline(
-                outline.encoded(),
-                context: Replica.outlineContext(
-                    type: env.resourceType, bid: bid, versionId: env.versionId, contentHash: hash))
+            sealed = try keys.seal(outline.appended(to: bytes), context: context)
         } catch {
             // AES-GCM sealing only fails for inputs beyond its 64 GiB limit.
             throw .tooLarge(bytes: bytes.count, limit: sizeLimit)
         }
         return PreparedVersion(
-            envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, outline: sealedOutline, bytes: bytes)
+            envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, bytes: bytes)
     }
 
     /// Prepares resources on every core (parsing, HMAC and AES-GCM are CPU-bound and
@@ -123,20 +117,19 @@ extension Replica {
             )
             let insert = try db.cachedStatement(
                 sql: """
-                    INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body,
-                    outline) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT (type, bid) DO NOTHING
+                    INSERT INTO resource (type, bid, version_id, last_updated, content_hash, size, deleted, patient, body)
+                    VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT (type, bid) DO NOTHING
                     """)
             let update = try db.cachedStatement(
                 sql: """
                     UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,
-                    patient = ?, body = ?, outline = ? WHERE row = ?
+                    patient = ?, body = ? WHERE row = ?
                     """)
             for p in prepared {
                 let env = p.envelope
                 // Most rows of a first sync are new: try the insert first, decide only on conflict.
                 try insert.execute(arguments: [
                     env.resourceType, p.bid, env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed,
-                    p.outline,
                 ])
                 if db.changesCount == 1 {
                     outcome.inserted += 1
@@ -155,12 +148,12 @@ extension Replica {
                 case .insert:
                     try insert.execute(arguments: [
                         env.resourceType, p.bid, env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient,
-                        p.sealed, p.outline,
+                        p.sealed,
                     ])
                     outcome.inserted += 1
                 case .update:
                     try update.execute(arguments: [
-                        env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed, p.outline,
+                        env.versionId, env.lastUpdated, p.hash, p.bytes.count, p.patient, p.sealed,
                         existing![0] as Int64,
                     ])
                     outcome.updated += 1

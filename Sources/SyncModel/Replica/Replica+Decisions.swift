@@ -88,11 +88,11 @@ extension Replica {
             try db.execute(
                 sql: """
                     UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,
-                    patient = ?, body = ?, outline = ? WHERE type = ? AND bid = ?
+                    patient = ?, body = ? WHERE type = ? AND bid = ?
                     """,
                 arguments: [
                     prepared.envelope.versionId, prepared.envelope.lastUpdated, prepared.hash, plain.count,
-                    prepared.patient, prepared.sealed, prepared.outline, held.type, held.bid,
+                    prepared.patient, prepared.sealed, held.type, held.bid,
                 ])
         }
         if held.type == "Patient" { patients.withLock { $0.upsert(bid: held.bid, json: plain) } }

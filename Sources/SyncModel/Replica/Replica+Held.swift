@@ -124,8 +124,8 @@ extension Replica {
             try db.execute(
                 sql:
                     """
-                    UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ?,
-                    outline = NULL WHERE row = ?
+                    UPDATE resource SET deleted = 1, version_id = ?, last_updated = COALESCE(?, last_updated), body = ?
+                    WHERE row = ?
                     """,
                 arguments: [newVersion, lastUpdated, sealed, rowID])
             return .tombstoned

@@ -104,26 +104,37 @@ extension Replica {
     /// Opens one row. The id is checked against the blind index, so a body moved to another
     /// row fails even if its seal were somehow valid there.
     func decode(_ row: Row, id: String?) throws -> StoredResource {
+        try decodeWithOutline(row, id: id).resource
+    }
+
+    /// ``decode(_:id:)``, and the encoded ``ResourceOutline`` sealed with the body (nil for a
+    /// body stored before outlines).
+    func decodeWithOutline(_ row: Row, id: String?) throws -> (resource: StoredResource, outline: Data?) {
         let rowID: Int64 = row[0]
         let type: String = row[1]
         let bid: Data = row[2]
         let versionId: String? = row[3]
         let deleted = (row[6] as Int64) != 0
         let context = Replica.context(type: type, bid: bid, versionId: versionId, deleted: deleted)
-        guard let json = keys.open(row[7], context: context) else {
+        guard let body = keys.open(row[7], context: context), let parts = ResourceOutline.split(body) else {
             throw ReplicaError.integrity(resourceType: type, row: rowID)
         }
+        let (json, outline) = parts
         let resolvedID: String
         if let id {
             resolvedID = id
         } else {
-            guard let env = try? ResourceEnvelope.parse(json), blind(type: type, id: env.id) == bid else {
-                throw ReplicaError.integrity(resourceType: type, row: rowID)
-            }
-            resolvedID = env.id
+            // The outline's id (sealed with the body) spares a parse of the JSON.
+            guard
+                let found = outline.flatMap({ ResourceOutline.id(encoded: $0) })
+                    ?? (try? ResourceEnvelope.parse(json))?.id,
+                blind(type: type, id: found) == bid
+            else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
+            resolvedID = found
         }
-        return StoredResource(
+        let resource = StoredResource(
             resourceType: type, id: resolvedID, versionId: versionId, lastUpdated: row[4], json: json,
             deleted: deleted, contentHash: row[5])
+        return (resource, outline)
     }
 }

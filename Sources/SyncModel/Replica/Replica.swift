@@ -166,19 +166,16 @@ public final class Replica: Sendable {
     func blind(type: String, id: String) -> Data { keys.blind(type: type, id: id) }
 
     static func context(type: String, bid: Data, versionId: String?, deleted: Bool) -> Data {
-        var d = Data("r1|\(type)|".utf8)
+        // "r1|type|" bid "|versionId|0 or 1", built in one buffer (once per row read).
+        var d = Data(capacity: 8 + type.utf8.count + bid.count + (versionId?.utf8.count ?? 0))
+        d.append(contentsOf: "r1|".utf8)
+        d.append(contentsOf: type.utf8)
+        d.append(UInt8(ascii: "|"))
         d.append(bid)
-        d.append(contentsOf: Array("|\(versionId ?? "")|\(deleted ? 1 : 0)".utf8))
-        return d
-    }
-
-    /// Associated data of a row's sealed ``ResourceOutline``: the row's type, blinded id and
-    /// versionId, and the content hash of the body it was computed from.
-    static func outlineContext(type: String, bid: Data, versionId: String?, contentHash: Data) -> Data {
-        var d = Data("o1|\(type)|".utf8)
-        d.append(bid)
-        d.append(contentsOf: Array("|\(versionId ?? "")|".utf8))
-        d.append(contentHash)
+        d.append(UInt8(ascii: "|"))
+        if let versionId { d.append(contentsOf: versionId.utf8) }
+        d.append(UInt8(ascii: "|"))
+        d.append(deleted ? UInt8(ascii: "1") : UInt8(ascii: "0"))
         return d
     }
 

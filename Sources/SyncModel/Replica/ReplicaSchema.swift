@@ -118,11 +118,10 @@ enum ReplicaSchema {
                     );
                     """)
         }
-        migrator.registerMigration("v6-resource-outline") { db in
-            // Sealed ResourceOutline of live rows; NULL for tombstones and for rows stored
-            // before v6 until `fillOutlines` reaches them.
-            try db.execute(sql: "ALTER TABLE resource ADD COLUMN outline BLOB;")
-            // Where `fillOutlines` starts: at the first row, or nowhere for a new replica.
+        migrator.registerMigration("v6-outlines") { db in
+            // From v6 each body seals its JSON followed by its ResourceOutline; rows stored
+            // before get theirs from `fillOutlines`, which starts at the first row (nowhere
+            // for a new replica).
             let hasRows = try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM resource)") ?? false
             try db.execute(
                 sql: "INSERT INTO replica_meta (name, value) VALUES ('outline_fill', ?)",

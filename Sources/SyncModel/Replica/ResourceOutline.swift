@@ -1,11 +1,9 @@
 import Foundation
 
 /// What a patient-wide read needs of a stored resource besides its bytes: its id and the
-/// references it makes. Worked out once at ingest and sealed next to the body (column
-/// `outline`), so `$everything` opens each row without scanning its JSON again.
-///
-/// The seal binds the row's type, blinded id, versionId and content hash: an outline opens
-/// only beside the very body it was computed from.
+/// references it makes. Worked out once at ingest and sealed with the body, after the JSON
+/// (``appended(to:)``), so `$everything` opens each row without scanning its JSON again,
+/// and the outline is as authentic as the body (no second seal to open).
 struct ResourceOutline: Equatable, Sendable {
     var id: String
     /// Every `reference` string of the resource, in document order (duplicates kept).
@@ -27,6 +25,37 @@ struct ResourceOutline: Equatable, Sendable {
     private static func pointsAt(_ types: Set<String>, _ reference: UnsafeRawBufferPointer) -> Bool {
         guard let slash = reference.prefix(65).firstIndex(of: UInt8(ascii: "/")) else { return false }
         return types.contains(String(decoding: UnsafeRawBufferPointer(rebasing: reference[..<slash]), as: UTF8.self))
+    }
+
+    // MARK: In a body
+
+    /// Ends a body that carries an outline: a NUL byte (never in JSON text, which ends with
+    /// `}` or whitespace) and "OL1".
+    static let trailer: [UInt8] = [0x00, 0x4F, 0x4C, 0x31]
+
+    /// A body's plaintext: `json`, the encoded outline, its length (UInt32, little-endian)
+    /// and ``trailer``.
+    func appended(to json: Data) -> Data {
+        let encoded = encoded()
+        var body = Data(capacity: json.count + encoded.count + 8)
+        body.append(json)
+        body.append(encoded)
+        withUnsafeBytes(of: UInt32(encoded.count).littleEndian) { body.append(contentsOf: $0) }
+        body.append(contentsOf: Self.trailer)
+        return body
+    }
+
+    /// Splits a body's plaintext into the JSON (a prefix, not a copy) and the encoded outline
+    /// it carries (nil for bodies stored before outlines); nil when the trailer is malformed.
+    static func split(_ body: Data) -> (json: Data, outline: Data?)? {
+        let n = body.count
+        guard n >= 8, body.suffix(4).elementsEqual(trailer) else { return (body, nil) }
+        let length = body.withUnsafeBytes {
+            Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: n - 8, as: UInt32.self)))
+        }
+        guard length <= n - 8 else { return nil }
+        let start = body.startIndex
+        return (body.prefix(n - 8 - length), body[(start + n - 8 - length)..<(start + n - 8)])
     }
 
     // MARK: Encoding
@@ -71,6 +100,16 @@ struct ResourceOutline: Equatable, Sendable {
         }
         guard ok, let id else { return nil }
         return (id, references)
+    }
+
+    /// The id of an encoded outline.
+    static func id(encoded data: Data) -> String? {
+        data.withUnsafeBytes { raw in
+            guard raw.count >= 5, raw[0] == 1 else { return nil }
+            let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt32.self)))
+            guard raw.count - 5 >= count else { return nil }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: raw[5..<(5 + count)]), as: UTF8.self)
+        }
     }
 
     /// Calls `body` with each length-prefixed item; false when the bytes are not format 1.

@@ -10,8 +10,8 @@ extension Replica {
     ///   resources (the Patient always comes first); nil for all.
     ///
     /// Without open local changes (the usual case) the stored bytes are served as they are:
-    /// each row's body and outline (its id and references, worked out at ingest) are opened,
-    /// and the referenced resources are fetched one lookup each.
+    /// each row is opened once, its id and references read from the outline sealed with it
+    /// (worked out at ingest), and the referenced resources are fetched one lookup each.
     public func everything(patientID: String, types: Set<String>? = nil) throws(ReplicaError)
         -> [SearchBundle.Entry]?
     {
@@ -28,8 +28,7 @@ extension Replica {
         var distinct: Set<String> = []
         let pbid = blind(type: "Patient", id: patientID)
         try read { db in
-            var sql =
-                "SELECT \(Self.columns), outline FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
+            var sql = "SELECT \(Self.columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
             var args: [any DatabaseValueConvertible] = [pbid]
             if let types {
                 sql += " AND type IN (\(types.map { _ in "?" }.joined(separator: ",")))"
@@ -54,24 +53,21 @@ extension Replica {
         return result
     }
 
-    /// Opens one row (columns ``columns`` then `outline`) with its id and references: from
-    /// its outline, or, for a row without one, by scanning the body. The seals' associated
-    /// data bind the row's type and blinded id (and the outline to the body's content hash),
-    /// so neither can have come from another row. (The sealed bytes are read in place, not
-    /// copied out of SQLite first.)
+    /// Opens one row with its id and references: from the outline sealed with its JSON, or,
+    /// for a row stored before outlines, by scanning the JSON. The seal's associated data
+    /// binds the row's type and blinded id, so the body cannot have come from another row.
+    /// (The sealed bytes are read in place, not copied out of SQLite first.)
     func openWithReferences(_ row: Row, referenceTypes: Set<String>) throws -> (SearchBundle.Entry, [String]) {
         let rowID: Int64 = row[0]
         let type: String = row[1]
         let bid: Data = row[2]
         let versionId: String? = row[3]
         let context = Replica.context(type: type, bid: bid, versionId: versionId, deleted: (row[6] as Int64) != 0)
-        guard let json = try row.withUnsafeData(atIndex: 7, { $0.flatMap { keys.open($0, context: context) } }) else {
-            throw ReplicaError.integrity(resourceType: type, row: rowID)
-        }
-        let contentHash: Data = row[5]
-        if let plain = try row.withUnsafeData(
-            atIndex: 8, { openOutline($0, type: type, bid: bid, versionId: versionId, contentHash: contentHash) }),
-            let outline = plain.withUnsafeBytes({ ResourceOutline.idAndReferences(encoded: $0, to: referenceTypes) })
+        guard let body = try row.withUnsafeData(atIndex: 7, { $0.flatMap { keys.open($0, context: context) } }),
+            let parts = ResourceOutline.split(body)
+        else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
+        let (json, encoded) = parts
+        if let outline = encoded?.withUnsafeBytes({ ResourceOutline.idAndReferences(encoded: $0, to: referenceTypes) })
         {
             return (SearchBundle.Entry(resourceType: type, id: outline.id, json: json), outline.references)
         }
