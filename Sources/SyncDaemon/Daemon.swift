@@ -276,8 +276,10 @@ final class Daemon: Sendable {
         watchdog.cancel()
         outlines.cancel()
         loop.cancel()
+        // Every task that reads the replica ends before shutdown closes it.
         _ = await loop.value
         _ = await outlines.value
+        _ = await watchdog.value
     }
 
     /// After an upgrade to replica schema v6: outlines for the rows stored before it, a batch

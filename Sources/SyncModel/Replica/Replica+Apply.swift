@@ -23,12 +23,15 @@ extension Replica {
         let patient = env.patientID.map { blind(type: "Patient", id: $0) }
         let hash = keys.contentHash(bytes)
         let context = Replica.context(type: env.resourceType, bid: bid, versionId: env.versionId, deleted: false)
-        let outline: ResourceOutline
+        let references: [String]
         do {
-            outline = try bytes.withUnsafeBytes { raw throws(JSONSlicer.Error) in try ResourceOutline(json: raw) }
+            references = try bytes.withUnsafeBytes { raw throws(JSONSlicer.Error) in
+                try JSONSlicer.identityAndReferences(ofRaw: raw).references
+            }
         } catch {
             throw .notJSON
         }
+        let outline = ResourceOutline(id: env.id, references: references)
         let sealed: Data
         do {
             sealed = try keys.seal(outline.appended(to: bytes), context: context)

@@ -127,6 +127,11 @@ enum ReplicaSchema {
                 sql: "INSERT INTO replica_meta (name, value) VALUES ('outline_fill', ?)",
                 arguments: [Data((hasRows ? "0" : "done").utf8)])
         }
+        migrator.registerMigration("v7-count-index") { db in
+            // Status counts live records per type (`syncctl status`, the systemd STATUS line
+            // every 10 s): without it each count read every row, 2.6 GB at 750 000 records.
+            try db.execute(sql: "CREATE INDEX resource_by_state ON resource (deleted, type);")
+        }
         return migrator
     }
 }
