@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import SyncTestSupport
 import Testing
 
@@ -142,5 +143,52 @@ import Testing
         let created = try #require(after.first { $0.id == queued.localID })
         let tag = try JSONValue(data: created.json)["meta"]?["tag"]?.arrayValue?.first
         #expect(tag?["system"]?.stringValue == PendingTag.system)
+    }
+}
+
+/// The queries of patient-wide reads and of status counts use their indexes on a replica with
+/// every index in place: a patient's records come from the patient index (an index ordered
+/// by type once drew the planner to scanning every live row), counts never read the bodies.
+@Suite struct ReplicaQueryPlanTests {
+    func plan(_ sql: String, _ replica: Replica, path: String) throws -> String {
+        try DatabaseQueue(path: path).read { db in
+            // Any values for the placeholders: the plan does not depend on them here.
+            let placeholders = sql.filter { $0 == "?" }.count
+            return try Row.fetchAll(
+                db, sql: "EXPLAIN QUERY PLAN " + sql,
+                arguments: StatementArguments(Array(repeating: "x", count: placeholders))
+            ).map { $0["detail"] as String }.joined(separator: "; ")
+        }
+    }
+
+    @Test func patientReadsUseThePatientIndexAndCountsNeverScanBodies() throws {
+        let dir = try TemporaryDirectory()
+        let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
+        defer { replica.close() }
+        try replica.apply(try TestData.allLines("small"))
+        let path = dir.file(Replica.fileName)
+        for count in [nil, 1, 8] {
+            let sql = Replica.compartmentSQL(typeCount: count)
+            let detail = try plan(sql, replica, path: path)
+            #expect(detail.contains("USING INDEX resource_by_patient"), "\(sql): \(detail)")
+            #expect(!detail.contains("TEMP B-TREE"), "no sort: \(detail)")
+        }
+        for sql in [
+            "SELECT type, COUNT(*) FROM resource GROUP BY type",
+            "SELECT type, COUNT(*) FROM resource WHERE deleted = 1 GROUP BY type",
+        ] {
+            let detail = try plan(sql, replica, path: path)
+            #expect(detail.contains("INDEX"), "\(sql): \(detail)")
+        }
+        #expect(try replica.count() == 5828)
+        let before = try replica.counts()
+        #expect(before.values.reduce(0, +) == 5828)
+        // A tombstone leaves the counts (all rows minus tombstones).
+        let line = try #require(try TestData.lines("small", type: "Condition").first)
+        let condition = try #require(try JSONValue(data: line)["id"]?.stringValue)
+        try replica.applyDeletion(type: "Condition", id: condition, versionId: "999")
+        #expect(try replica.count() == 5827)
+        #expect(try replica.count(type: "Condition") == before["Condition"]! - 1)
+        #expect(try replica.counts()["Condition"] == before["Condition"]! - 1)
     }
 }

@@ -28,15 +28,11 @@ extension Replica {
         var distinct: Set<String> = []
         let pbid = blind(type: "Patient", id: patientID)
         try read { db in
-            var sql = "SELECT \(Self.columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
             var args: [any DatabaseValueConvertible] = [pbid]
-            if let types {
-                sql += " AND type IN (\(types.map { _ in "?" }.joined(separator: ",")))"
-                args += types.sorted().map { $0 as any DatabaseValueConvertible }
-            }
-            sql += " ORDER BY type, row"  // the index's order: no sort
+            args += (types ?? []).sorted().map { $0 as any DatabaseValueConvertible }
             let cursor = try Row.fetchCursor(
-                try db.cachedStatement(sql: sql), arguments: StatementArguments(args))
+                try db.cachedStatement(sql: Self.compartmentSQL(typeCount: types?.count)),
+                arguments: StatementArguments(args))
             while let row = try cursor.next() {
                 let (entry, references) = try openWithReferences(row, referenceTypes: ServerCapabilities.referenceTypes)
                 // Rows are unique by type and id; only the reference types can come again below.
@@ -51,6 +47,14 @@ extension Replica {
         }
         result += try referencedResources(referenced, seen: &seen, types: types)
         return result
+    }
+
+    /// A patient's live records other than the Patient (of `typeCount` types given as
+    /// arguments after the blinded patient, or all), in the patient index's order (no sort).
+    static func compartmentSQL(typeCount: Int?) -> String {
+        var sql = "SELECT \(columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
+        if let typeCount { sql += " AND type IN (\(Array(repeating: "?", count: typeCount).joined(separator: ",")))" }
+        return sql + " ORDER BY type, row"
     }
 
     /// Opens one row with its id and references: from the outline sealed with its JSON, or,
