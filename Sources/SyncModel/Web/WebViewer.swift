@@ -299,6 +299,7 @@ public final class WebViewer: Sendable {
             }
         }
         var entries: [PrintPages.DaySheetEntry] = []
+        var shown: [String] = []
         for id in ids.prefix(Self.maxDaySheetPatients) {
             guard FHIRID.isValid(id) else {
                 entries.append(.missing(id))
@@ -306,10 +307,8 @@ public final class WebViewer: Sendable {
             }
             do {
                 if let summary = try loadSummary(id) {
-                    if let refused = await audit(signed, action: "daysheet", patient: id, target: "Patient/\(id)") {
-                        return refused
-                    }
                     entries.append(.patient(summary))
+                    shown.append(id)
                 } else {
                     entries.append(.missing(id))
                 }
@@ -318,7 +317,21 @@ public final class WebViewer: Sendable {
                 return errorPage(.internalServerError, signed, .readFailed)
             }
         }
+        if let refused = await auditEach(signed, action: "daysheet", patients: shown) { return refused }
         return WebResponse.html(.ok, PrintPages.daySheet(entries, frame: signed.frame))
+    }
+
+    /// Records an access to each patient before any is shown; recorded together, they share
+    /// one durable commit (``GroupCommit``) rather than one each. The first refusal, if any.
+    func auditEach(_ signed: Signed, action: String, patients: [String]) async -> Response? {
+        await withTaskGroup(of: Response?.self) { group in
+            for id in patients {
+                group.addTask { await self.audit(signed, action: action, patient: id, target: "Patient/\(id)") }
+            }
+            var refused: Response?
+            for await response in group where refused == nil { refused = response }
+            return refused
+        }
     }
 
     func attachment(_ request: Request, id: String?, document: String?, index: String?) async -> Response {
