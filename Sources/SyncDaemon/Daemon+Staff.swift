@@ -117,9 +117,11 @@ extension Daemon {
         }
         let patient = arguments["patient"].flatMap { $0.isEmpty ? nil : $0 }
         let user = arguments["user"].flatMap { $0.isEmpty ? nil : $0 }
-        let records = try replica.auditRecords(since: since).filter { $0.matches(patient: patient, user: user) }
+        let records = try replica.auditRecords(since: since, newest: limit == 0 ? nil : limit) {
+            $0.matches(patient: patient, user: user)
+        }
         logger.notice("operator action", metadata: ["action": "audit-list", "records": "\(records.count)"])
-        return ControlResponse(ok: true, audit: limit == 0 ? records : Array(records.suffix(limit)))
+        return ControlResponse(ok: true, audit: records)
     }
 
     func existingAccount(_ name: String?) throws -> StaffAccount {

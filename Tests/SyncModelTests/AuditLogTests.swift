@@ -55,6 +55,16 @@ import Testing
         #expect(try replica.auditRecords() == Self.records)
         #expect(try replica.auditRecords(since: Self.records[3].at) == Array(Self.records[3...]))
         #expect(try replica.auditRecords(since: "2027-01-01T00:00:00Z").isEmpty)
+        // The newest matching lines, read from the end, in trail order.
+        let writes = Self.records.filter { $0.action == "local-write" }
+        for newest in 0...4 {
+            #expect(
+                try replica.auditRecords(since: nil, newest: newest) { $0.action == "local-write" }
+                    == Array(writes.suffix(newest)))
+        }
+        #expect(
+            try replica.auditRecords(since: Self.records[1].at, newest: 10) { $0.action == "local-write" }
+                == Array(writes.dropFirst()))
         replica.close()
         let reopened = try open()
         #expect(try reopened.verifyAudit() == .success(Self.records.count))

@@ -113,18 +113,30 @@ extension Replica {
 
     /// Audit records in order (newest last), optionally since an instant.
     public func auditRecords(since: String? = nil) throws(ReplicaError) -> [AuditRecord] {
+        try auditRecords(since: since, newest: nil) { _ in true }
+    }
+
+    /// The records from `since` that `matching` accepts, oldest first; with `newest`, only
+    /// the newest that many, read from the end of the trail and stopping there (each line
+    /// must be opened to be filtered: the patient and the account are sealed).
+    public func auditRecords(since: String?, newest: Int?, matching: (AuditRecord) -> Bool) throws(ReplicaError)
+        -> [AuditRecord]
+    {
         try read { db in
             var result: [AuditRecord] = []
-            let rows = try Row.fetchAll(
-                db, sql: "SELECT seq, body FROM audit_log WHERE at >= ? ORDER BY seq", arguments: [since ?? ""])
-            for row in rows {
+            let order = newest == nil ? "ASC" : "DESC"
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT seq, body FROM audit_log WHERE at >= ? ORDER BY seq \(order)", arguments: [since ?? ""]
+            )
+            while let row = try rows.next() {
+                if let newest, result.count >= newest { break }
                 let seq: Int64 = row[0]
                 guard let plain = keys.open(row[1], context: Data("a1|\(seq)".utf8)),
                     let record = try? JSONDecoder().decode(AuditRecord.self, from: plain)
                 else { throw ReplicaError.corruptState("audit line \(seq)") }
-                result.append(record)
+                if matching(record) { result.append(record) }
             }
-            return result
+            return newest == nil ? result : result.reversed()
         }
     }
 }
