@@ -78,7 +78,10 @@ struct ResourceOutline: Equatable, Sendable {
     init?(encoded data: Data) {
         var strings: [String] = []
         let ok = data.withUnsafeBytes { raw in
-            Self.forEachItem(raw) { strings.append(String(decoding: $0, as: UTF8.self)) }
+            Self.forEachItem(raw) {
+                strings.append(String(decoding: $0, as: UTF8.self))
+                return true
+            }
         }
         guard ok, let id = strings.first else { return nil }
         self.init(id: id, references: Array(strings.dropFirst()))
@@ -97,23 +100,27 @@ struct ResourceOutline: Equatable, Sendable {
             } else if pointsAt(types, item) {
                 references.append(String(decoding: item, as: UTF8.self))
             }
+            return true
         }
         guard ok, let id else { return nil }
         return (id, references)
     }
 
-    /// The id of an encoded outline.
+    /// The id of an encoded outline (its first item; the references are not read).
     static func id(encoded data: Data) -> String? {
-        data.withUnsafeBytes { raw in
-            guard raw.count >= 5, raw[0] == 1 else { return nil }
-            let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 1, as: UInt32.self)))
-            guard raw.count - 5 >= count else { return nil }
-            return String(decoding: UnsafeRawBufferPointer(rebasing: raw[5..<(5 + count)]), as: UTF8.self)
+        var id: String?
+        let ok = data.withUnsafeBytes { raw in
+            forEachItem(raw) { item in
+                id = String(decoding: item, as: UTF8.self)
+                return false
+            }
         }
+        return ok ? id : nil
     }
 
-    /// Calls `body` with each length-prefixed item; false when the bytes are not format 1.
-    private static func forEachItem(_ raw: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) -> Bool {
+    /// Calls `body` with each length-prefixed item until it returns false; false when the
+    /// bytes read are not format 1.
+    private static func forEachItem(_ raw: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Bool) -> Bool {
         guard raw.first == 1 else { return false }
         var i = 1
         while i < raw.count {
@@ -121,7 +128,7 @@ struct ResourceOutline: Equatable, Sendable {
             let count = Int(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
             i += 4
             guard raw.count - i >= count else { return false }
-            body(UnsafeRawBufferPointer(rebasing: raw[i..<(i + count)]))
+            guard body(UnsafeRawBufferPointer(rebasing: raw[i..<(i + count)])) else { return true }
             i += count
         }
         return true
