@@ -106,7 +106,7 @@ import Testing
         #expect(entry.payload.baseVersion == nil)
         #expect(entry.payload.after == nil)
         #expect(entry.payload.references == [])
-        #expect(entry.payload.author == "alice")
+        #expect(entry.payload.authors.names == ["alice"])
         #expect(entry.payload.clientIdentifier.hasPrefix("urn:uuid:"))
         #expect(UUID(uuidString: String(entry.payload.clientIdentifier.dropFirst(9))) != nil)
         #expect(FHIRInstant.parse(entry.payload.localTime) != nil)
@@ -175,7 +175,7 @@ import Testing
         #expect(entry.payload.base == Self.condition)
         #expect(entry.payload.baseVersion == "2")
         #expect(try value(entry.payload.resource)["note"] == [["text": "two"]])
-        #expect(entry.payload.author == "alice; bob")  // both authors of a squashed change are kept
+        #expect(entry.payload.authors.names == ["alice", "bob"])  // both authors of a squashed change are kept
     }
 
     @Test func aCreateThenAnUpdateStaysOneCreate() throws {

@@ -1,4 +1,4 @@
-import NIOCore
+import Foundation
 
 /// A `host:port` to listen on, from the configuration (`[metrics] listen`, `[local_api]
 /// listen`): an IP literal (IPv6 in brackets: `[::1]:9464`) or `localhost`, and a port from 1
@@ -42,25 +42,33 @@ public struct ListenAddress: Sendable, Equatable {
             throw ListenAddressError("expected a port from 1 to 65535 after the host, got \"\(text.prefix(80))\"")
         }
         let address = ListenAddress(host: String(host), port: port)
-        guard address.socketAddress != nil else {
+        guard address.addressBytes != nil else {
             throw ListenAddressError("\"\(host.prefix(64))\" is not an IP address (e.g. 127.0.0.1, 192.168.1.10, ::1)")
         }
         return address
     }
 
-    /// The address to bind (`localhost` is 127.0.0.1); nil when the host is not an IP literal.
-    var socketAddress: SocketAddress? {
-        let literal = host.lowercased() == "localhost" ? "127.0.0.1" : host
-        return try? SocketAddress(ipAddress: literal, port: port)
+    /// The IP literal to bind (`localhost` is 127.0.0.1).
+    public var ipLiteral: String { host.lowercased() == "localhost" ? "127.0.0.1" : host }
+
+    /// The address's bytes (4 for IPv4, 16 for IPv6); nil when the host is not an IP literal.
+    var addressBytes: [UInt8]? {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, ipLiteral, &v4) == 1 {
+            return withUnsafeBytes(of: &v4) { Array($0) }
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, ipLiteral, &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { Array($0) }
+        }
+        return nil
     }
 
     /// Whether only this machine can reach it (127.0.0.0/8, ::1, localhost).
     public var isLoopback: Bool {
-        switch socketAddress {
-        case .v4(let v4)?: UInt32(bigEndian: v4.address.sin_addr.s_addr) >> 24 == 127
-        case let address? where address.protocol == .inet6: address.ipAddress == "::1"
-        default: false
-        }
+        guard let bytes = addressBytes else { return false }
+        if bytes.count == 4 { return bytes[0] == 127 }
+        return bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 }
 

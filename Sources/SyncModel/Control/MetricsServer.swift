@@ -79,7 +79,7 @@ public final class MetricsServer: Sendable {
         let listen = ListenAddress(host: String(literal), port: port)
         let shown = host.count > 64 ? host.prefix(64) + "…" : host
         let hint = "metrics are served on loopback only: use 127.0.0.1, ::1 or localhost"
-        guard let address = listen.socketAddress else {
+        guard let address = try? SocketAddress(ipAddress: listen.ipLiteral, port: listen.port) else {
             throw MetricsServerError("metrics host \"\(shown)\" is not an IP address; \(hint)")
         }
         guard listen.isLoopback else {

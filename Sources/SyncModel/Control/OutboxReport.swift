@@ -90,7 +90,8 @@ extension OutboxItem {
         self.init(
             seq: entry.seq, state: waiting != nil ? "waiting" : entry.state.rawValue,
             operation: entry.operation.rawValue, resourceType: entry.resourceType,
-            localTime: entry.payload.localTime, author: entry.payload.author, attempts: entry.payload.attempts,
+            localTime: entry.payload.localTime, author: entry.payload.authors.description,
+            attempts: entry.payload.attempts,
             reason: waiting?.description ?? entry.payload.reason ?? entry.payload.resolution,
             updatedAt: entry.updatedAt)
     }
@@ -107,7 +108,8 @@ extension ConflictDetail {
         }
         self.init(
             seq: entry.seq, resourceType: entry.resourceType, id: entry.payload.serverID ?? entry.localID,
-            operation: entry.operation.rawValue, author: entry.payload.author, localTime: entry.payload.localTime,
+            operation: entry.operation.rawValue, author: entry.payload.authors.description,
+            localTime: entry.payload.localTime,
             remoteVersion: entry.payload.remoteVersion, remoteDeleted: entry.payload.remoteDeleted ?? false,
             base: text(entry.payload.base), local: text(entry.payload.resource), remote: text(entry.payload.remote),
             places: (entry.payload.conflicts ?? []).map {

@@ -29,6 +29,18 @@ public struct OutboxEntry: Sendable, Equatable {
     /// When the entry was last changed (UTC instant).
     public var updatedAt: String
 
+    public init(
+        seq: Int64, operation: OutboxOperation, state: OutboxState, resourceType: String, payload: OutboxPayload,
+        updatedAt: String
+    ) {
+        self.seq = seq
+        self.operation = operation
+        self.state = state
+        self.resourceType = resourceType
+        self.payload = payload
+        self.updatedAt = updatedAt
+    }
+
     /// The id local clients know the target by.
     public var localID: String { payload.localID }
 }
@@ -55,8 +67,8 @@ public struct OutboxPayload: Codable, Sendable, Equatable {
     public var references: [String]
     /// `urn:uuid:…`: the client identifier that makes a create idempotent.
     public var clientIdentifier: String
-    /// Who made the change (from the local credential).
-    public var author: String
+    /// Who made the change (from the local credentials), every author of squashed edits.
+    public var authors: Authors
     /// When it was made on the practice's side (UTC instant).
     public var localTime: String
     /// Replay attempts that reached the server.
@@ -78,9 +90,17 @@ public struct OutboxPayload: Codable, Sendable, Equatable {
     /// Set when a reviewer chose this version: it is written over the server's.
     public var force: Bool?
 
+    /// Stored names (the sealed JSON of every entry since the first schema).
+    enum CodingKeys: String, CodingKey {
+        case localID, serverID, resource, base, baseVersion, after, references, clientIdentifier
+        case authors = "author"
+        case localTime, attempts, resultVersion, reason, outcome, remote, remoteVersion, remoteDeleted, conflicts
+        case resolution, force
+    }
+
     public init(
         localID: String, serverID: String?, resource: Data?, base: Data?, baseVersion: String?, after: Int64?,
-        references: [String], clientIdentifier: String, author: String, localTime: String
+        references: [String], clientIdentifier: String, authors: Authors, localTime: String
     ) {
         self.localID = localID
         self.serverID = serverID
@@ -90,7 +110,66 @@ public struct OutboxPayload: Codable, Sendable, Equatable {
         self.after = after
         self.references = references
         self.clientIdentifier = clientIdentifier
-        self.author = author
+        self.authors = authors
         self.localTime = localTime
+    }
+}
+
+// MARK: Payloads of queued changes (pure; see ``EnqueuePlan``)
+
+extension OutboxPayload {
+    /// A local create: a fresh local id, a client identifier for idempotent replay.
+    public static func create(
+        localID: String, resource: Data, references: [String], clientIdentifier: String, author: String,
+        localTime: String
+    ) -> OutboxPayload {
+        OutboxPayload(
+            localID: localID, serverID: nil, resource: resource, base: nil, baseVersion: nil, after: nil,
+            references: references, clientIdentifier: clientIdentifier, authors: Authors(author), localTime: localTime)
+    }
+
+    /// An edit of a mirrored resource: the replica's version is the merge base.
+    public static func edit(
+        of stored: StoredResource, resource: Data?, references: [String], clientIdentifier: String, author: String,
+        localTime: String
+    ) -> OutboxPayload {
+        OutboxPayload(
+            localID: stored.id, serverID: stored.id, resource: resource, base: stored.json,
+            baseVersion: stored.versionId, after: nil, references: references, clientIdentifier: clientIdentifier,
+            authors: Authors(author), localTime: localTime)
+    }
+
+    /// An edit chained after an entry being sent or in review: that entry's content is the
+    /// base, its result (once replayed) the version to match.
+    public static func chained(
+        after open: OutboxEntry, resource: Data?, references: [String], clientIdentifier: String, author: String,
+        localTime: String
+    ) -> OutboxPayload {
+        OutboxPayload(
+            localID: open.localID, serverID: open.payload.serverID, resource: resource, base: open.payload.resource,
+            baseVersion: nil, after: open.seq, references: references, clientIdentifier: clientIdentifier,
+            authors: Authors(author), localTime: localTime)
+    }
+
+    /// This (pending or parked) entry absorbing a newer edit: the new content and references,
+    /// the new author added, the time of the newest edit; base and identity kept, an earlier
+    /// rejection or forced choice forgotten.
+    public func squashing(resource: Data?, references: [String], author: String, localTime: String) -> OutboxPayload {
+        var payload = self
+        payload.resource = resource
+        payload.references = references
+        payload.authors.append(author)
+        payload.localTime = localTime
+        payload.force = nil
+        payload.reason = nil
+        payload.outcome = nil
+        return payload
+    }
+
+    /// This local create, dropped because it was deleted before replay.
+    public func dropped() -> OutboxPayload {
+        var payload = self
+        payload.reason = "created and deleted locally before replay"
+        return payload
     }
 }

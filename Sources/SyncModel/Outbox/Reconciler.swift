@@ -282,64 +282,33 @@ public final class Reconciler: Sendable {
                     throw RemoteError.badResponse(route: type, reason: "not a resource")
                 }
                 remoteVersion = object["meta"]?["versionId"]?.stringValue
-                remote = .object(ResourceEdits.withoutMeta(object))
+                remote = .object(object)
             case 404, 410:
                 remote = .null
             default:
                 if ReplayResponse.classify(response.status) == .rejected { return try park(entry, response) }
                 throw RemoteError.status(route: type, code: response.status)
             }
-            let base: JSONValue? = try entry.payload.base.map { data in
-                guard case .object(let object) = try JSONValue(data: data) else { return .null }
-                return .object(ResourceEdits.withoutMeta(object))
-            }
-            let mine = local.objectValue.map { JSONValue.object(ResourceEdits.withoutMeta($0)) } ?? .null
-            if mine == remote {
-                // Already on the server (a replay whose answer was lost, or the same edit made twice).
-                try complete(
-                    entry, response: response.status == 200 ? response.body : nil, status: 200, headers: [:],
-                    deleted: remote == .null, serverID: serverID, version: remoteVersion)
-                return .done
-            }
-            let decision: JSONValue?
-            var conflicts: [MergeConflict] = []
-            if let base, base == remote {
-                decision = local
-            } else {
-                switch policy {
-                case .remoteWins:
-                    return try discard(entry, reason: "the EHR's version was kept (policy remote-wins for \(type))")
-                case .localWins:
-                    decision = local
-                case .manual:
-                    decision = nil
-                    conflicts = [MergeConflict(path: "", base: base, local: mine, remote: remote)]
-                case .merge:
-                    switch ThreeWayMerge.merge(base: base ?? .null, local: mine, remote: remote) {
-                    case .merged(let merged):
-                        decision = merged
-                    case .conflicts(let found):
-                        decision = nil
-                        conflicts = found
-                    }
-                }
-            }
-            guard let decision else {
-                return try conflict(
-                    entry, remote: response.status == 200 ? response.body : nil, version: remoteVersion,
-                    deleted: remote == .null, conflicts: conflicts)
-            }
-            if decision == remote {
-                try complete(
-                    entry, response: response.status == 200 ? response.body : nil, status: 200, headers: [:],
-                    deleted: remote == .null, serverID: serverID, version: remoteVersion)
-                return .done
-            }
+            let base: JSONValue? = try entry.payload.base.map { try JSONValue(data: $0) }
+            let answer = response.status == 200 ? response.body : nil
             let step: Step?
-            if decision == .null {
+            switch RemoteDecision.decide(base: base, local: local, remote: remote, policy: policy) {
+            case .alreadyThere:
+                // Already on the server (a replay whose answer was lost, the same edit made
+                // twice, or a merge that adds nothing).
+                try complete(
+                    entry, response: answer, status: 200, headers: [:], deleted: remote == .null, serverID: serverID,
+                    version: remoteVersion)
+                return .done
+            case .discard:
+                return try discard(entry, reason: "the EHR's version was kept (policy remote-wins for \(type))")
+            case .conflict(let conflicts):
+                return try conflict(
+                    entry, remote: answer, version: remoteVersion, deleted: remote == .null, conflicts: conflicts)
+            case .delete:
                 step = try await sendDelete(entry, serverID: serverID, version: remoteVersion)
-            } else {
-                var object = decision.objectValue ?? JSONObject()
+            case .write(let content), .mergeThenWrite(let content):
+                var object = content.objectValue ?? JSONObject()
                 object["id"] = .string(serverID)
                 step = try await write(
                     entry, .object(object), serverID: serverID, ifMatch: remote == .null ? nil : remoteVersion)
@@ -475,7 +444,8 @@ public final class Reconciler: Sendable {
             case .delete: "DELETE"
             }
         let record = ProvenanceRecord.make(
-            target: target, activity: activity, author: entry.payload.author, localTime: entry.payload.localTime,
+            target: target, activity: activity, author: entry.payload.authors.description,
+            localTime: entry.payload.localTime,
             device: settings.device)
         do {
             let response = try await client.send("POST", "Provenance", body: record.data())

@@ -18,13 +18,6 @@ struct IncrementalSync {
     enum Change {
         case upsert(PreparedVersion)
         case delete(type: String, id: String, version: String?)
-
-        var version: String? {
-            switch self {
-            case .upsert(let p): p.envelope.versionId
-            case .delete(_, _, let v): v
-            }
-        }
     }
 
     func run() async throws {
@@ -34,22 +27,8 @@ struct IncrementalSync {
         }
         let since = cursor.since(overlap: puller.settings.overlap)
         let wanted = Set(types)
-        var changes: [String: Change] = [:]
-        var order: [String] = []
+        var changes = NewestChanges<Change>()
         var cycleStart: Double?
-
-        func record(_ key: String, _ change: Change) {
-            if let existing = changes[key] {
-                // Keep the newest: higher numeric version; otherwise the first seen (history
-                // lists newest first).
-                if let a = existing.version.flatMap({ Int($0) }), let b = change.version.flatMap({ Int($0) }), b > a {
-                    changes[key] = change
-                }
-                return
-            }
-            changes[key] = change
-            order.append(key)
-        }
 
         let urls: [(String, String)] =
             capabilities.systemHistory
@@ -67,14 +46,17 @@ struct IncrementalSync {
                 for entry in page.entries {
                     if let ref = entry.deletedReference {
                         if wanted.contains(ref.type) {
-                            record(ref.string, .delete(type: ref.type, id: ref.id, version: entry.deletedVersion))
+                            changes.record(
+                                ref.string, version: entry.deletedVersion,
+                                .delete(type: ref.type, id: ref.id, version: entry.deletedVersion))
                         }
                     } else if let resource = entry.resource, entry.searchMode == nil || entry.searchMode == "match" {
                         resources.append(resource)
                     }
                 }
                 for p in puller.prepare(resources, types: wanted).prepared {
-                    record("\(p.envelope.resourceType)/\(p.envelope.id)", .upsert(p))
+                    changes.record(
+                        "\(p.envelope.resourceType)/\(p.envelope.id)", version: p.envelope.versionId, .upsert(p))
                 }
                 url = page.next.map { Self.keepSince($0, since: since, isHistory: capabilities.systemHistory) }
             }
@@ -83,8 +65,8 @@ struct IncrementalSync {
         // Upserts first, in batches; then deletions through the mass-delete guard.
         var upserts: [PreparedVersion] = []
         var deletions: [(type: String, id: String, version: String?)] = []
-        for key in order {
-            switch changes[key]! {
+        for change in changes.inOrder {
+            switch change {
             case .upsert(let p): upserts.append(p)
             case .delete(let type, let id, let version): deletions.append((type, id, version))
             }
@@ -110,19 +92,24 @@ struct IncrementalSync {
 
         let totalDeletions = deletions.count + sweep.missing.count
         let live = try replica.count()
-        if sweep.regressions > 0 || outcome.held > 0 {
-            // A server that went back in time also "deleted" what it no longer has.
-            try replica.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing, reason: .regression)
-            logger.warning(
-                "server rollback suspected; its deletions are held", metadata: ["deletions": "\(totalDeletions)"])
-        } else if puller.settings.massDelete.shouldHold(deletions: totalDeletions, replicaSize: live) {
-            try replica.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing)
-            logger.warning(
-                "mass deletion held for an operator",
-                metadata: [
-                    "deletions": "\(totalDeletions)", "limit": "\(puller.settings.massDelete.limit(replicaSize: live))",
-                ])
-        } else {
+        let verdict = DeletionVerdict.decide(
+            deletions: totalDeletions, regressions: sweep.regressions + outcome.held, liveRecords: live,
+            guard: puller.settings.massDelete)
+        switch verdict {
+        case .hold(let reason):
+            try replica.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing, reason: reason)
+            if reason == .regression {
+                logger.warning(
+                    "server rollback suspected; its deletions are held", metadata: ["deletions": "\(totalDeletions)"])
+            } else {
+                logger.warning(
+                    "mass deletion held for an operator",
+                    metadata: [
+                        "deletions": "\(totalDeletions)",
+                        "limit": "\(puller.settings.massDelete.limit(replicaSize: live))",
+                    ])
+            }
+        case .apply:
             for d in deletions {
                 try replica.applyDeletion(type: d.type, id: d.id, versionId: d.version)
             }

@@ -197,14 +197,6 @@ extension Replica {
         return outcome
     }
 
-    /// Why a server change was held instead of applied.
-    public enum HoldReason: String, Sendable {
-        /// The server sent a version older than the replica's (restored from a backup?).
-        case regression
-        /// The cycle deleted more than the configured threshold.
-        case massDelete = "mass-delete"
-    }
-
     func hold(_ p: PreparedVersion, reason: HoldReason, db: Database) throws {
         let env = p.envelope
         let context = Replica.heldContext(type: env.resourceType, bid: p.bid, versionId: env.versionId)

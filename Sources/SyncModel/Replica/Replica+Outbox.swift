@@ -12,8 +12,8 @@ extension Replica {
     /// Queues a local change and returns once it is committed (fsync'd): the acknowledgement
     /// a client gets means the change survives a crash.
     ///
-    /// Squashes into the target's pending entry when that entry is not being sent
-    /// (`isInFlight`), following ``OutboxSquash``.
+    /// Where the change goes (a new entry, squashed into the target's pending entry when that
+    /// entry is not being sent, chained after it, or refused) is ``EnqueuePlan``'s decision.
     public func enqueue(_ change: LocalChange, now: Date = Date(), isInFlight: (Int64) -> Bool = { _ in false })
         throws(OutboxError) -> QueuedChange
     {
@@ -27,95 +27,83 @@ extension Replica {
         let localTime = FHIRInstant.format(now.timeIntervalSince1970)
         do {
             return try durablePoolWrite { db throws -> QueuedChange in
-                switch change.operation {
-                case .create:
+                let clientIdentifier = "urn:uuid:" + UUID().uuidString.lowercased()
+                guard change.operation != .create else {
                     guard var object = content else { throw OutboxError.invalid("a create needs a resource") }
                     let localID = UUID().uuidString.lowercased()
                     object["id"] = .string(localID)
                     let body = JSONValue.object(object).data()
-                    var payload = OutboxPayload(
-                        localID: localID, serverID: nil, resource: body, base: nil, baseVersion: nil, after: nil,
-                        references: try localReferences(in: object, db: db),
-                        clientIdentifier: "urn:uuid:" + UUID().uuidString.lowercased(), author: change.author,
-                        localTime: localTime)
-                    payload.references.removeAll { $0 == "\(type)/\(localID)" }
+                    let references = try localReferences(in: object, db: db).filter { $0 != "\(type)/\(localID)" }
+                    let payload = OutboxPayload.create(
+                        localID: localID, resource: body, references: references, clientIdentifier: clientIdentifier,
+                        author: change.author, localTime: localTime)
                     let seq = try insertEntry(type: type, operation: .create, payload: payload, at: localTime, db: db)
                     return QueuedChange(seq: seq, localID: localID, resource: localViewBody(body, state: .pending))
-                case .update, .delete:
-                    guard let requestedID = change.id, FHIRID.isValid(requestedID) else {
-                        throw OutboxError.invalid("the URL has no valid resource id")
+                }
+                guard let requestedID = change.id, FHIRID.isValid(requestedID) else {
+                    throw OutboxError.invalid("the URL has no valid resource id")
+                }
+                let id = try serverID(ofLocal: type, requestedID, db: db) ?? requestedID
+                var body: Data?
+                var references: [String] = []
+                if var object = content {
+                    if let bodyID = object["id"], bodyID != .string(requestedID) {
+                        throw OutboxError.invalid("the resource's id does not match the URL's id")
                     }
-                    let id = try serverID(ofLocal: type, requestedID, db: db) ?? requestedID
-                    var body: Data?
-                    var references: [String] = []
-                    if var object = content {
-                        if let bodyID = object["id"], bodyID != .string(requestedID) {
-                            throw OutboxError.invalid("the resource's id does not match the URL's id")
-                        }
-                        object["id"] = .string(id)
-                        references = try localReferences(in: object, db: db)
-                        body = JSONValue.object(object).data()
-                    }
-                    if let open = try latestOpenEntry(type: type, id: id, db: db) {
-                        if open.operation == .delete { throw OutboxError.gone(resourceType: type) }
-                        // A pending change not being sent absorbs the new one; so does a parked
-                        // one (the new edit is the correction of what the EHR refused).
-                        if open.state == .pending || open.state == .parked, !isInFlight(open.seq) {
-                            switch OutboxSquash.combine(earlier: open.operation, new: change.operation) {
-                            case .replace(let operation):
-                                var payload = open.payload
-                                payload.resource = body
-                                payload.references = references
-                                if !payload.author.split(separator: ";").map({ $0.trimmingCharacters(in: .whitespaces) }
-                                )
-                                .contains(change.author) {
-                                    payload.author += "; " + change.author
-                                }
-                                payload.localTime = localTime
-                                payload.force = nil
-                                payload.reason = nil
-                                payload.outcome = nil
-                                try rewriteEntry(
-                                    seq: open.seq, type: type, localID: id, operation: operation, state: .pending,
-                                    payload: payload, at: localTime, db: db)
-                                return QueuedChange(
-                                    seq: open.seq, localID: requestedID,
-                                    resource: body.map { localViewBody($0, state: .pending) })
-                            case .drop:
-                                var payload = open.payload
-                                payload.reason = "created and deleted locally before replay"
-                                try rewriteEntry(
-                                    seq: open.seq, type: type, localID: id, operation: open.operation,
-                                    state: .discarded, payload: payload, at: localTime, db: db)
-                                return QueuedChange(seq: open.seq, localID: requestedID, resource: nil)
-                            case .refuse:
-                                throw OutboxError.gone(resourceType: type)
-                            }
-                        }
-                        // The earlier change is being sent or awaits review: chain after it.
-                        let payload = OutboxPayload(
-                            localID: id, serverID: open.payload.serverID, resource: body, base: open.payload.resource,
-                            baseVersion: nil, after: open.seq, references: references,
-                            clientIdentifier: "urn:uuid:" + UUID().uuidString.lowercased(), author: change.author,
-                            localTime: localTime)
-                        let seq = try insertEntry(
-                            type: type, operation: change.operation, payload: payload, at: localTime, db: db)
-                        return QueuedChange(
-                            seq: seq, localID: requestedID, resource: body.map { localViewBody($0, state: .pending) })
-                    }
-                    guard let row = try fetchResourceRow(type: type, id: id, db: db) else {
-                        throw OutboxError.notFound(resourceType: type)
-                    }
-                    if row.deleted { throw OutboxError.gone(resourceType: type) }
-                    let payload = OutboxPayload(
-                        localID: id, serverID: id, resource: body, base: row.json, baseVersion: row.versionId,
-                        after: nil, references: references,
-                        clientIdentifier: "urn:uuid:" + UUID().uuidString.lowercased(), author: change.author,
-                        localTime: localTime)
-                    let seq = try insertEntry(
-                        type: type, operation: change.operation, payload: payload, at: localTime, db: db)
-                    return QueuedChange(
-                        seq: seq, localID: requestedID, resource: body.map { localViewBody($0, state: .pending) })
+                    object["id"] = .string(id)
+                    references = try localReferences(in: object, db: db)
+                    body = JSONValue.object(object).data()
+                }
+                let open = try latestOpenEntry(type: type, id: id, db: db)
+                let row = open == nil ? try fetchResourceRow(type: type, id: id, db: db) : nil
+                let plan = EnqueuePlan.plan(
+                    change.operation,
+                    open: open.map {
+                        EnqueuePlan.OpenEntry(
+                            seq: $0.seq, operation: $0.operation, state: $0.state, inFlight: isInFlight($0.seq))
+                    },
+                    stored: row.map { $0.deleted ? .deleted : .live } ?? .absent)
+                let queued = { (seq: Int64) in
+                    QueuedChange(
+                        seq: seq, localID: requestedID, resource: body.map { self.localViewBody($0, state: .pending) })
+                }
+                switch plan {
+                case .refuse(.gone):
+                    throw OutboxError.gone(resourceType: type)
+                case .refuse(.notFound):
+                    throw OutboxError.notFound(resourceType: type)
+                case .create:
+                    throw OutboxError.invalid("a create needs no id")  // unreachable: creates return above
+                case .squash(let seq, let operation):
+                    guard let open else { throw OutboxError.noSuchEntry(seq) }
+                    let payload = open.payload.squashing(
+                        resource: body, references: references, author: change.author, localTime: localTime)
+                    try rewriteEntry(
+                        seq: seq, type: type, localID: id, operation: operation, state: .pending, payload: payload,
+                        at: localTime, db: db)
+                    return queued(seq)
+                case .drop(let seq):
+                    guard let open else { throw OutboxError.noSuchEntry(seq) }
+                    try rewriteEntry(
+                        seq: seq, type: type, localID: id, operation: open.operation, state: .discarded,
+                        payload: open.payload.dropped(), at: localTime, db: db)
+                    return QueuedChange(seq: seq, localID: requestedID, resource: nil)
+                case .chain(let after):
+                    guard let open, open.seq == after else { throw OutboxError.noSuchEntry(after) }
+                    let payload = OutboxPayload.chained(
+                        after: open, resource: body, references: references, clientIdentifier: clientIdentifier,
+                        author: change.author, localTime: localTime)
+                    return queued(
+                        try insertEntry(
+                            type: type, operation: change.operation, payload: payload, at: localTime, db: db))
+                case .newEntry:
+                    guard let row else { throw OutboxError.notFound(resourceType: type) }
+                    let payload = OutboxPayload.edit(
+                        of: row, resource: body, references: references, clientIdentifier: clientIdentifier,
+                        author: change.author, localTime: localTime)
+                    return queued(
+                        try insertEntry(
+                            type: type, operation: change.operation, payload: payload, at: localTime, db: db))
                 }
             }
         } catch let error as OutboxError {

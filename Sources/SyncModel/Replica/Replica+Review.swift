@@ -1,15 +1,5 @@
-public import Foundation
+import Foundation
 import GRDB
-
-/// How a reviewer settles a conflict.
-public enum ConflictChoice: Sendable, Equatable {
-    /// The practice's version goes to the server, over the server's.
-    case local
-    /// The server's version stays; the local change is closed.
-    case remote
-    /// A merged resource written by the reviewer goes to the server.
-    case content(Data)
-}
 
 extension Replica {
     /// Settles a conflict; audited. The chosen version is queued again (pending) with the
@@ -19,49 +9,16 @@ extension Replica {
         let now = FHIRInstant.format(Date().timeIntervalSince1970)
         try outboxWrite { db in
             guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
-            guard entry.state == .conflict else {
-                throw OutboxError.wrongState(seq: seq, state: entry.state, expected: "conflict")
-            }
-            var payload = entry.payload
-            var state = OutboxState.pending
-            var operation = entry.operation
-            let kept: String
-            switch choice {
-            case .remote:
-                state = .discarded
-                kept = "remote"
-                payload.reason = "conflict resolved: the EHR's version kept"
-            case .local:
-                kept = "local"
-                payload.force = true
-            case .content(let data):
-                var object = ResourceEdits.withoutServerMeta(
-                    try ResourceEdits.parse(data, resourceType: entry.resourceType))
-                if let id = object["id"], id != .string(payload.serverID ?? entry.localID) {
-                    throw OutboxError.invalid("the merged resource's id is not the conflicting record's id")
-                }
-                object["id"] = .string(payload.serverID ?? entry.localID)
-                payload.resource = JSONValue.object(object).data()
-                payload.force = true
-                operation = .update
-                kept = "file"
-            }
-            if state == .pending {
-                // The server's version at the time of the conflict becomes the base.
-                payload.base = payload.remote
-                payload.baseVersion = payload.remoteVersion
-                payload.after = nil
-                payload.reason = nil
-            }
-            payload.resolution = "kept \(kept) by \(actor) at \(now)"
+            let resolution = try ConflictResolution.resolve(entry, choice: choice, actor: actor, now: now)
+            let payload = resolution.payload
             try rewriteEntry(
-                seq: seq, type: entry.resourceType, localID: entry.localID, operation: operation, state: state,
-                payload: payload, at: now, db: db)
+                seq: seq, type: entry.resourceType, localID: entry.localID, operation: resolution.operation,
+                state: resolution.state, payload: payload, at: now, db: db)
             try appendAudit(
                 AuditRecord(
                     at: now, actor: actor, action: "conflict-resolve",
                     target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)",
-                    detail: "entry #\(seq), kept \(kept)"), db: db)
+                    detail: "entry #\(seq), kept \(resolution.kept)"), db: db)
         }
     }
 
@@ -70,12 +27,7 @@ extension Replica {
         let now = FHIRInstant.format(Date().timeIntervalSince1970)
         try outboxWrite { db in
             guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
-            guard entry.state == .parked else {
-                throw OutboxError.wrongState(seq: seq, state: entry.state, expected: "parked")
-            }
-            var payload = entry.payload
-            payload.reason = nil
-            payload.outcome = nil
+            let payload = try ConflictResolution.retry(entry)
             try rewriteEntry(
                 seq: seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
                 state: .pending, payload: payload, at: now, db: db)
