@@ -9,7 +9,7 @@ SOURCES      := Sources Tests Benchmarks Package.swift
 help:
 	@echo "make demo          start a test EHR with a synthetic practice and mirror it (quick start)"
 	@echo "make test          build and run every test (unit + integration against sekmet-fhir)"
-	@echo "make lint          swift format lint (strict)"
+	@echo "make lint          swift format lint (strict), and syncctl links the domain layer only"
 	@echo "make format        swift format in place"
 	@echo "make bench         run every benchmark; make bench-<name> runs one"
 	@echo "make venv          install the pinned test FHIR server into .build-venv/"
@@ -28,6 +28,7 @@ test: venv
 
 lint:
 	$(SWIFT) format lint --strict --recursive --parallel $(SOURCES)
+	scripts/check-layers.sh
 
 format:
 	$(SWIFT) format format --in-place --recursive --parallel $(SOURCES)

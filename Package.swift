@@ -32,19 +32,55 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
+        // The domain: FHIR values, JSON, merge, plans and decisions, state machines, the control
+        // protocol and its renderers. No storage, network or server framework.
         .target(
             name: "SyncModel",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strict
+        ),
+        // Storage: the encrypted replica's stores over one SQLite database.
+        .target(
+            name: "SyncStore",
+            dependencies: [
+                "SyncModel",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        // The engines that talk to the hosted EHR: the FHIR client, pull and replay.
+        .target(
+            name: "SyncEngine",
+            dependencies: [
+                "SyncModel", "SyncStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            swiftSettings: strict
+        ),
+        // The practice-facing servers: local FHIR API, web viewer, control socket, metrics.
+        .target(
+            name: "SyncServer",
+            dependencies: [
+                "SyncModel", "SyncStore", "SyncEngine",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -60,7 +96,8 @@ let package = Package(
         .executableTarget(
             name: "SyncDaemon",
             dependencies: [
-                "SyncModel",
+                "SyncModel", "SyncStore", "SyncEngine", "SyncServer",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -78,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "IngestBenchmark",
             dependencies: [
-                "SyncModel",
+                "SyncModel", "SyncStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             path: "Benchmarks/Ingest",
@@ -87,7 +124,7 @@ let package = Package(
         .target(
             name: "SyncTestSupport",
             dependencies: [
-                "SyncModel",
+                "SyncModel", "SyncStore", "SyncEngine",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -100,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "SyncModelTests",
             dependencies: [
-                "SyncModel", "SyncTestSupport",
+                "SyncModel", "SyncStore", "SyncEngine", "SyncServer", "SyncTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -110,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "SyncModel", "SyncTestSupport",
+                "SyncModel", "SyncStore", "SyncEngine", "SyncServer", "SyncTestSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             swiftSettings: strict

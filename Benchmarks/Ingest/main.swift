@@ -6,6 +6,7 @@
 import Foundation
 import GRDB
 import SyncModel
+import SyncStore
 
 struct Options {
     var set = "medium"

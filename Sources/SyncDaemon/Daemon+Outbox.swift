@@ -1,7 +1,10 @@
 import Foundation
 import Logging
 import NIOCore
+import SyncEngine
 import SyncModel
+import SyncServer
+import SyncStore
 
 /// The clinician → server path in the shell: the local API feeds the outbox; after each
 /// successful pull the outbox is replayed.
@@ -50,7 +53,7 @@ extension Daemon {
             read: { type, id throws(ReplicaError) in try replica.localView(type: type, id: id) },
             search: { request throws(ReplicaError) in try replica.search(request) },
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
-            dataAsOf: { try? replica.syncState("cursor") },
+            dataAsOf: { try? replica.syncState(.cursor) },
             queued: { wakeup.wake() })
         // The mirrored types, known without touching the replica: metadata is fetched often.
         let puller = self.puller
@@ -99,7 +102,7 @@ extension Daemon {
             logger.info("replay starts after a random wait", metadata: ["wait_s": "\(String(format: "%.1f", wait))"])
             try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
         }
-        let caps = try await puller.capabilities()
+        let caps = try await puller.capabilities.current()
         logger.notice("replay started", metadata: ["pending": "\(counts[.pending] ?? 0)"])
         let started = ContinuousClock.now
         let outcome = try await reconciler.replay(conditionalCreate: { caps.conditionalCreateTypes.contains($0) })
@@ -133,7 +136,7 @@ extension Daemon {
     /// The web viewer's banner (on every page): the EHR state, the data's age and the unsent
     /// changes, without the record counts of a full status.
     func banner() -> ViewerBanner {
-        guard let initialComplete = try? replica.syncState("initial.complete") == "1",
+        guard let initialComplete = try? replica.syncState(.initialComplete) == "1",
             let outbox = try? outboxCounts()
         else {
             return ViewerBanner(state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
@@ -141,7 +144,7 @@ extension Daemon {
         return ViewerBanner(
             state: state(initialComplete: initialComplete),
             failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
-            dataAsOf: try? replica.syncState("cursor"), unsent: outbox.unsent, conflicts: outbox.conflicts)
+            dataAsOf: try? replica.syncState(.cursor), unsent: outbox.unsent, conflicts: outbox.conflicts)
     }
 
     /// Open outbox entries by kind, without planning (for the banner).

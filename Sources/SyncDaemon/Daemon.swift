@@ -1,6 +1,9 @@
 import Foundation
 import Logging
+import SyncEngine
 import SyncModel
+import SyncServer
+import SyncStore
 import Synchronization
 
 /// Why the daemon could not start; the message names what to fix.
@@ -122,7 +125,7 @@ final class Daemon: Sendable {
             logger: logger, authorization: authorization, activity: { liveness.beat() },
             observe: { monitor.record($0) })
         let puller = Puller(
-            client: client, replica: replica, settings: Puller.Settings(config), logger: logger,
+            transport: client, replica: replica, settings: Puller.Settings(config), logger: logger,
             heartbeat: { liveness.beat() })
         var replay = Reconciler.Settings()
         replay.provenance = config.replay.provenance
@@ -130,7 +133,7 @@ final class Daemon: Sendable {
         replay.defaultPolicy = config.replay.policy
         replay.policies = config.replay.policies
         replay.device = "ehr-sync \(EHRSync.version) on \(ProcessInfo.processInfo.hostName)"
-        let reconciler = Reconciler(client: client, replica: replica, settings: replay, logger: logger)
+        let reconciler = Reconciler(transport: client, replica: replica, settings: replay, logger: logger)
         let daemon = Daemon(
             config: config, keySource: source, replica: replica, client: client, puller: puller,
             reconciler: reconciler, liveness: liveness, monitor: monitor, logger: logger)
@@ -213,78 +216,67 @@ final class Daemon: Sendable {
         }
     }
 
-    /// Cycles every poll interval until the task is cancelled (SIGTERM/SIGINT).
-    func runForever() async {
-        let signals = SignalWatcher(signals: [SIGTERM, SIGINT])
-        let loop = Task {
-            var failures = 0
-            var probes = 0
-            while !Task.isCancelled {
-                if paused.withLock({ $0 }) {
+    /// Cycles every poll interval until cancelled (at shutdown).
+    func syncLoop() async {
+        var failures = 0
+        var probes = 0
+        while !Task.isCancelled {
+            if paused.withLock({ $0 }) {
+                liveness.setIdle(true)
+                await wakeup.wait(.seconds(3600))
+                liveness.setIdle(false)
+                continue
+            }
+            if monitor.state == .outage {
+                // No sync while the EHR is down: a health probe first, backing off.
+                probes += 1
+                if await probe() {
+                    probes = 0
+                    replayJitterDue.withLock { $0 = true }
+                } else {
                     liveness.setIdle(true)
-                    await wakeup.wait(.seconds(3600))
+                    await wakeup.wait(.milliseconds(Int64(monitor.nextProbeDelay(attempt: probes) * 1000)))
                     liveness.setIdle(false)
                     continue
                 }
-                if monitor.state == .outage {
-                    // No sync while the EHR is down: a health probe first, backing off.
-                    probes += 1
-                    if await probe() {
-                        probes = 0
-                        replayJitterDue.withLock { $0 = true }
-                    } else {
-                        liveness.setIdle(true)
-                        await wakeup.wait(.milliseconds(Int64(monitor.nextProbeDelay(attempt: probes) * 1000)))
-                        liveness.setIdle(false)
-                        continue
-                    }
-                }
-                var wait = config.sync.pollInterval
-                do {
-                    try await cycle()
-                    failures = 0
-                } catch {
-                    if Task.isCancelled { break }
-                    failures += 1
-                    logger.warning("sync cycle failed", metadata: ["reason": "\(error)", "failures": "\(failures)"])
-                    wait = min(
-                        config.sync.pollInterval,
-                        Backoff(base: 2, cap: config.sync.pollInterval).delay(
-                            attempt: failures, retryAfter: nil, unit: Double.random(in: 0.5..<1))
-                            ?? config.sync.pollInterval)
-                }
-                liveness.setIdle(true)
-                await wakeup.wait(.milliseconds(Int64(wait * 1000)))
-                liveness.setIdle(false)
             }
-        }
-        let outlines = Task(priority: .background) { await fillOutlines() }
-        let watchdog = Task {
-            let interval = notifier.watchdogInterval ?? .seconds(10)
-            while !Task.isCancelled {
-                var message = "STATUS=\(summary())"
-                if notifier.watchdogInterval != nil, liveness.isAlive(limit: interval * 2) {
-                    message = "WATCHDOG=1\n" + message
-                }
-                notifier.notify(message)
-                try? await Task.sleep(for: interval)
+            var wait = config.sync.pollInterval
+            do {
+                try await cycle()
+                failures = 0
+            } catch {
+                if Task.isCancelled { break }
+                failures += 1
+                logger.warning("sync cycle failed", metadata: ["reason": "\(error)", "failures": "\(failures)"])
+                wait = min(
+                    config.sync.pollInterval,
+                    Backoff(base: 2, cap: config.sync.pollInterval).delay(
+                        attempt: failures, retryAfter: nil, unit: Double.random(in: 0.5..<1))
+                        ?? config.sync.pollInterval)
             }
+            liveness.setIdle(true)
+            await wakeup.wait(.milliseconds(Int64(wait * 1000)))
+            liveness.setIdle(false)
         }
-        let signal = await signals.next()
-        logger.notice("stopping", metadata: ["signal": "\(signal)"])
-        notifier.notify("STOPPING=1")
-        watchdog.cancel()
-        outlines.cancel()
-        loop.cancel()
-        // Every task that reads the replica ends before shutdown closes it.
-        _ = await loop.value
-        _ = await outlines.value
-        _ = await watchdog.value
+    }
+
+    /// Tells systemd the state every few seconds, and that the daemon is alive while the
+    /// sync loop shows signs of life.
+    func watchdog() async {
+        let interval = notifier.watchdogInterval ?? .seconds(10)
+        while !Task.isCancelled {
+            var message = "STATUS=\(summary())"
+            if notifier.watchdogInterval != nil, liveness.isAlive(limit: interval * 2) {
+                message = "WATCHDOG=1\n" + message
+            }
+            notifier.notify(message)
+            try? await Task.sleep(for: interval)
+        }
     }
 
     /// After an upgrade to replica schema v6: outlines for the rows stored before it, a batch
     /// at a time between other work (reads scan those rows meanwhile).
-    private func fillOutlines() async {
+    func fillOutlines() async {
         var rows = 0
         do {
             while !Task.isCancelled {
@@ -301,6 +293,8 @@ final class Daemon: Sendable {
         if rows > 0 { logger.info("outline upgrade", metadata: ["rows": "\(rows)", "done": "\(!Task.isCancelled)"]) }
     }
 
+    /// Closes what the services left: listeners still open (a start that failed half-way),
+    /// the HTTP client, and last the replica.
     func shutdown() async {
         if let server = localAPI.withLock({ $0 }) { await server.stop() }
         if let server = control.withLock({ $0 }) { await server.stop() }
@@ -358,7 +352,7 @@ final class Daemon: Sendable {
 
     func status() throws -> StatusReport {
         let progress = puller.progress
-        let initialComplete = try replica.syncState("initial.complete") == "1"
+        let initialComplete = try replica.syncState(.initialComplete) == "1"
         let held = try replica.heldSummary()
         let state = state(initialComplete: initialComplete)
         var initial: StatusReport.InitialSyncProgress?
@@ -372,7 +366,7 @@ final class Daemon: Sendable {
         let outbox = try outboxStatus()
         var report = StatusReport(
             state: state, resources: try replica.count(), initialSyncComplete: initialComplete,
-            lastSyncAt: try replica.syncState("lastSyncAt"), dataAsOf: try replica.syncState("cursor"),
+            lastSyncAt: try replica.syncState(.lastSyncAt), dataAsOf: try replica.syncState(.cursor),
             failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
             lastError: progress.lastError, initialSync: initial, heldChanges: held.total,
             heldRegressions: held.regressions, heldMassDeletions: held.massDeletions,

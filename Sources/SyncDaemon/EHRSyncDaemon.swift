@@ -1,7 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SyncEngine
 import SyncModel
+import SyncServer
+import SyncStore
 
 /// `ehr-syncd`: mirrors the hosted EHR into the encrypted local replica.
 @main

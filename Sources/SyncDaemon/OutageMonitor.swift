@@ -1,6 +1,9 @@
 import Foundation
 import Logging
+import SyncEngine
 import SyncModel
+import SyncServer
+import SyncStore
 import Synchronization
 
 /// The shell around ``OutageStateMachine``: feeds it request outcomes with the wall clock,

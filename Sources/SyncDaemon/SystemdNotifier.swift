@@ -1,4 +1,8 @@
 import Foundation
+import SyncEngine
+import SyncModel
+import SyncServer
+import SyncStore
 import Synchronization
 
 #if canImport(Glibc)

@@ -1,3 +1,7 @@
+import SyncEngine
+import SyncModel
+import SyncServer
+import SyncStore
 import Synchronization
 
 /// Lets `syncctl sync-now` and `resume` cut the wait between cycles short.

@@ -33,11 +33,9 @@ struct AuditCommand: ParsableCommand {
         }
 
         func run() throws {
-            var arguments = ["limit": String(limit)]
-            if let patient { arguments["patient"] = patient }
-            if let user { arguments["user"] = user }
-            if let since { arguments["since"] = since.instant }
-            let records = try ask("audit-list", arguments, socket: socket).audit ?? []
+            let query = ControlCommand.AuditQuery(
+                patient: patient, user: user, since: since?.instant, limit: limit == 0 ? nil : limit)
+            let records = try ask(.auditList(query), socket: socket).auditRecords ?? []
             if json {
                 try printJSON(records)
                 return
@@ -52,7 +50,7 @@ struct AuditCommand: ParsableCommand {
         @OptionGroup var socket: SocketOptions
 
         func run() throws {
-            guard let result = try ask("audit-verify", socket: socket).auditVerification else {
+            guard let result = try ask(.auditVerify, socket: socket).auditResult else {
                 FileHandle.standardError.write(Data("syncctl: the daemon gave no verification\n".utf8))
                 throw ExitCode(3)
             }

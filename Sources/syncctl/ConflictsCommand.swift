@@ -21,7 +21,7 @@ struct ConflictsCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
-            let items = try ask("conflicts", socket: socket).outbox ?? []
+            let items = try ask(.conflicts, socket: socket).outboxItems ?? []
             if json {
                 try printJSON(items)
                 return
@@ -38,7 +38,7 @@ struct ConflictsCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON (the three versions as compact JSON texts).") var json = false
 
         func run() throws {
-            guard let detail = try ask("conflict-show", ["seq": String(id.seq)], socket: socket).conflict else {
+            guard let detail = try ask(.conflictShow(seq: id.seq), socket: socket).conflictDetail else {
                 FileHandle.standardError.write(Data("syncctl: the daemon gave no conflict\n".utf8))
                 throw ExitCode(1)
             }
@@ -75,15 +75,10 @@ struct ConflictsCommand: ParsableCommand {
         }
 
         func run() throws {
-            var arguments = ["seq": String(id.seq), "actor": operatorName()]
-            if let keep {
-                arguments["keep"] = keep.rawValue
-            } else if let file {
-                arguments["keep"] = "file"
-                arguments["content"] = try Self.read(file)
-            }
-            let size = (try? JSONEncoder().encode(ControlRequest(command: "conflict-resolve", arguments: arguments)))?
-                .count
+            let choice: ControlCommand.ConflictKeep =
+                if let file { .file(try Self.read(file)) } else { keep == .local ? .local : .remote }
+            let command = ControlCommand.conflictResolve(seq: id.seq, keep: choice)
+            let size = (try? JSONEncoder().encode(ControlRequest(command, actor: operatorName())))?.count
             if let size, size >= ControlRequest.maxBytes {
                 FileHandle.standardError.write(
                     Data(
@@ -91,7 +86,7 @@ struct ConflictsCommand: ParsableCommand {
                             .utf8))
                 throw ExitCode(1)
             }
-            print(try ask("conflict-resolve", arguments, socket: socket).message ?? "resolved")
+            print(try ask(command, socket: socket).message ?? "resolved")
         }
 
         /// The merged record's text; a clear error when it cannot be read.

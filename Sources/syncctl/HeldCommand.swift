@@ -20,7 +20,7 @@ struct HeldCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
-            let held = try ask("held", socket: socket).held ?? []
+            let held = try ask(.held, socket: socket).heldChanges ?? []
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -38,7 +38,7 @@ struct HeldCommand: ParsableCommand {
         @Argument(help: "Row numbers separated by commas, or `all`.") var rows: String
 
         func run() throws {
-            print(try ask("held-approve", ["rows": rows], socket: socket).message ?? "done")
+            print(try ask(.decideHeld(.approve, rows: try heldRows(rows)), socket: socket).message ?? "done")
         }
     }
 
@@ -49,7 +49,7 @@ struct HeldCommand: ParsableCommand {
         @Argument(help: "Row numbers separated by commas, or `all`.") var rows: String
 
         func run() throws {
-            print(try ask("held-reject", ["rows": rows], socket: socket).message ?? "done")
+            print(try ask(.decideHeld(.reject, rows: try heldRows(rows)), socket: socket).message ?? "done")
         }
     }
 
@@ -68,5 +68,14 @@ struct HeldCommand: ParsableCommand {
                 ].joined() + "\n"
         }
         return out
+    }
+}
+
+/// Row numbers as `syncctl held` lists them, or nil for `all`.
+private func heldRows(_ text: String) throws -> [Int64]? {
+    do {
+        return try ControlCommand.rows(text)
+    } catch {
+        throw ValidationError(error.description)
     }
 }

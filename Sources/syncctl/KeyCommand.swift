@@ -39,7 +39,7 @@ struct KeyCommand: ParsableCommand {
 
         func run() throws {
             let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
-            print(try ask("key-rotate", ["file": absolute], socket: socket).message ?? "rotated")
+            print(try ask(.keyRotate(file: absolute), socket: socket).message ?? "rotated")
         }
     }
 
@@ -53,8 +53,8 @@ struct KeyCommand: ParsableCommand {
         @Flag(name: .long, help: "Make a new recovery key; the previous one stops working.") var replace = false
 
         func run() throws {
-            let response = try ask("key-backup", replace ? ["replace": "true"] : nil, socket: socket)
-            guard let key = response.recoveryKey else { throw ExitCode(1) }
+            let response = try ask(.keyBackup(replace: replace), socket: socket)
+            guard let key = response.recoveryKeyText else { throw ExitCode(1) }
             print("RECOVERY KEY (shown once — print it, keep it locked away, never store it on this machine):")
             print()
             print("    \(key)")

@@ -25,7 +25,7 @@ struct OutboxCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
-            let items = try ask("outbox", all ? ["all": "true"] : nil, socket: socket).outbox ?? []
+            let items = try ask(.outbox(all: all), socket: socket).outboxItems ?? []
             if json {
                 try printJSON(items)
                 return
@@ -41,8 +41,7 @@ struct OutboxCommand: ParsableCommand {
         @Argument(help: "The change's ID, from `syncctl outbox`.") var id: EntryID
 
         func run() throws {
-            let arguments = ["seq": String(id.seq), "actor": operatorName()]
-            print(try ask("outbox-retry", arguments, socket: socket).message ?? "queued again")
+            print(try ask(.outboxRetry(seq: id.seq), socket: socket).message ?? "queued again")
         }
     }
 }

@@ -9,6 +9,6 @@ struct PauseCommand: ParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() throws {
-        print(try ask("pause", socket: socket).message ?? "paused")
+        print(try ask(.pause, socket: socket).message ?? "paused")
     }
 }

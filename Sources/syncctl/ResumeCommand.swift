@@ -8,6 +8,6 @@ struct ResumeCommand: ParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() throws {
-        print(try ask("resume", socket: socket).message ?? "resumed")
+        print(try ask(.resume, socket: socket).message ?? "resumed")
     }
 }

@@ -20,12 +20,12 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         let response: ControlResponse
         do {
-            response = try ControlClient.send(ControlRequest(command: "status"), socket: socket.socket)
+            response = try ControlClient.send(ControlRequest(.status, actor: operatorName()), socket: socket.socket)
         } catch {
             FileHandle.standardError.write(Data("syncctl: \(error)\n".utf8))
             throw ExitCode(3)
         }
-        guard response.ok, let status = response.status else {
+        guard let status = response.statusReport else {
             FileHandle.standardError.write(Data("syncctl: \(response.error ?? "the daemon gave no status")\n".utf8))
             throw ExitCode(3)
         }

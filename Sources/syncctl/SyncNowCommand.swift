@@ -8,6 +8,6 @@ struct SyncNowCommand: ParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() throws {
-        print(try ask("sync-now", socket: socket).message ?? "started")
+        print(try ask(.syncNow, socket: socket).message ?? "started")
     }
 }

@@ -29,7 +29,7 @@ struct UserCommand: ParsableCommand {
         @Flag(name: .long, help: "Print JSON.") var json = false
 
         func run() throws {
-            let users = try ask("user-list", socket: socket).users ?? []
+            let users = try ask(.userList, socket: socket).userList ?? []
             if json {
                 try printJSON(users)
                 return
@@ -49,53 +49,51 @@ struct UserCommand: ParsableCommand {
         func validate() throws { try validateName(name) }
 
         func run() throws {
-            var arguments = [
-                "name": name, "language": language.rawValue, "actor": operatorName(),
-                "password": try PasswordInput.read(for: name),
-            ]
-            if let displayName { arguments["displayName"] = displayName }
-            print(try ask("user-add", arguments, socket: socket).message ?? "added")
+            let command = ControlCommand.userAdd(
+                name: name, displayName: displayName, language: language.rawValue,
+                password: try PasswordInput.read(for: name))
+            print(try ask(command, socket: socket).message ?? "added")
         }
     }
 
     struct Passwd: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Set a new password for a staff account; signs it out everywhere.")
-        @OptionGroup var socket: SocketOptions
-        @Argument(help: "The account's login name.") var name: String
-
-        func validate() throws { try validateName(name) }
+        @OptionGroup var account: AccountArguments
 
         func run() throws {
-            let arguments = ["name": name, "actor": operatorName(), "password": try PasswordInput.read(for: name)]
-            print(try ask("user-passwd", arguments, socket: socket).message ?? "changed")
+            let command = ControlCommand.userPasswd(
+                name: account.name, password: try PasswordInput.read(for: account.name))
+            print(try ask(command, socket: account.socket).message ?? "changed")
         }
     }
 
     struct Disable: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop an account from signing in; signs it out everywhere. Its history stays.")
-        @OptionGroup var socket: SocketOptions
-        @Argument(help: "The account's login name.") var name: String
+        @OptionGroup var account: AccountArguments
 
-        func validate() throws { try validateName(name) }
-
-        func run() throws {
-            print(
-                try ask("user-disable", ["name": name, "actor": operatorName()], socket: socket).message ?? "disabled")
-        }
+        func run() throws { try account.setDisabled(true) }
     }
 
     struct Enable: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let a disabled account sign in again.")
-        @OptionGroup var socket: SocketOptions
-        @Argument(help: "The account's login name.") var name: String
+        @OptionGroup var account: AccountArguments
 
-        func validate() throws { try validateName(name) }
+        func run() throws { try account.setDisabled(false) }
+    }
+}
 
-        func run() throws {
-            print(try ask("user-enable", ["name": name, "actor": operatorName()], socket: socket).message ?? "enabled")
-        }
+/// The socket and the account a `syncctl user` command acts on.
+struct AccountArguments: ParsableArguments {
+    @OptionGroup var socket: SocketOptions
+    @Argument(help: "The account's login name.") var name: String
+
+    func validate() throws { try validateName(name) }
+
+    func setDisabled(_ disabled: Bool) throws {
+        let answer = try ask(.userSetDisabled(name: name, disabled: disabled), socket: socket)
+        print(answer.message ?? (disabled ? "disabled" : "enabled"))
     }
 }
 

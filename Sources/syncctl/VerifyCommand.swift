@@ -9,7 +9,7 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var socket: SocketOptions
 
     func run() throws {
-        guard let report = try ask("verify", socket: socket).verify else { throw ExitCode(3) }
+        guard let report = try ask(.verify, socket: socket).verifyReport else { throw ExitCode(3) }
         print("SQLite integrity: \(report.sqlite)")
         print("Records checked:  \(report.rowsChecked)")
         if report.rowsWithoutOutline > 0 {

@@ -271,7 +271,8 @@ private func inventedName(_ prefix: String) -> String {
             }
             let response = try await api.create(create.resource)
             try #require(response.status == 201, "create \(create.marker): \(response.status) \(response.diagnostics)")
-            localIDs[create.marker] = try #require(response.locationID)
+            let localID = try #require(response.locationID)
+            localIDs[create.marker] = localID
             #expect(response.tags(system: syncStateSystem) == ["pending"])
         }
 
@@ -499,7 +500,8 @@ private func inventedName(_ prefix: String) -> String {
         func create(_ marker: String, _ resource: [String: Any], refs: [String: String] = [:]) async throws {
             let response = try await api.create(resource)
             try #require(response.status == 201, "create: \(response.status) \(response.diagnostics)")
-            localIDs[marker] = try #require(response.locationID)
+            let localID = try #require(response.locationID)
+            localIDs[marker] = localID
             createMarkers[marker] = resource["resourceType"] as? String
             expectedRefs[marker] = refs
         }

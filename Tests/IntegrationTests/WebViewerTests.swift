@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import SyncModel
+import SyncServer
 import SyncTestSupport
 import Testing
 

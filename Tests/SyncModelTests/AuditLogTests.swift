@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncModel
+import SyncStore
 import SyncTestSupport
 import Testing
 

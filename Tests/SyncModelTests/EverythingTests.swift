@@ -4,6 +4,8 @@ import SyncTestSupport
 import Testing
 
 @testable import SyncModel
+@testable import SyncServer
+@testable import SyncStore
 
 /// `Patient/[id]/$everything` on a real replica holding `small`: the fast path (stored bytes,
 /// one scan a row) gives what the overlay path (parse, lay local changes over, re-serialise)

@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 
 @testable import SyncModel
+@testable import SyncStore
 
 /// Group commit of audit records: what arrives during a commit goes in the next one, every
 /// item once, in order; a failed commit fails every item in it.

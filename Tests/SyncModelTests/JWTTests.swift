@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SyncEngine
 import SyncModel
 import SyncTestSupport
 import Synchronization

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 
 @testable import SyncModel
+@testable import SyncStore
 
 /// Blind indexes come from one prepared HMAC that is copied per call: every call must give
 /// what a freshly keyed HMAC gives, whatever came before.

@@ -1,5 +1,6 @@
 import Foundation
 import SyncModel
+import SyncServer
 import SyncTestSupport
 import Testing
 

@@ -1,5 +1,7 @@
 import Foundation
+import SyncEngine
 import SyncModel
+import SyncServer
 import Synchronization
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import SyncModel
+import SyncStore
 import SyncTestSupport
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 
+@testable import SyncEngine
 @testable import SyncModel
 
 /// What a server's status means for a replayed change.

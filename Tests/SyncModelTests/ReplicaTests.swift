@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncModel
+import SyncStore
 import SyncTestSupport
 import Testing
 
@@ -200,9 +201,9 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
     @Test func syncStateIsSealedAndAtomicWithPages() throws {
         let replica = try open()
         try replica.apply(
-            [resourceJSON("Patient", "p1")], state: ["cursor": "https://ehr.example/fhir/Patient?page=Patient/p1"])
-        #expect(try replica.syncState("cursor") == "https://ehr.example/fhir/Patient?page=Patient/p1")
-        try replica.setSyncState(["cursor": nil])
-        #expect(try replica.syncState("cursor") == nil)
+            [resourceJSON("Patient", "p1")], state: [.cursor: "https://ehr.example/fhir/Patient?page=Patient/p1"])
+        #expect(try replica.syncState(.cursor) == "https://ehr.example/fhir/Patient?page=Patient/p1")
+        try replica.setSyncState([.cursor: nil])
+        #expect(try replica.syncState(.cursor) == nil)
     }
 }

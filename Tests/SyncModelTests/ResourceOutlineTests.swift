@@ -4,6 +4,7 @@ import SyncTestSupport
 import Testing
 
 @testable import SyncModel
+@testable import SyncStore
 
 /// Resource outlines (id and references, sealed beside each body at ingest): the encoding,
 /// and on a real replica holding `small`: every stored row gets one, `$everything` serves

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SyncModel
+@testable import SyncStore
 
 /// `searchset` Bundles assembled around stored bytes: valid JSON, `fullUrl` from the base,
 /// type and id (escaped when it must be), matches before includes, no empty `entry`.

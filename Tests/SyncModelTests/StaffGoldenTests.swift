@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncModel
+import SyncStore
 import SyncTestSupport
 import Testing
 
@@ -139,8 +140,8 @@ import Testing
 
     @Test func controlResponsesRoundTrip() throws {
         let responses: [ControlResponse] = [
-            ControlResponse(ok: true, users: Self.users),
-            ControlResponse(ok: true, audit: Self.records),
+            .users(Self.users),
+            .audit(Self.records),
             .auditVerification(.success(12)),
             .auditVerification(.failure(Self.brokenLine(4, "line missing"))),
         ]
@@ -148,12 +149,13 @@ import Testing
             let decoded = try JSONDecoder().decode(ControlResponse.self, from: JSONEncoder().encode(response))
             #expect(decoded == response)
         }
-        #expect(responses[2].auditVerification == .success(12))
-        #expect(responses[3].auditVerification == .failure(Self.brokenLine(4, "line missing")))
-        #expect(ControlResponse.done("x").auditVerification == nil)
+        #expect(responses[2].auditResult == .success(12))
+        #expect(responses[3].auditResult == .failure(Self.brokenLine(4, "line missing")))
+        #expect(ControlResponse.done("x").auditResult == nil)
         // An older daemon's answer decodes, without the new fields.
         let old = try JSONDecoder().decode(ControlResponse.self, from: Data(#"{"ok":true,"message":"paused"}"#.utf8))
-        #expect(old.users == nil && old.audit == nil && old.auditVerification == nil)
+        #expect(old == .done("paused"))
+        #expect(old.userList == nil && old.auditRecords == nil && old.auditResult == nil)
     }
 
     @Test func sinceTakesDatesAndInstants() {
@@ -205,7 +207,7 @@ import Testing
         // Through the control socket's encoding, as syncctl receives it.
         let response = try JSONDecoder().decode(
             ControlResponse.self, from: JSONEncoder().encode(ControlResponse.auditVerification(result)))
-        let received = try #require(response.auditVerification)
+        let received = try #require(response.auditResult)
         return (AuditBreak.verifyText(received), AuditBreak.exitCode(received))
     }
 

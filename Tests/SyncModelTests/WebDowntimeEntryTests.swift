@@ -3,6 +3,8 @@ import SyncTestSupport
 import Testing
 
 @testable import SyncModel
+@testable import SyncServer
+@testable import SyncStore
 
 /// The downtime entry form → FHIR resources: validation, and the resources built.
 @Suite struct WebDowntimeEntryTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SyncModel
+@testable import SyncServer
 
 /// A small patient record, as `$everything` on the local view returns it.
 enum WebFixture {

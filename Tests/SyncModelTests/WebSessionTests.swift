@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import SyncModel
+@testable import SyncServer
 
 /// The session cookie, the CSRF comparison and form parsing of the web viewer.
 @Suite struct WebSessionTests {

@@ -1,5 +1,6 @@
 public import Foundation
 public import SyncModel
+public import SyncStore
 
 /// A real `ehr-syncd` process for integration tests: its own key, configuration, state
 /// directory and control socket in a temporary folder.

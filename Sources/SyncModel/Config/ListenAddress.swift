@@ -48,6 +48,19 @@ public struct ListenAddress: Sendable, Equatable {
         return address
     }
 
+    /// A `[metrics] listen` value: like ``parse(_:)``, and on loopback only (metrics are not
+    /// authenticated).
+    public static func parseLoopback(_ text: String) throws(ListenAddressError) -> ListenAddress {
+        let address = try parse(text)
+        guard address.isLoopback else {
+            let shown = address.host.count > 64 ? address.host.prefix(64) + "…" : Substring(address.host)
+            throw ListenAddressError(
+                "metrics host \"\(shown)\" is not a loopback address; "
+                    + "metrics are served on loopback only: use 127.0.0.1, ::1 or localhost")
+        }
+        return address
+    }
+
     /// The IP literal to bind (`localhost` is 127.0.0.1).
     public var ipLiteral: String { host.lowercased() == "localhost" ? "127.0.0.1" : host }
 

@@ -162,7 +162,7 @@ public struct SyncConfiguration: Sendable, Equatable {
             try metrics.allowOnly(["listen"])
             if let listen = try metrics.string("listen") {
                 do {
-                    _ = try MetricsServer.parseListen(listen)
+                    _ = try ListenAddress.parseLoopback(listen)
                 } catch {
                     throw ConfigError(file: file, key: "[metrics] listen", message: "\(error)")
                 }

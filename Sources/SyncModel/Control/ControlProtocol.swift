@@ -2,79 +2,154 @@ import Foundation
 
 /// The control socket's protocol: one JSON request line, one JSON response line.
 ///
-/// `syncctl` never opens the replica or the key; it asks the daemon.
-public struct ControlRequest: Codable, Sendable, Equatable {
-    public var command: String
-    public var arguments: [String: String]?
+/// `{"version":1,"command":"outbox-retry","arguments":{"seq":"12","actor":"amartin"}}`: a
+/// typed ``ControlCommand`` on the wire as a name and string arguments, and who asked. A
+/// request without `version` is version 1. `syncctl` never opens the replica or the key; it
+/// asks the daemon.
+public struct ControlRequest: Sendable, Equatable, Codable {
+    /// The protocol version this side speaks.
+    public static let currentVersion = 1
 
-    public init(command: String, arguments: [String: String]? = nil) {
+    public var version: Int
+    public var command: ControlCommand
+    /// Who asked, as the client says (syncctl sends the operator's login name).
+    public var actor: String?
+
+    public init(_ command: ControlCommand, actor: String? = nil, version: Int = ControlRequest.currentVersion) {
         self.command = command
-        self.arguments = arguments
+        self.actor = actor
+        self.version = version
     }
 
     /// Largest request line accepted, in bytes.
     public static let maxBytes = 64 * 1024
-}
 
-public struct ControlResponse: Codable, Sendable, Equatable {
-    public var ok: Bool
-    public var error: String?
-    public var message: String?
-    public var status: StatusReport?
-    public var held: [HeldChange]?
-    public var verify: VerifyReport?
-    /// Shown once by `syncctl key backup`.
-    public var recoveryKey: String?
-    /// `syncctl outbox` and `syncctl conflicts`.
-    public var outbox: [OutboxItem]?
-    /// `syncctl conflicts show ID`.
-    public var conflict: ConflictDetail?
-    /// `syncctl user list` (never the password hashes).
-    public var users: [StaffAccountSummary]?
-    /// `syncctl audit list`: the records asked for, newest last.
-    public var audit: [AuditRecord]?
-    /// `syncctl audit verify`: the number of records checked when the chain is intact...
-    public var auditVerified: Int?
-    /// ...or the first line where it breaks.
-    public var auditBreak: AuditBreak?
-
-    public init(
-        ok: Bool, error: String? = nil, message: String? = nil, status: StatusReport? = nil, held: [HeldChange]? = nil,
-        verify: VerifyReport? = nil, recoveryKey: String? = nil, outbox: [OutboxItem]? = nil,
-        conflict: ConflictDetail? = nil, users: [StaffAccountSummary]? = nil, audit: [AuditRecord]? = nil,
-        auditVerified: Int? = nil, auditBreak: AuditBreak? = nil
-    ) {
-        self.users = users
-        self.audit = audit
-        self.auditVerified = auditVerified
-        self.auditBreak = auditBreak
-        self.outbox = outbox
-        self.conflict = conflict
-        self.ok = ok
-        self.error = error
-        self.message = message
-        self.status = status
-        self.held = held
-        self.verify = verify
-        self.recoveryKey = recoveryKey
+    enum CodingKeys: String, CodingKey {
+        case version, command, arguments
     }
 
-    public static func done(_ message: String) -> ControlResponse { ControlResponse(ok: true, message: message) }
+    /// Throws ``ControlRequestError`` (what was wrong, for the operator) or a `DecodingError`
+    /// when the line is not a request at all.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decodeIfPresent(Int.self, forKey: .version) ?? 1
+        guard version <= Self.currentVersion else {
+            throw ControlRequestError(
+                "this ehr-syncd speaks control protocol \(Self.currentVersion), the request is version \(version): "
+                    + "use the syncctl installed with it")
+        }
+        let name = try c.decode(String.self, forKey: .command)
+        var arguments = try c.decodeIfPresent([String: String].self, forKey: .arguments) ?? [:]
+        actor = arguments.removeValue(forKey: "actor")
+        command = try ControlCommand(name: name, arguments: arguments)
+    }
 
-    public static func failure(_ message: String) -> ControlResponse { ControlResponse(ok: false, error: message) }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(version, forKey: .version)
+        try c.encode(command.name, forKey: .command)
+        var arguments = command.arguments
+        if let actor { arguments["actor"] = actor }
+        if !arguments.isEmpty { try c.encode(arguments, forKey: .arguments) }
+    }
+}
 
-    /// The answer to `audit-verify`: the record count, or where the chain breaks.
-    public static func auditVerification(_ result: Result<Int, AuditBreak>) -> ControlResponse {
-        switch result {
-        case .success(let count): ControlResponse(ok: true, auditVerified: count)
-        case .failure(let broken): ControlResponse(ok: true, auditBreak: broken)
+/// The daemon's answer: one case per kind of result. On the wire an object with `ok` and
+/// the one field of its kind (`{"ok":true,"held":[…]}`, `{"ok":false,"error":"…"}`).
+public enum ControlResponse: Sendable, Equatable {
+    /// Done; a sentence for the operator.
+    case done(String)
+    /// Refused or failed; the reason, for the operator.
+    case failure(String)
+    case status(StatusReport)
+    case held([HeldChange])
+    case verify(VerifyReport)
+    /// Shown once by `syncctl key backup`.
+    case recoveryKey(String)
+    /// `syncctl outbox` and `syncctl conflicts`.
+    case outbox([OutboxItem])
+    /// `syncctl conflicts show ID`.
+    case conflict(ConflictDetail)
+    /// `syncctl user list` (never the password hashes).
+    case users([StaffAccountSummary])
+    /// `syncctl audit list`: the records asked for, newest last.
+    case audit([AuditRecord])
+    /// `syncctl audit verify`: the number of records checked when the chain is intact, or the
+    /// first line where it breaks.
+    case auditVerification(Result<Int, AuditBreak>)
+
+    public var ok: Bool {
+        if case .failure = self { return false }
+        return true
+    }
+
+    public var message: String? { if case .done(let m) = self { m } else { nil } }
+    public var error: String? { if case .failure(let e) = self { e } else { nil } }
+    public var statusReport: StatusReport? { if case .status(let r) = self { r } else { nil } }
+    public var heldChanges: [HeldChange]? { if case .held(let h) = self { h } else { nil } }
+    public var verifyReport: VerifyReport? { if case .verify(let r) = self { r } else { nil } }
+    public var recoveryKeyText: String? { if case .recoveryKey(let k) = self { k } else { nil } }
+    public var outboxItems: [OutboxItem]? { if case .outbox(let items) = self { items } else { nil } }
+    public var conflictDetail: ConflictDetail? { if case .conflict(let d) = self { d } else { nil } }
+    public var userList: [StaffAccountSummary]? { if case .users(let u) = self { u } else { nil } }
+    public var auditRecords: [AuditRecord]? { if case .audit(let r) = self { r } else { nil } }
+    public var auditResult: Result<Int, AuditBreak>? {
+        if case .auditVerification(let r) = self { r } else { nil }
+    }
+}
+
+extension ControlResponse: Codable {
+    enum CodingKeys: String, CodingKey {
+        case ok, error, message, status, held, verify, recoveryKey, outbox, conflict, users, audit
+        case auditVerified, auditBreak
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        if try !c.decode(Bool.self, forKey: .ok) {
+            self = .failure(try c.decodeIfPresent(String.self, forKey: .error) ?? "the daemon refused")
+        } else if let report = try c.decodeIfPresent(StatusReport.self, forKey: .status) {
+            self = .status(report)
+        } else if let held = try c.decodeIfPresent([HeldChange].self, forKey: .held) {
+            self = .held(held)
+        } else if let report = try c.decodeIfPresent(VerifyReport.self, forKey: .verify) {
+            self = .verify(report)
+        } else if let key = try c.decodeIfPresent(String.self, forKey: .recoveryKey) {
+            self = .recoveryKey(key)
+        } else if let items = try c.decodeIfPresent([OutboxItem].self, forKey: .outbox) {
+            self = .outbox(items)
+        } else if let detail = try c.decodeIfPresent(ConflictDetail.self, forKey: .conflict) {
+            self = .conflict(detail)
+        } else if let users = try c.decodeIfPresent([StaffAccountSummary].self, forKey: .users) {
+            self = .users(users)
+        } else if let records = try c.decodeIfPresent([AuditRecord].self, forKey: .audit) {
+            self = .audit(records)
+        } else if let broken = try c.decodeIfPresent(AuditBreak.self, forKey: .auditBreak) {
+            self = .auditVerification(.failure(broken))
+        } else if let count = try c.decodeIfPresent(Int.self, forKey: .auditVerified) {
+            self = .auditVerification(.success(count))
+        } else {
+            self = .done(try c.decodeIfPresent(String.self, forKey: .message) ?? "done")
         }
     }
 
-    /// What an `audit-verify` answer says, or nil when it says neither.
-    public var auditVerification: Result<Int, AuditBreak>? {
-        if let auditBreak { return .failure(auditBreak) }
-        return auditVerified.map { .success($0) }
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(ok, forKey: .ok)
+        switch self {
+        case .done(let message): try c.encode(message, forKey: .message)
+        case .failure(let error): try c.encode(error, forKey: .error)
+        case .status(let report): try c.encode(report, forKey: .status)
+        case .held(let held): try c.encode(held, forKey: .held)
+        case .verify(let report): try c.encode(report, forKey: .verify)
+        case .recoveryKey(let key): try c.encode(key, forKey: .recoveryKey)
+        case .outbox(let items): try c.encode(items, forKey: .outbox)
+        case .conflict(let detail): try c.encode(detail, forKey: .conflict)
+        case .users(let users): try c.encode(users, forKey: .users)
+        case .audit(let records): try c.encode(records, forKey: .audit)
+        case .auditVerification(.success(let count)): try c.encode(count, forKey: .auditVerified)
+        case .auditVerification(.failure(let broken)): try c.encode(broken, forKey: .auditBreak)
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-import Crypto
+package import Crypto
 public import Foundation
 
 /// The key-encryption key (KEK): 32 bytes that wrap the replica's data key.
@@ -6,7 +6,7 @@ public import Foundation
 /// It is loaded from a ``KeySource`` and never stored in the replica, the configuration or
 /// the logs. Rotating it rewraps the data key without touching any record.
 public struct KeyEncryptionKey: Sendable {
-    let key: SymmetricKey
+    package let key: SymmetricKey
 
     /// A fresh random KEK.
     public static func generate() -> KeyEncryptionKey {

@@ -65,7 +65,7 @@ public enum KeySource: Sendable, Equatable, CustomStringConvertible {
 
     /// A key file must be a regular file owned by the user running the service, with no
     /// permission bits for group or others (0400 or 0600).
-    static func checkPermissions(path: String) throws(KeyError) {
+    package static func checkPermissions(path: String) throws(KeyError) {
         var info = stat()
         guard lstat(path, &info) == 0 else {
             let reason = String(cString: strerror(errno))

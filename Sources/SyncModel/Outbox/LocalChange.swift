@@ -28,6 +28,12 @@ public struct QueuedChange: Sendable {
     public var localID: String
     /// The local view of the resource after the change (with the pending tag); nil for deletes.
     public var resource: Data?
+
+    public init(seq: Int64, localID: String, resource: Data?) {
+        self.seq = seq
+        self.localID = localID
+        self.resource = resource
+    }
 }
 
 /// What the local view holds for a resource: the replica's server version overlaid with

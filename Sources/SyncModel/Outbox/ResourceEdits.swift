@@ -50,7 +50,7 @@ public enum ResourceEdits {
     }
 
     /// Adds the pending tag for the local view.
-    static func tagged(_ object: JSONObject, state: OutboxState) -> JSONObject {
+    package static func tagged(_ object: JSONObject, state: OutboxState) -> JSONObject {
         var object = object
         var meta: JSONObject = object["meta"]?.objectValue ?? JSONObject()
         var tags = meta["tag"]?.arrayValue ?? []

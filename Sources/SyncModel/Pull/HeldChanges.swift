@@ -72,3 +72,50 @@ public enum DeletionVerdict: Equatable, Sendable {
         return .apply
     }
 }
+
+/// A server change held for an operator, as `syncctl held` lists it: no content, no id.
+public struct HeldChange: Sendable, Equatable, Codable {
+    /// Row number, used to approve or reject it.
+    public var row: Int64
+    public var resourceType: String
+    /// `regression` or `mass-delete`.
+    public var reason: String
+    /// True for a held deletion, false for a held (older) version.
+    public var deletion: Bool
+    public var versionId: String?
+    public var lastUpdated: String?
+    public var heldAt: String
+
+    public init(
+        row: Int64, resourceType: String, reason: String, deletion: Bool, versionId: String?, lastUpdated: String?,
+        heldAt: String
+    ) {
+        self.row = row
+        self.resourceType = resourceType
+        self.reason = reason
+        self.deletion = deletion
+        self.versionId = versionId
+        self.lastUpdated = lastUpdated
+        self.heldAt = heldAt
+    }
+}
+
+/// What an operator decides about held changes.
+public enum HeldDecision: String, Sendable, Codable {
+    /// Apply the server's change (its older version, or its deletion).
+    case approve
+    /// Keep the replica as it is; the same change is not held again.
+    case reject
+}
+
+/// Server changes held for an operator (regressions, mass deletions), by reason.
+public struct HeldSummary: Sendable, Equatable {
+    public var regressions = 0
+    public var massDeletions = 0
+    public var total: Int { regressions + massDeletions }
+
+    public init(regressions: Int = 0, massDeletions: Int = 0) {
+        self.regressions = regressions
+        self.massDeletions = massDeletions
+    }
+}

@@ -29,14 +29,14 @@ public struct PullProgress: Sendable, Equatable, Codable {
 
     /// Adds newly stored resources to a type's count (counting rows again would cost a scan
     /// per page: quadratic over a large first sync).
-    mutating func addDone(_ type: String, _ count: Int, total: Int?) {
+    package mutating func addDone(_ type: String, _ count: Int, total: Int?) {
         let done = (types.first { $0.type == type }?.done ?? 0) + count
         setDone(type, done: done, total: total)
     }
 
-    func done(_ type: String) -> Int { types.first { $0.type == type }?.done ?? 0 }
+    package func done(_ type: String) -> Int { types.first { $0.type == type }?.done ?? 0 }
 
-    mutating func setDone(_ type: String, done: Int, total: Int?) {
+    package mutating func setDone(_ type: String, done: Int, total: Int?) {
         if let i = types.firstIndex(where: { $0.type == type }) {
             types[i].done = done
             if let total { types[i].total = total }

@@ -1,21 +1,21 @@
-import Foundation
+public import Foundation
 
 /// What a patient-wide read needs of a stored resource besides its bytes: its id and the
 /// references it makes. Worked out once at ingest and sealed with the body, after the JSON
 /// (``appended(to:)``), so `$everything` opens each row without scanning its JSON again,
 /// and the outline is as authentic as the body (no second seal to open).
-struct ResourceOutline: Equatable, Sendable {
-    var id: String
+package struct ResourceOutline: Equatable, Sendable {
+    package var id: String
     /// Every `reference` string of the resource, in document order (duplicates kept).
-    var references: [String]
+    package var references: [String]
 
-    init(id: String, references: [String]) {
+    package init(id: String, references: [String]) {
         self.id = id
         self.references = references
     }
 
     /// Scans a resource's JSON (one pass, no tree).
-    init(json raw: UnsafeRawBufferPointer) throws(JSONSlicer.Error) {
+    package init(json raw: UnsafeRawBufferPointer) throws(JSONSlicer.Error) {
         let scan = try JSONSlicer.identityAndReferences(ofRaw: raw)
         guard let id = scan.id else { throw .malformed(offset: 0) }
         self.init(id: id, references: scan.references)
@@ -35,7 +35,7 @@ struct ResourceOutline: Equatable, Sendable {
 
     /// A body's plaintext: `json`, the encoded outline, its length (UInt32, little-endian)
     /// and ``trailer``.
-    func appended(to json: Data) -> Data {
+    package func appended(to json: Data) -> Data {
         let encoded = encoded()
         var body = Data(capacity: json.count + encoded.count + 8)
         body.append(json)
@@ -47,7 +47,7 @@ struct ResourceOutline: Equatable, Sendable {
 
     /// Splits a body's plaintext into the JSON (a prefix, not a copy) and the encoded outline
     /// it carries (nil for bodies stored before outlines); nil when the trailer is malformed.
-    static func split(_ body: Data) -> (json: Data, outline: Data?)? {
+    package static func split(_ body: Data) -> (json: Data, outline: Data?)? {
         let n = body.count
         guard n >= 8, body.suffix(4).elementsEqual(trailer) else { return (body, nil) }
         let length = body.withUnsafeBytes {
@@ -62,7 +62,7 @@ struct ResourceOutline: Equatable, Sendable {
 
     /// Format 1: the byte 1, then the id and each reference as a little-endian UInt32 length
     /// and that many UTF-8 bytes.
-    func encoded() -> Data {
+    package func encoded() -> Data {
         var out = Data([1])
         out.reserveCapacity(
             1 + 4 * (1 + references.count) + id.utf8.count + references.reduce(0) { $0 + $1.utf8.count })
@@ -75,7 +75,7 @@ struct ResourceOutline: Equatable, Sendable {
     }
 
     /// Decodes ``encoded()``; nil for anything else.
-    init?(encoded data: Data) {
+    package init?(encoded data: Data) {
         var strings: [String] = []
         let ok = data.withUnsafeBytes { raw in
             Self.forEachItem(raw) {
@@ -89,7 +89,7 @@ struct ResourceOutline: Equatable, Sendable {
 
     /// The id and the references to `types` of an encoded outline, without making strings of
     /// the other references (the read path of `$everything`); nil when it is not one.
-    static func idAndReferences(encoded raw: UnsafeRawBufferPointer, to types: Set<String>) -> (
+    package static func idAndReferences(encoded raw: UnsafeRawBufferPointer, to types: Set<String>) -> (
         id: String, references: [String]
     )? {
         var id: String?
@@ -107,7 +107,7 @@ struct ResourceOutline: Equatable, Sendable {
     }
 
     /// The id of an encoded outline (its first item; the references are not read).
-    static func id(encoded data: Data) -> String? {
+    package static func id(encoded data: Data) -> String? {
         var id: String?
         let ok = data.withUnsafeBytes { raw in
             forEachItem(raw) { item in

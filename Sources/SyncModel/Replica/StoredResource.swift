@@ -12,6 +12,19 @@ public struct StoredResource: Sendable, Equatable {
     public var deleted: Bool
     /// Keyed hash of `json`.
     public var contentHash: Data
+
+    public init(
+        resourceType: String, id: String, versionId: String?, lastUpdated: String?, json: Data, deleted: Bool,
+        contentHash: Data
+    ) {
+        self.resourceType = resourceType
+        self.id = id
+        self.versionId = versionId
+        self.lastUpdated = lastUpdated
+        self.json = json
+        self.deleted = deleted
+        self.contentHash = contentHash
+    }
 }
 
 /// What one ``Replica/apply(_:)`` did.

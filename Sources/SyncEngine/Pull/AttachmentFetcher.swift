@@ -1,0 +1,72 @@
+import Foundation
+import Logging
+import SyncModel
+import SyncStore
+
+/// Fetches DocumentReference attachments given by `url` on the EHR's own server and stores
+/// them sealed in the replica; inline `data` stays in the resource as it is. URLs that fail
+/// are kept (sealed) and retried at the next cycle; other servers' URLs are not fetched.
+struct AttachmentFetcher {
+    let context: PullContext
+
+    /// Absolute URLs of the attachments of DocumentReferences among `versions`.
+    func urls(in versions: [PreparedVersion]) -> [String] {
+        var urls: [String] = []
+        for p in versions where p.envelope.resourceType == "DocumentReference" {
+            guard let object = (try? JSONSerialization.jsonObject(with: p.bytes)) as? [String: Any] else { continue }
+            for content in object["content"] as? [[String: Any]] ?? [] {
+                guard let attachment = content["attachment"] as? [String: Any], attachment["data"] == nil,
+                    let url = attachment["url"] as? String, !url.hasPrefix("#"), !url.hasPrefix("urn:")
+                else { continue }
+                let absolute = context.transport.url(url)
+                if FHIRClient.origin(of: absolute) == context.transport.origin { urls.append(absolute) }
+            }
+        }
+        return urls
+    }
+
+    /// Fetches what is not stored yet (plus earlier failures).
+    func fetch(_ newURLs: [String]) async throws {
+        let replica = context.replica
+        var pending = Set(
+            (try replica.syncState(SyncStateKey.attachmentsPending)).map { $0.split(separator: "\n").map(String.init) }
+                ?? [])
+        let before = pending
+        pending.formUnion(newURLs)
+        guard !pending.isEmpty else { return }
+        var fetched = 0
+        var failed = 0
+        for url in pending.sorted() {
+            if try replica.hasAttachment(url: url) {
+                pending.remove(url)
+                continue
+            }
+            do {
+                let response = try await context.transport.get(
+                    url, accept: "*/*", maxBytes: context.settings.maxResourceBytes)
+                guard response.status == 200 else {
+                    if response.status == 404 || response.status == 410 { pending.remove(url) }
+                    failed += 1
+                    continue
+                }
+                try replica.storeAttachment(url: url, data: response.body)
+                pending.remove(url)
+                fetched += 1
+            } catch let error as RemoteError where error == .cancelled {
+                throw error
+            } catch {
+                failed += 1
+            }
+        }
+        if pending != before {
+            try replica.setSyncState([
+                SyncStateKey.attachmentsPending: pending.isEmpty ? nil : pending.sorted().joined(separator: "\n")
+            ])
+        }
+        if fetched + failed > 0 {
+            context.logger.info(
+                "attachments",
+                metadata: ["fetched": "\(fetched)", "failed": "\(failed)", "pending": "\(pending.count)"])
+        }
+    }
+}

@@ -1,0 +1,259 @@
+import Foundation
+import Logging
+import SyncModel
+import SyncStore
+
+/// The first full copy: Bulk Data `$export` when the server offers it, else paged searches
+/// with a stable sort. Resumable: each page or file chunk commits with its resume point.
+struct InitialSync: PullEngine {
+    let context: PullContext
+    let capabilities: ServerCapabilities
+    let types: [String]
+
+    typealias State = SyncStateKey
+
+    func run() async throws {
+        let started = ContinuousClock.now
+        var mode = try replica.syncState(State.initialMode)
+        if mode == nil {
+            mode = chooseMode()
+            try replica.setSyncState([State.initialMode: mode])
+        }
+        context.publish { $0.initialMode = mode }
+        logger.info("initial sync", metadata: ["mode": "\(mode ?? "")", "types": "\(types.count)"])
+        if mode == "search" {
+            try await runSearch()
+        } else {
+            do {
+                try await runExport(group: mode == "export-group")
+            } catch ExportUnavailable.refused(let status) {
+                logger.warning("bulk export refused; falling back to paged search", metadata: ["status": "\(status)"])
+                try replica.setSyncState([State.initialMode: "search", State.exportStatus: nil])
+                context.publish { $0.initialMode = "search" }
+                try await runSearch()
+            }
+        }
+        let elapsed = started.duration(to: .now)
+        let count = try replica.count()
+        logger.info(
+            "initial sync complete", metadata: ["resources": "\(count)", "seconds": "\(elapsed.components.seconds)"])
+    }
+
+    func chooseMode() -> String {
+        switch settings.bulkExport {
+        case .off: return "search"
+        case .system: return "export-system"
+        case .group: return "export-group"
+        case .auto:
+            if capabilities.systemExport { return "export-system" }
+            if capabilities.groupExport, settings.groupID != nil { return "export-group" }
+            return "search"
+        }
+    }
+
+    // MARK: Paged search
+
+    func runSearch() async throws {
+        for type in types {
+            let total = try replica.syncState(State.initialTotal(type)).flatMap { Int($0) }
+            context.publish { $0.setDone(type, done: (try? replica.count(type: type)) ?? 0, total: total) }
+        }
+        for type in types {
+            try await searchType(type)
+        }
+        guard let startedAt = try replica.syncState(State.initialStartedAt) else {
+            throw RemoteError.badResponse(
+                route: "search", reason: "the server sent no Date header to start the cursor from")
+        }
+        try replica.setSyncState([
+            State.initialComplete: "1", State.cursor: startedAt, State.lastSweep: startedAt,
+        ])
+    }
+
+    func searchType(_ type: String) async throws {
+        let key = State.initialNext(type)
+        var next = try replica.syncState(key)
+        if next == "done" { return }
+        var url = next ?? "\(type)?_sort=_id&_count=\(settings.pageSize)"
+        var pages = 0
+        while true {
+            let (response, page) = try await context.fetchPage(url, route: type)
+            var state: [SyncStateKey: String?] = [:]
+            next = page.next
+            state[key] = next ?? "done"
+            if try replica.syncState(State.initialStartedAt) == nil,
+                let serverTime = SyncCursor.serverTime(
+                    dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
+            {
+                state[State.initialStartedAt] = SyncCursor(serverTime: serverTime).text
+            }
+            if let total = page.total { state[State.initialTotal(type)] = String(total) }
+            let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
+                \.resource)
+            let (prepared, _) = context.prepare(resources, types: [type])
+            let outcome = try replica.apply(prepared: prepared, state: state)
+            let fetcher = AttachmentFetcher(context: context)
+            try await fetcher.fetch(fetcher.urls(in: prepared))
+            pages += 1
+            context.publish { $0.addDone(type, outcome.inserted, total: page.total) }
+            let done = context.progress.current.done(type)
+            if pages % 20 == 0 {
+                logger.info(
+                    "initial sync progress",
+                    metadata: ["type": "\(type)", "done": "\(done)", "total": "\(page.total.map(String.init) ?? "?")"])
+            }
+            guard let next else { break }
+            url = next
+        }
+        let count = try replica.count(type: type)
+        logger.info("type mirrored", metadata: ["type": "\(type)", "resources": "\(count)", "pages": "\(pages)"])
+    }
+
+    // MARK: Bulk export
+
+    enum ExportUnavailable: Error {
+        case refused(status: Int)
+    }
+
+    struct Manifest: Decodable {
+        struct Output: Decodable {
+            var type: String
+            var url: String
+            var count: Int?
+        }
+        var transactionTime: String
+        var requiresAccessToken: Bool?
+        var output: [Output]
+    }
+
+    func runExport(group: Bool) async throws {
+        var manifestText = try replica.syncState(State.exportManifest)
+        while manifestText == nil {
+            var statusURL = try replica.syncState(State.exportStatus)
+            if statusURL == nil {
+                statusURL = try await kickOff(group: group)
+            }
+            manifestText = try await poll(statusURL!)
+        }
+        guard let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(manifestText!.utf8)) else {
+            try replica.setSyncState([State.exportManifest: nil, State.exportStatus: nil])
+            throw RemoteError.badResponse(route: "$export", reason: "the export manifest is not valid")
+        }
+        let wanted = Set(types)
+        var perType: [String: Int] = [:]
+        for output in manifest.output where wanted.contains(output.type) {
+            perType[output.type, default: 0] += output.count ?? 0
+        }
+        for type in types {
+            let done = try replica.count(type: type)
+            context.publish { $0.setDone(type, done: done, total: perType[type]) }
+        }
+        for (index, output) in manifest.output.enumerated() where wanted.contains(output.type) {
+            try await importFile(
+                index: index, output: output, sendCredentials: manifest.requiresAccessToken ?? true,
+                total: perType[output.type])
+        }
+        guard let cursor = SyncCursor(manifest.transactionTime) else {
+            throw RemoteError.badResponse(route: "$export", reason: "transactionTime is not an instant")
+        }
+        try replica.setSyncState([
+            // A complete export is a full listing: it counts as a sweep.
+            State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: cursor.text,
+            State.exportStatus: nil,
+        ])
+    }
+
+    func kickOff(group: Bool) async throws -> String {
+        var path = group ? "Group/\(settings.groupID ?? "")/$export" : "$export"
+        path += "?_type=" + types.joined(separator: ",") + "&_outputFormat=application%2Ffhir%2Bndjson"
+        let response = try await client.get(path, headers: [("Prefer", "respond-async")])
+        guard response.status == 202, let location = response.headers["content-location"] else {
+            throw ExportUnavailable.refused(status: response.status)
+        }
+        var state: [SyncStateKey: String?] = [State.exportStatus: location]
+        if let date = response.serverDate { state[State.initialStartedAt] = SyncCursor(serverTime: date).text }
+        try replica.setSyncState(state)
+        logger.info("bulk export started", metadata: ["level": "\(group ? "group" : "system")"])
+        return location
+    }
+
+    /// Polls the export status until the manifest is ready; nil when the job is gone and must
+    /// be started again.
+    func poll(_ statusURL: String) async throws -> String? {
+        while true {
+            let response = try await client.get(statusURL)
+            switch response.status {
+            case 200:
+                let text = String(decoding: response.body, as: UTF8.self)
+                try replica.setSyncState([State.exportManifest: text])
+                return text
+            case 202:
+                let wait =
+                    RetryAfter.seconds(
+                        response.headers["retry-after"], now: response.serverDate ?? Date().timeIntervalSince1970) ?? 1
+                let bounded = min(max(wait, 0.2), 120)
+                logger.debug("export in progress", metadata: ["wait_s": "\(bounded)"])
+                try await Task.sleep(for: .milliseconds(Int64(bounded * 1000)))
+            case 404, 410:
+                logger.warning("export job expired; starting a new one")
+                try replica.setSyncState([State.exportStatus: nil])
+                return nil
+            default:
+                throw RemoteError.status(route: "$export status", code: response.status)
+            }
+        }
+    }
+
+    func importFile(index: Int, output: Manifest.Output, sendCredentials: Bool, total: Int?) async throws {
+        let key = State.exportFile(index)
+        var attempt = 0
+        while true {
+            let state = try replica.syncState(key)
+            if state == "done" { return }
+            let committed = state.flatMap { Int($0) } ?? 0
+            var seen = 0
+            do {
+                _ = try await client.streamLines(
+                    output.url, sendCredentials: sendCredentials, maxLineBytes: settings.maxResourceBytes,
+                    batchSize: 500
+                ) { batch in
+                    let skip = max(0, min(committed - seen, batch.count))
+                    seen += batch.count
+                    if skip == batch.count { return }
+                    let (prepared, _) = context.prepare(Array(batch.dropFirst(skip)), types: [output.type])
+                    let outcome = try replica.apply(prepared: prepared, state: [key: String(seen)])
+                    let fetcher = AttachmentFetcher(context: context)
+                    try await fetcher.fetch(fetcher.urls(in: prepared))
+                    context.publish { $0.addDone(output.type, outcome.inserted, total: total) }
+                }
+                try replica.setSyncState([key: "done"])
+                logger.info("export file imported", metadata: ["type": "\(output.type)", "lines": "\(seen)"])
+                return
+            } catch let error as RemoteError where error == .cancelled {
+                throw error
+            } catch let error as RemoteError {
+                if case .status(_, let code) = error, code < 500, code != 429 { throw error }
+                attempt += 1
+                try await retryWait(attempt: attempt, error: error)
+            } catch let error as ReplicaError {
+                throw error
+            } catch {
+                if Task.isCancelled { throw RemoteError.cancelled }
+                attempt += 1
+                try await retryWait(attempt: attempt, error: error)
+            }
+        }
+    }
+
+    func retryWait(attempt: Int, error: any Error) async throws {
+        guard
+            let delay = settings.resumeBackoff.delay(attempt: attempt, retryAfter: nil, unit: Double.random(in: 0..<1))
+        else {
+            throw RemoteError.unavailable(route: "$export file", reason: "\(error)")
+        }
+        logger.info(
+            "export file interrupted; resuming",
+            metadata: ["attempt": "\(attempt)", "wait_s": "\(String(format: "%.2f", delay))"])
+        try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+    }
+}

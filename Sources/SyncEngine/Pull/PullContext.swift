@@ -1,0 +1,90 @@
+import Foundation
+import Logging
+import SyncModel
+import SyncStore
+import Synchronization
+
+/// What the pull engines (``InitialSync``, ``IncrementalSync``, ``AttachmentFetcher``) share,
+/// handed to each explicitly: the EHR, the replica, the settings, and where progress goes.
+/// No engine holds another or reaches back into the ``Puller``.
+struct PullContext: Sendable {
+    let transport: any FHIRTransport
+    let replica: Replica
+    let settings: Puller.Settings
+    let logger: Logger
+    let progress: ProgressBoard
+
+    func publish(_ change: (inout PullProgress) -> Void) { progress.publish(change) }
+
+    /// Prepares the resources of one page, keeping only the types being mirrored.
+    func prepare(_ resources: [Data], types: Set<String>?) -> (prepared: [PreparedVersion], rejected: [String: Int]) {
+        var prepared: [PreparedVersion] = []
+        prepared.reserveCapacity(resources.count)
+        var rejected: [String: Int] = [:]
+        for result in replica.prepareConcurrently(resources) {
+            switch result {
+            case .success(let p):
+                if let types, !types.contains(p.envelope.resourceType) { continue }
+                prepared.append(p)
+            case .failure(let error):
+                rejected[error.description, default: 0] += 1
+            }
+        }
+        if !rejected.isEmpty {
+            let count = rejected.values.reduce(0, +)
+            publish { $0.rejected += count }
+            for (reason, n) in rejected {
+                logger.warning(
+                    "skipped bad resources from the server", metadata: ["count": "\(n)", "reason": "\(reason)"])
+            }
+        }
+        return (prepared, rejected)
+    }
+
+    /// GET a Bundle page; a 200 whose body is not a Bundle is retried a few times (a proxy
+    /// or a server under stress can send garbage) before failing the cycle.
+    func fetchPage(_ url: String, route: String) async throws -> (FHIRResponse, BundlePage) {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let response = try await transport.get(url)
+            guard response.status == 200 else { throw RemoteError.status(route: route, code: response.status) }
+            do {
+                return (response, try BundlePage.parse(response.body))
+            } catch {
+                guard attempt < 4 else {
+                    throw RemoteError.badResponse(route: route, reason: "page is not a Bundle: \(error)")
+                }
+                logger.warning("unusable page; refetching", metadata: ["route": "\(route)", "reason": "\(error)"])
+            }
+        }
+    }
+}
+
+/// An engine of the pull, run with a ``PullContext``.
+protocol PullEngine {
+    var context: PullContext { get }
+}
+
+extension PullEngine {
+    var replica: Replica { context.replica }
+    var client: any FHIRTransport { context.transport }
+    var logger: Logger { context.logger }
+    var settings: Puller.Settings { context.settings }
+}
+
+/// The pull's progress, published by the engines and read by status; every publication is a
+/// sign of life for the watchdog.
+final class ProgressBoard: Sendable {
+    private let state = Mutex(PullProgress())
+    private let heartbeat: @Sendable () -> Void
+
+    init(heartbeat: @escaping @Sendable () -> Void) { self.heartbeat = heartbeat }
+
+    var current: PullProgress { state.withLock { $0 } }
+
+    func publish(_ change: (inout PullProgress) -> Void) {
+        heartbeat()
+        state.withLock { change(&$0) }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+public import Logging
+public import SyncModel
+public import SyncStore
+import Synchronization
+
+/// Mirrors the hosted EHR into the replica: the initial sync (Bulk Data `$export` when
+/// offered, else paged searches), then incremental cycles (system `_history` when offered,
+/// else `_lastUpdated` searches), and periodic sweeps that find deletions and rollbacks.
+///
+/// Every page or file chunk commits together with the resume point that follows it, so a
+/// crash continues where it stopped. The incremental cursor is server time.
+public final class Puller: Sendable {
+    public struct Settings: Sendable {
+        public var resourceTypes: [String]?
+        public var pageSize: Int
+        public var bulkExport: SyncConfiguration.BulkExport
+        public var groupID: String?
+        public var sweepInterval: Double
+        public var overlap: Double
+        public var massDelete: MassDeleteGuard
+        public var maxResourceBytes: Int
+        /// Waits between attempts to resume an interrupted export file.
+        public var resumeBackoff = Backoff()
+
+        public init(_ config: SyncConfiguration) {
+            resourceTypes = config.sync.resourceTypes
+            pageSize = config.sync.pageSize
+            bulkExport = config.sync.bulkExport
+            groupID = config.sync.groupID
+            sweepInterval = config.sync.sweepInterval
+            overlap = config.sync.overlap
+            massDelete = MassDeleteGuard(
+                percent: config.sync.massDeletePercent, count: config.sync.massDeleteCount,
+                floor: config.sync.massDeleteFloor)
+            maxResourceBytes = config.ehr.maxResourceBytes
+        }
+    }
+
+    let context: PullContext
+    /// The server's capabilities, read once and shared with replay.
+    public let capabilities: CapabilityCache
+
+    public init(
+        transport: any FHIRTransport, replica: Replica, settings: Settings, logger: Logger,
+        capabilities: CapabilityCache? = nil, heartbeat: @escaping @Sendable () -> Void = {}
+    ) {
+        self.context = PullContext(
+            transport: transport, replica: replica, settings: settings, logger: logger,
+            progress: ProgressBoard(heartbeat: heartbeat))
+        self.capabilities = capabilities ?? CapabilityCache(transport: transport, logger: logger)
+    }
+
+    var replica: Replica { context.replica }
+    var settings: Settings { context.settings }
+
+    public var progress: PullProgress { context.progress.current }
+
+    /// The types mirrored: configured, or the defaults of the server's CapabilityStatement once
+    /// read (empty before).
+    public var mirroredTypes: [String] {
+        settings.resourceTypes ?? capabilities.known?.defaultTypes ?? []
+    }
+
+    func publish(_ change: (inout PullProgress) -> Void) { context.publish(change) }
+
+    /// One full cycle: finishes (or starts) the initial sync, then one incremental pass and
+    /// a sweep when due. Returns when the replica is up to date with the server.
+    public func runCycle() async throws {
+        do {
+            let caps = try await capabilities.current()
+            let types = try resourceTypes(caps)
+            if try replica.syncState(State.initialComplete) != "1" {
+                publish { $0.phase = .initialSync }
+                try await InitialSync(context: context, capabilities: caps, types: types).run()
+            }
+            publish { $0.phase = .incremental }
+            try await IncrementalSync(context: context, capabilities: caps, types: types).run()
+            let asOf = try replica.syncState(State.cursor)
+            publish {
+                $0.phase = .idle
+                $0.cycles += 1
+                $0.lastError = nil
+                $0.lastSyncAt = FHIRInstant.format(Date().timeIntervalSince1970)
+                $0.dataAsOf = asOf
+            }
+            try replica.setSyncState([State.lastSyncAt: FHIRInstant.format(Date().timeIntervalSince1970)])
+        } catch {
+            publish { $0.lastError = "\(error)" }
+            throw error
+        }
+    }
+
+    func resourceTypes(_ caps: ServerCapabilities) throws -> [String] {
+        if let configured = settings.resourceTypes { return configured }
+        let types = caps.defaultTypes
+        guard !types.isEmpty else {
+            throw RemoteError.badResponse(
+                route: "metadata", reason: "the CapabilityStatement offers no searchable type to mirror")
+        }
+        return types
+    }
+
+    typealias State = SyncStateKey
+}

@@ -1,0 +1,34 @@
+/// The name of one sync-state value (cursors, resume points), sealed in the replica's
+/// `sync_state` table. The names are the stored format: never rename one.
+public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
+    public let name: String
+
+    private init(_ name: String) { self.name = name }
+
+    public var description: String { name }
+
+    /// "1" once the first full copy finished.
+    public static let initialComplete = SyncStateKey("initial.complete")
+    /// `search`, `export-system` or `export-group`: how the first copy is made.
+    public static let initialMode = SyncStateKey("initial.mode")
+    /// Server time when the first copy started: the first incremental cursor.
+    public static let initialStartedAt = SyncStateKey("initial.startedAt")
+    /// Where the first copy of a type resumes (a next-page link).
+    public static func initialNext(_ type: String) -> SyncStateKey { SyncStateKey("initial.next.\(type)") }
+    /// How many resources of a type the server announced.
+    public static func initialTotal(_ type: String) -> SyncStateKey { SyncStateKey("initial.total.\(type)") }
+    /// The status URL of a running `$export`.
+    public static let exportStatus = SyncStateKey("export.status")
+    /// The manifest of a completed `$export`.
+    public static let exportManifest = SyncStateKey("export.manifest")
+    /// Lines of one export file already stored.
+    public static func exportFile(_ index: Int) -> SyncStateKey { SyncStateKey("export.file.\(index)") }
+    /// The incremental cursor (server time).
+    public static let cursor = SyncStateKey("cursor")
+    /// Server time of the last sweep.
+    public static let lastSweep = SyncStateKey("sweep.last")
+    /// Local time of the last successful cycle.
+    public static let lastSyncAt = SyncStateKey("lastSyncAt")
+    /// Attachment URLs still to fetch.
+    public static let attachmentsPending = SyncStateKey("attachments.pending")
+}

@@ -1,0 +1,435 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTLS
+public import Logging
+import NIOCore
+import ServiceLifecycle
+import SyncEngine
+public import SyncModel
+public import SyncStore
+
+/// What the local API needs from the daemon.
+public struct LocalAPIHandlers: Sendable {
+    /// Queues a change durably (returns after the commit).
+    public var enqueue: @Sendable (LocalChange) throws(OutboxError) -> QueuedChange
+    /// The local view of one resource.
+    public var read: @Sendable (_ type: String, _ id: String) throws(ReplicaError) -> LocalView
+    /// Server time the replica is complete up to, for the freshness header.
+    public var dataAsOf: @Sendable () -> String?
+    /// Called after a change was queued (to start replay when the EHR is up).
+    public var queued: @Sendable () -> Void
+    /// Resource types mirrored locally (for the CapabilityStatement); called per request, so cheap.
+    public var types: @Sendable () -> [String] = { [] }
+    /// A search on the local view.
+    public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage
+    /// `Patient/[id]/$everything` on the local view; nil for an unknown patient.
+    public var everything: @Sendable (String) throws(ReplicaError) -> [SearchBundle.Entry]?
+    /// Records an access to patient data (actor, action, patient id, target) in the audit
+    /// trail; a failure refuses the request.
+    public var audit:
+        @Sendable (_ actor: String, _ action: String, _ patient: String?, _ target: String?) async throws(ReplicaError)
+            -> Void = { _, _, _, _ in }
+
+    public init(
+        enqueue: @escaping @Sendable (LocalChange) throws(OutboxError) -> QueuedChange,
+        read: @escaping @Sendable (String, String) throws(ReplicaError) -> LocalView,
+        search: @escaping @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage,
+        everything: @escaping @Sendable (String) throws(ReplicaError) -> [SearchBundle.Entry]?,
+        dataAsOf: @escaping @Sendable () -> String?, queued: @escaping @Sendable () -> Void
+    ) {
+        self.enqueue = enqueue
+        self.read = read
+        self.search = search
+        self.everything = everything
+        self.dataAsOf = dataAsOf
+        self.queued = queued
+    }
+}
+
+/// The practice-side FHIR endpoint (Hummingbird): reads from the replica's local view, and
+/// `POST`/`PUT`/`DELETE` into the outbox, online or not. A write is answered only once it is
+/// committed durably. Every request needs a bearer token from ``LocalCredentials``.
+///
+/// Every response carries `X-Data-As-Of`: the server time the mirrored data is complete up to.
+public final class LocalAPIServer: Sendable {
+    /// Header naming the data's age.
+    public static let freshnessHeader = "X-Data-As-Of"
+    /// Header naming the outbox entry a write went into.
+    public static let entryHeader = "X-Outbox-Entry"
+
+    public let port: Int
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    private init(port: Int, group: ServiceGroup, task: Task<Void, any Error>) {
+        self.port = port
+        self.group = group
+        self.task = task
+    }
+
+    /// Starts listening on `host:port` (loopback); returns once bound.
+    public static func start(
+        host: String, port: Int, credentials: LocalCredentials, maxBodyBytes: Int, handlers: LocalAPIHandlers,
+        web: WebViewer? = nil, tls: TLSIdentity? = nil, logger: Logger
+    ) async throws -> LocalAPIServer {
+        let router = Router(context: LocalRequestContext.self)
+        let api = Routes(
+            https: tls != nil, credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
+        api.register(on: router)
+        web?.register(on: router)
+        var quiet = logger
+        quiet.logLevel = max(logger.logLevel, .warning)
+        let (stream, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
+        let app = Application(
+            router: router,
+            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration) } ?? .http1(),
+            configuration: .init(address: .hostname(host, port: port), serverName: "ehr-sync"),
+            onServerRunning: { channel in
+                continuation.yield(.success(channel.localAddress?.port ?? port))
+            },
+            logger: quiet)
+        // A service group of its own, without signal handlers (the daemon owns SIGTERM):
+        // stop() asks for a graceful shutdown, so requests in flight finish.
+        let group = ServiceGroup(
+            configuration: .init(services: [app], gracefulShutdownSignals: [], cancellationSignals: [], logger: quiet))
+        let task = Task {
+            do {
+                try await group.run()
+            } catch {
+                continuation.yield(.failure(error))
+                throw error
+            }
+            continuation.finish()
+        }
+        for await result in stream {
+            switch result {
+            case .success(let bound):
+                logger.info(
+                    "local API",
+                    metadata: ["listen": "\(host):\(bound)", "https": "\(tls != nil)"])
+                return LocalAPIServer(port: bound, group: group, task: task)
+            case .failure(let error):
+                throw error
+            }
+        }
+        throw CancellationError()
+    }
+
+    /// Stops accepting connections, lets requests in flight finish, and returns when done.
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = await task.result
+    }
+}
+
+/// The request context: Hummingbird's basics plus the client's address (login throttling
+/// per address).
+struct LocalRequestContext: RequestContext, RemoteAddressRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remoteAddress: SocketAddress?
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// The routes, with their checks. Errors are OperationOutcomes without record content.
+struct Routes: Sendable {
+    let https: Bool
+    let credentials: LocalCredentials
+    let maxBodyBytes: Int
+    let handlers: LocalAPIHandlers
+    let logger: Logger
+
+    func register(on router: Router<LocalRequestContext>) {
+        router.get("fhir/metadata") { request, _ in
+            guard author(request) != nil else { return unauthorized() }
+            return respond(.ok, json: Self.capabilityStatement(types: handlers.types()))
+        }
+        router.get("fhir/{type}/{id}") { request, context in
+            guard let actor = author(request) else { return unauthorized() }
+            let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
+            guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
+                return outcome(.badRequest, "invalid", "not a resource type and id")
+            }
+            do {
+                let view = try handlers.read(type, id)
+                let body: Data? =
+                    switch view {
+                    case .pending(let data, _, _): data
+                    case .server(let stored): stored.json
+                    default: nil
+                    }
+                if let body {
+                    try await handlers.audit(actor, "read", Self.patient(of: body, type: type, id: id), "\(type)/\(id)")
+                }
+                switch view {
+                case .pending(let body, let seq, _):
+                    return respond(.ok, json: body, extra: [(LocalAPIServer.entryHeader, "\(seq)")])
+                case .server(let stored):
+                    var extra: [(String, String)] = []
+                    if let v = stored.versionId { extra.append(("ETag", "W/\"\(v)\"")) }
+                    return respond(.ok, json: stored.json, extra: extra)
+                case .deletedLocally:
+                    return outcome(.gone, "deleted", "deleted locally; the deletion is queued for the EHR")
+                case .notFound:
+                    return outcome(.notFound, "not-found", "no \(type) with that id in the local copy")
+                }
+            } catch {
+                logger.error("local read failed", metadata: ["type": "\(type)", "reason": "\(error)"])
+                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+            }
+        }
+        router.get("fhir/{type}") { request, context in
+            guard let actor = author(request) else { return unauthorized() }
+            let type = context.parameters.get("type") ?? ""
+            guard FHIRID.isValidType(type) else { return outcome(.notFound, "not-found", "not a resource type") }
+            let pairs = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
+            let search: SearchRequest
+            do throws(SearchError) {
+                search = try SearchRequest.parse(type: type, query: pairs)
+            } catch {
+                return outcome(.badRequest, "not-supported", error.description)
+            }
+            do {
+                let page = try handlers.search(search)
+                var patient: String?
+                for case .patient(let id) in search.criteria { patient = id }
+                try await handlers.audit(actor, "search", patient, "\(type) search, \(page.total) results")
+                let base = baseURL(request)
+                func link(offset: Int) -> String {
+                    var items = pairs.filter { $0.0 != "_offset" }
+                    items.append(("_offset", String(offset)))
+                    return "\(base)/\(type)?"
+                        + items.map { "\(Self.encode($0.0))=\(Self.encode($0.1))" }.joined(separator: "&")
+                }
+                let next =
+                    search.offset + search.count < page.total && search.count > 0
+                    ? link(offset: search.offset + search.count) : nil
+                let previous = search.offset > 0 ? link(offset: max(0, search.offset - search.count)) : nil
+                let bundle = SearchBundle.searchsetBuffer(
+                    base: base, links: .init(selfURL: link(offset: search.offset), next: next, previous: previous),
+                    total: page.total, matches: page.matches, included: page.included, lastUpdated: handlers.dataAsOf())
+                return respond(.ok, body: bundle)
+            } catch {
+                logger.error("local search failed", metadata: ["type": "\(type)", "reason": "\(error)"])
+                return outcome(.internalServerError, "exception", "the local copy could not be searched: \(error)")
+            }
+        }
+        // Registered under {type}: a literal "Patient" segment would shadow GET /fhir/{type}.
+        router.get("fhir/{type}/{id}/$everything") { request, context in
+            guard let actor = author(request) else { return unauthorized() }
+            guard context.parameters.get("type") == "Patient" else {
+                return outcome(.notFound, "not-supported", "$everything is supported on Patient only")
+            }
+            let id = context.parameters.get("id") ?? ""
+            guard FHIRID.isValid(id) else { return outcome(.badRequest, "invalid", "not a resource id") }
+            do {
+                guard let resources = try handlers.everything(id) else {
+                    return outcome(.notFound, "not-found", "no Patient with that id in the local copy")
+                }
+                try await handlers.audit(actor, "everything", id, "Patient/\(id)/$everything")
+                let base = baseURL(request)
+                let bundle = SearchBundle.searchsetBuffer(
+                    base: base, links: .init(selfURL: "\(base)/Patient/\(id)/$everything"), total: resources.count,
+                    matches: resources, lastUpdated: handlers.dataAsOf())
+                return respond(.ok, body: bundle)
+            } catch {
+                logger.error("local $everything failed", metadata: ["reason": "\(error)"])
+                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+            }
+        }
+        router.get("fhir/{type}/{id}/_history/{vid}") { request, context in
+            guard author(request) != nil else { return unauthorized() }
+            let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
+            let vid = context.parameters.get("vid") ?? ""
+            guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
+                return outcome(.badRequest, "invalid", "not a resource type and id")
+            }
+            do {
+                if case .server(let stored) = try handlers.read(type, id), stored.versionId == vid {
+                    return respond(.ok, json: stored.json, extra: [("ETag", "W/\"\(vid)\"")])
+                }
+                return outcome(
+                    .notFound, "not-found", "the local copy keeps only the current version of each record")
+            } catch {
+                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+            }
+        }
+        router.post("fhir/{type}") { request, context in
+            try await write(request, context, operation: .create)
+        }
+        router.put("fhir/{type}/{id}") { request, context in
+            try await write(request, context, operation: .update)
+        }
+        router.delete("fhir/{type}/{id}") { request, context in
+            try await write(request, context, operation: .delete)
+        }
+    }
+
+    func write(_ request: Request, _ context: LocalRequestContext, operation: OutboxOperation) async throws
+        -> Response
+    {
+        guard let author = author(request) else { return unauthorized() }
+        let type = context.parameters.get("type") ?? ""
+        let id = context.parameters.get("id")
+        guard FHIRID.isValidType(type) else { return outcome(.badRequest, "invalid", "not a resource type") }
+        var body: Data?
+        if operation != .delete {
+            let contentType = request.headers[.contentType] ?? ""
+            guard contentType.isEmpty || contentType.contains("json") else {
+                return outcome(.unsupportedMediaType, "not-supported", "send application/fhir+json")
+            }
+            do {
+                body = Data(buffer: try await request.body.collect(upTo: maxBodyBytes))
+            } catch {
+                return outcome(.contentTooLarge, "too-costly", "the resource is larger than \(maxBodyBytes) bytes")
+            }
+        }
+        do {
+            let queued = try handlers.enqueue(
+                LocalChange(operation: operation, resourceType: type, id: id, resource: body, author: author))
+            handlers.queued()
+            logger.info(
+                "local change queued",
+                metadata: ["entry": "\(queued.seq)", "type": "\(type)", "op": "\(operation.rawValue)"])
+            var extra = [(LocalAPIServer.entryHeader, "\(queued.seq)")]
+            switch operation {
+            case .create:
+                extra.append(("Location", "/fhir/\(type)/\(queued.localID)"))
+                return respond(.created, json: queued.resource ?? Data(), extra: extra)
+            case .update:
+                return respond(.ok, json: queued.resource ?? Data(), extra: extra)
+            case .delete:
+                return respond(.noContent, json: nil, extra: extra)
+            }
+        } catch {
+            switch error {
+            case .invalid(let reason): return outcome(.badRequest, "invalid", reason)
+            case .notFound: return outcome(.notFound, "not-found", error.description)
+            case .gone: return outcome(.gone, "deleted", error.description)
+            case .noSuchEntry, .wrongState: return outcome(.conflict, "conflict", error.description)
+            case .replica(let inner):
+                logger.error("local write failed", metadata: ["type": "\(type)", "reason": "\(inner)"])
+                return outcome(.internalServerError, "exception", "the change was not saved: \(inner)")
+            }
+        }
+    }
+
+    /// The patient a resource belongs to: itself, or its `subject`/`patient` reference.
+    static func patient(of body: Data, type: String, id: String) -> String? {
+        if type == "Patient" { return id }
+        guard case .object(let object)? = try? JSONValue(data: body) else { return nil }
+        for member in ["subject", "patient"] {
+            if let key = object[member]?["reference"]?.stringValue.flatMap(ResourceReferences.key),
+                key.hasPrefix("Patient/")
+            {
+                return String(key.dropFirst("Patient/".count))
+            }
+        }
+        return nil
+    }
+
+    func baseURL(_ request: Request) -> String {
+        let host = request.head.authority ?? "127.0.0.1"
+        return "\(https ? "https" : "http")://\(host)/fhir"
+    }
+
+    static func encode(_ text: String) -> String {
+        text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~:"))) ?? text
+    }
+
+    func author(_ request: Request) -> String? {
+        credentials.author(forAuthorization: request.headers[.authorization])
+    }
+
+    func unauthorized() -> Response {
+        var response = outcome(.unauthorized, "login", "a bearer token from the local API credentials is required")
+        response.headers[.wwwAuthenticate] = "Bearer realm=\"ehr-sync\""
+        return response
+    }
+
+    func respond(_ status: HTTPResponse.Status, json: Data?, extra: [(String, String)] = []) -> Response {
+        respond(status, body: json.map { ByteBuffer(bytes: $0) }, extra: extra)
+    }
+
+    /// A response whose FHIR JSON body is already in a buffer (Bundles are written into one).
+    func respond(_ status: HTTPResponse.Status, body: ByteBuffer?, extra: [(String, String)] = []) -> Response {
+        var headers = HTTPFields()
+        if body != nil { headers[.contentType] = "application/fhir+json; charset=utf-8" }
+        headers[.cacheControl] = "no-store"
+        if let asOf = handlers.dataAsOf(), let name = HTTPField.Name(LocalAPIServer.freshnessHeader) {
+            headers[name] = asOf
+        }
+        for (name, value) in extra {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        return Response(
+            status: status, headers: headers, body: body.map { ResponseBody(byteBuffer: $0) } ?? ResponseBody())
+    }
+
+    func outcome(_ status: HTTPResponse.Status, _ code: String, _ text: String) -> Response {
+        let value: JSONValue = [
+            "resourceType": "OperationOutcome",
+            "issue": [["severity": "error", "code": .string(code), "diagnostics": .string(text)]],
+        ]
+        return respond(status, json: value.data())
+    }
+
+    /// A truthful CapabilityStatement: the types held locally, the interactions and search
+    /// parameters this endpoint answers.
+    static func capabilityStatement(types: [String]) -> Data {
+        func params(_ names: [(String, String)]) -> JSONValue {
+            .array(names.map { ["name": .string($0.0), "type": .string($0.1)] })
+        }
+        let interactions: JSONValue = .array(
+            ["read", "vread", "search-type", "create", "update", "delete"].map { ["code": .string($0)] })
+        let patientParams = params([
+            ("_id", "token"), ("name", "string"), ("family", "string"), ("given", "string"),
+            ("birthdate", "date"), ("identifier", "token"), ("gender", "token"),
+        ])
+        let clinicalParams = params([
+            ("_id", "token"), ("patient", "reference"), ("subject", "reference"), ("date", "date"),
+            ("code", "token"), ("status", "token"), ("category", "token"),
+        ])
+        var resources: [JSONValue] = []
+        for type in Set(types + ["Patient"]).sorted() {
+            var resource: JSONObject = [
+                "type": .string(type), "interaction": interactions, "versioning": "versioned",
+                "readHistory": false, "conditionalCreate": false,
+                "searchParam": type == "Patient" ? patientParams : clinicalParams,
+            ]
+            if type == "Patient" {
+                resource["operation"] = [
+                    [
+                        "name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+                    ]
+                ]
+            }
+            resources.append(.object(resource))
+        }
+        let value: JSONValue = [
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": .string(FHIRInstant.format(Date().timeIntervalSince1970)),
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["application/fhir+json"],
+            "software": ["name": "ehr-sync", "version": .string(EHRSync.version)],
+            "implementation": [
+                "description": "ehr-sync: the practice's local copy of its EHR records; writes are queued for the EHR"
+            ],
+            "rest": [
+                [
+                    "mode": "server",
+                    "documentation": "Local copy of the practice's records; writes are queued for the EHR.",
+                    "resource": .array(resources),
+                ]
+            ],
+        ]
+        return value.data()
+    }
+}

@@ -1,0 +1,117 @@
+import Crypto
+import Foundation
+import GRDB
+public import SyncModel
+
+/// The audit trail: append-only, each line sealed and chained to the one before with an
+/// HMAC (key derived from the DEK), so an edited, removed or reordered line breaks the chain.
+extension Replica {
+    func appendAudit(_ record: AuditRecord, db: Database) throws {
+        try appendAudit([record], db: db)
+    }
+
+    /// Appends records in order within the caller's transaction; the sealed head (last number
+    /// and link, kept apart from the lines so that removing the newest lines is detected too)
+    /// is written once, after the last.
+    func appendAudit(_ records: [AuditRecord], db: Database) throws {
+        guard !records.isEmpty else { return }
+        let last = try Row.fetchOne(
+            try db.cachedStatement(sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1"))
+        var seq: Int64 = last?[0] ?? 0
+        var link: Data = last?[1] ?? Data(repeating: 0, count: 32)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let insert = try db.cachedStatement(sql: "INSERT INTO audit_log (seq, at, body, chain) VALUES (?, ?, ?, ?)")
+        for record in records {
+            seq += 1
+            let sealed = try keys.seal(try encoder.encode(record), context: Data("a1|\(seq)".utf8))
+            link = chainLink(previous: link, seq: seq, at: record.at, body: sealed)
+            try insert.execute(arguments: [seq, record.at, sealed, link])
+        }
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO replica_meta (name, value) VALUES ('audit_head', ?)")
+            .execute(arguments: [try keys.seal(Data("\(seq)|".utf8) + link, context: Data("audit-head".utf8))])
+    }
+
+    /// Appends one record in its own transaction.
+    public func audit(_ record: AuditRecord) throws(ReplicaError) {
+        try audit([record])
+    }
+
+    /// Appends records in order, in one transaction (one fsync).
+    public func audit(_ records: [AuditRecord]) throws(ReplicaError) {
+        try durableWrite { db in try appendAudit(records, db: db) }
+    }
+
+    func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {
+        var mac = HMAC<SHA256>(key: keys.hashing)
+        mac.update(data: Data("audit|".utf8))
+        mac.update(data: previous)
+        mac.update(data: Data("|\(seq)|\(at)|".utf8))
+        mac.update(data: body)
+        return Data(mac.finalize())
+    }
+
+    /// Checks the whole chain; returns the number of records, or the first broken line.
+    public func verifyAudit() throws(ReplicaError) -> Result<Int, AuditBreak> {
+        try read { db in
+            var previous = Data(repeating: 0, count: 32)
+            var expected: Int64 = 1
+            let cursor = try Row.fetchCursor(db, sql: "SELECT seq, at, body, chain FROM audit_log ORDER BY seq")
+            while let row = try cursor.next() {
+                let seq: Int64 = row[0]
+                guard seq == expected else { return .failure(AuditBreak(seq: expected, reason: "line missing")) }
+                let body: Data = row[2]
+                let chain: Data = row[3]
+                guard chainLink(previous: previous, seq: seq, at: row[1], body: body) == chain,
+                    keys.open(body, context: Data("a1|\(seq)".utf8)) != nil
+                else { return .failure(AuditBreak(seq: seq, reason: "line altered")) }
+                previous = chain
+                expected += 1
+            }
+            let count = expected - 1
+            let head = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'audit_head'")
+            if let head {
+                guard let plain = keys.open(head, context: Data("audit-head".utf8)),
+                    let bar = plain.firstIndex(of: UInt8(ascii: "|")),
+                    let last = Int64(String(decoding: plain[..<bar], as: UTF8.self))
+                else { return .failure(AuditBreak(seq: count + 1, reason: "head altered")) }
+                if last != count || plain[(bar + 1)...] != previous[...] {
+                    return .failure(
+                        AuditBreak(seq: min(last, count) + 1, reason: last > count ? "line missing" : "line altered"))
+                }
+            } else if count > 0 {
+                return .failure(AuditBreak(seq: count, reason: "head missing"))
+            }
+            return .success(Int(count))
+        }
+    }
+
+    /// Audit records in order (newest last), optionally since an instant.
+    public func auditRecords(since: String? = nil) throws(ReplicaError) -> [AuditRecord] {
+        try auditRecords(since: since, newest: nil) { _ in true }
+    }
+
+    /// The records from `since` that `matching` accepts, oldest first; with `newest`, only
+    /// the newest that many, read from the end of the trail and stopping there (each line
+    /// must be opened to be filtered: the patient and the account are sealed).
+    public func auditRecords(since: String?, newest: Int?, matching: (AuditRecord) -> Bool) throws(ReplicaError)
+        -> [AuditRecord]
+    {
+        try read { db in
+            var result: [AuditRecord] = []
+            let order = newest == nil ? "ASC" : "DESC"
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT seq, body FROM audit_log WHERE at >= ? ORDER BY seq \(order)", arguments: [since ?? ""]
+            )
+            while let row = try rows.next() {
+                if let newest, result.count >= newest { break }
+                let seq: Int64 = row[0]
+                guard let plain = keys.open(row[1], context: Data("a1|\(seq)".utf8)),
+                    let record = try? JSONDecoder().decode(AuditRecord.self, from: plain)
+                else { throw ReplicaError.corruptState("audit line \(seq)") }
+                if matching(record) { result.append(record) }
+            }
+            return newest == nil ? result : result.reversed()
+        }
+    }
+}

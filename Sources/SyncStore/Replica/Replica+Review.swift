@@ -1,0 +1,54 @@
+import Foundation
+import GRDB
+public import SyncModel
+
+extension Replica {
+    /// Settles a conflict; audited. The chosen version is queued again (pending) with the
+    /// server's version at the time as its base, or the entry is closed when the server's
+    /// version is kept.
+    public func resolveConflict(seq: Int64, choice: ConflictChoice, actor: String) throws(OutboxError) {
+        let now = FHIRInstant.format(Date().timeIntervalSince1970)
+        try outboxWrite { db in
+            guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
+            let resolution = try ConflictResolution.resolve(entry, choice: choice, actor: actor, now: now)
+            let payload = resolution.payload
+            try rewriteEntry(
+                seq: seq, type: entry.resourceType, localID: entry.localID, operation: resolution.operation,
+                state: resolution.state, payload: payload, at: now, db: db)
+            try appendAudit(
+                AuditRecord(
+                    at: now, actor: actor, action: "conflict-resolve",
+                    target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)",
+                    detail: "entry #\(seq), kept \(resolution.kept)"), db: db)
+        }
+    }
+
+    /// Sends a parked entry again (after the cause was fixed on the server); audited.
+    public func retryParked(seq: Int64, actor: String) throws(OutboxError) {
+        let now = FHIRInstant.format(Date().timeIntervalSince1970)
+        try outboxWrite { db in
+            guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
+            let payload = try ConflictResolution.retry(entry)
+            try rewriteEntry(
+                seq: seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
+                state: .pending, payload: payload, at: now, db: db)
+            try appendAudit(
+                AuditRecord(
+                    at: now, actor: actor, action: "outbox-retry",
+                    target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)", detail: "entry #\(seq)"),
+                db: db)
+        }
+    }
+
+    func outboxWrite(_ body: (Database) throws -> Void) throws(OutboxError) {
+        do {
+            try durablePoolWrite(body)
+        } catch let error as OutboxError {
+            throw error
+        } catch let error as ReplicaError {
+            throw .replica(error)
+        } catch {
+            throw .replica(.database(String(describing: error)))
+        }
+    }
+}

@@ -1,0 +1,233 @@
+import Crypto
+import Foundation
+import GRDB
+public import SyncModel
+import Synchronization
+
+/// The encrypted local replica: one SQLite file (WAL mode, one writer, concurrent readers)
+/// holding the latest server version of every mirrored resource, sealed with AES-256-GCM.
+///
+/// ```swift
+/// let replica = try Replica.open(directory: "/var/lib/ehr-sync", kek: kek, keySource: "\(source)")
+/// let outcome = try replica.apply(ndjsonLines)
+/// let patient = try replica.resource(type: "Patient", id: "123")
+/// ```
+///
+/// Every row's seal binds its type, blinded id, versionId and tombstone flag as associated
+/// data, so a row cannot be swapped, moved or flipped without detection. Ids and patient
+/// references are stored only as blind indexes. Patient demographics are searchable through
+/// an index built in memory at open (``PatientIndex``), never written to disk.
+public final class Replica: Sendable {
+    /// File name of the replica database inside the state directory.
+    public static let fileName = "replica.sqlite"
+
+    /// Path of the SQLite file.
+    public let path: String
+    let pool: DatabasePool
+    let keys: KeyRing
+    let patients: Mutex<PatientIndex>
+    let sizeLimit: Int
+
+    private init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
+        self.path = path
+        self.pool = pool
+        self.keys = keys
+        self.patients = Mutex(PatientIndex())
+        self.sizeLimit = sizeLimit
+    }
+
+    /// Opens (creating if needed) the replica in `directory`, checks the KEK, runs pending
+    /// migrations and builds the in-memory patient index.
+    ///
+    /// - Parameters:
+    ///   - keySource: describes where the KEK came from, for error messages (never the key).
+    /// - Throws: ``ReplicaError/wrongKey(source:path:)`` without modifying the file when the
+    ///   KEK does not match.
+    public static func open(
+        directory: String, kek: KeyEncryptionKey, keySource: String, sizeLimit: Int = 64 << 20
+    ) throws(ReplicaError) -> Replica {
+        try ensureDirectory(directory)
+        let path = directory + "/" + fileName
+        var config = Configuration()
+        config.label = "replica"
+        // All writes share the pool's one writer, but under heavy reading (every read appends
+        // an audit line) SQLite can still answer SQLITE_BUSY while a write transaction waits
+        // for a WAL read slot; wait for it rather than fail the request.
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA temp_store = MEMORY;")
+        }
+        let pool: DatabasePool
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+        } catch {
+            throw .database(String(describing: error))
+        }
+        do {
+            // Check the key before anything writes: a wrong KEK leaves the file untouched.
+            let existing = try pool.read { db -> (wrapped: Data, replicaID: Data)? in
+                guard try db.tableExists("keyring") else { return nil }
+                guard let wrapped = try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1"),
+                    let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")
+                else { return nil }
+                return (wrapped, rid)
+            }
+            if let existing,
+                try unwrapDataKey(pool: pool, kek: kek, wrapped: existing.wrapped, replicaID: existing.replicaID) == nil
+            {
+                try? pool.close()
+                throw ReplicaError.wrongKey(source: keySource, path: path)
+            }
+            try ReplicaSchema.migrator(kek: kek).migrate(pool)
+            let (wrapped, rid) = try pool.read { db in
+                (
+                    try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1")!,
+                    try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+                )
+            }
+            guard let dek = try unwrapDataKey(pool: pool, kek: kek, wrapped: wrapped, replicaID: rid) else {
+                throw ReplicaError.wrongKey(source: keySource, path: path)
+            }
+            let replica = Replica(
+                path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
+            try replica.buildPatientIndex()
+            return replica
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// Unwraps the DEK with the KEK, or with the same key taken as a recovery key.
+    private static func unwrapDataKey(pool: DatabasePool, kek: KeyEncryptionKey, wrapped: Data, replicaID: Data) throws
+        -> SymmetricKey?
+    {
+        if let dek = KeyRing.unwrap(wrapped, with: kek, replicaID: replicaID) { return dek }
+        let recovery = try pool.read { db -> Data? in
+            guard try db.columns(in: "keyring").contains(where: { $0.name == "recovery_dek" }) else { return nil }
+            return try Data.fetchOne(db, sql: "SELECT recovery_dek FROM keyring WHERE id = 1")
+        }
+        return recovery.flatMap { KeyRing.unwrap($0, with: kek, replicaID: replicaID) }
+    }
+
+    /// Creates the recovery key, once: the DEK wrapped under it is stored; the key itself is
+    /// returned to be shown to the operator and never stored. `replace` makes a new one
+    /// (the old printed key stops working).
+    public func createRecoveryKey(replace: Bool = false) throws(ReplicaError) -> RecoveryKey? {
+        let recovery = RecoveryKey.generate()
+        let created: Bool = try durableWrite { db in
+            let existing = try Data.fetchOne(db, sql: "SELECT recovery_dek FROM keyring WHERE id = 1")
+            if existing != nil && !replace { return false }
+            let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+            let wrapped = try KeyRing.wrap(
+                dataKey: keys.dataKeyForRotation, with: recovery.keyEncryptionKey, replicaID: rid)
+            try db.execute(sql: "UPDATE keyring SET recovery_dek = ? WHERE id = 1", arguments: [wrapped])
+            return true
+        }
+        return created ? recovery : nil
+    }
+
+    /// Closes the database; later calls fail.
+    public func close() {
+        try? pool.close()
+    }
+
+    private static func ensureDirectory(_ directory: String) throws(ReplicaError) {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw .unusableDirectory(path: directory, reason: "not a directory") }
+            return
+        }
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw .unusableDirectory(path: directory, reason: "cannot create it")
+        }
+    }
+
+    // MARK: Keys
+
+    /// Rewraps the data key under a new KEK. Records are not rewritten.
+    public func rotateKey(to newKEK: KeyEncryptionKey) throws(ReplicaError) {
+        try durableWrite { db in
+            let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+            let dek = keys.dataKeyForRotation
+            let wrapped = try KeyRing.wrap(dataKey: dek, with: newKEK, replicaID: rid)
+            try db.execute(
+                sql: "UPDATE keyring SET wrapped_dek = ?, rotated_at = ? WHERE id = 1",
+                arguments: [wrapped, FHIRInstant.format(Date().timeIntervalSince1970)])
+        }
+    }
+
+    // MARK: Blinding
+
+    /// Blind index of a resource identity, as stored in the `bid` and `patient` columns.
+    func blind(type: String, id: String) -> Data { keys.blind(type: type, id: id) }
+
+    static func context(type: String, bid: Data, versionId: String?, deleted: Bool) -> Data {
+        // "r1|type|" bid "|versionId|0 or 1", built in one buffer (once per row read).
+        var d = Data(capacity: 8 + type.utf8.count + bid.count + (versionId?.utf8.count ?? 0))
+        d.append(contentsOf: "r1|".utf8)
+        d.append(contentsOf: type.utf8)
+        d.append(UInt8(ascii: "|"))
+        d.append(bid)
+        d.append(UInt8(ascii: "|"))
+        if let versionId { d.append(contentsOf: versionId.utf8) }
+        d.append(UInt8(ascii: "|"))
+        d.append(deleted ? UInt8(ascii: "1") : UInt8(ascii: "0"))
+        return d
+    }
+
+    // MARK: Helpers
+
+    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try pool.write(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// A transaction committed with `synchronous = FULL`: the WAL is fsync'd before this
+    /// returns, so the change survives a power cut. For what exists nowhere else: local
+    /// changes, audit records, accounts, operator decisions, keys. (GRDB opens the writer with
+    /// `synchronous = NORMAL`, crash-safe but not power-cut-safe, which is kept for what can be
+    /// fetched again from the EHR: pulled records, replay bookkeeping.)
+    func durableWrite<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try durablePoolWrite(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// ``durableWrite(_:)`` passing the body's errors through unchanged.
+    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+}
