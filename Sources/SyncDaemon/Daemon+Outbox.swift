@@ -53,7 +53,7 @@ extension Daemon {
             read: { type, id throws(ReplicaError) in try replica.localView(type: type, id: id) },
             search: { request throws(ReplicaError) in try replica.search(request) },
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
-            dataAsOf: { try? replica.syncState(.cursor) },
+            dataAsOf: { try? replica.syncState.value(.cursor) },
             queued: { wakeup.wake() })
         // The mirrored types, known without touching the replica: metadata is fetched often.
         let puller = self.puller
@@ -136,7 +136,7 @@ extension Daemon {
     /// The web viewer's banner (on every page): the EHR state, the data's age and the unsent
     /// changes, without the record counts of a full status.
     func banner() -> ViewerBanner {
-        guard let initialComplete = try? replica.syncState(.initialComplete) == "1",
+        guard let initialComplete = try? replica.syncState.value(.initialComplete) == "1",
             let outbox = try? outboxCounts()
         else {
             return ViewerBanner(state: "starting", failingSince: nil, dataAsOf: nil, unsent: 0, conflicts: 0)
@@ -144,7 +144,7 @@ extension Daemon {
         return ViewerBanner(
             state: state(initialComplete: initialComplete),
             failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
-            dataAsOf: try? replica.syncState(.cursor), unsent: outbox.unsent, conflicts: outbox.conflicts)
+            dataAsOf: try? replica.syncState.value(.cursor), unsent: outbox.unsent, conflicts: outbox.conflicts)
     }
 
     /// Open outbox entries by kind, without planning (for the banner).

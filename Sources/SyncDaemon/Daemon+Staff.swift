@@ -24,16 +24,16 @@ extension Daemon {
             var account = try existingAccount(name)
             account.passwordHash = try Self.hash(password)
             account.passwordChangedAt = FHIRInstant.format(Date().timeIntervalSince1970)
-            try replica.saveAccount(account, actor: actor, action: "user-passwd")
+            try replica.accounts.save(account, actor: actor, action: "user-passwd")
             sessions.closeAll(account: account.name)
             logger.notice("operator action", metadata: ["action": "user-passwd", "account": "\(account.name)"])
             return .done("password of \(account.name) changed; their open sessions are closed")
         case .userSetDisabled(let name, let disabled):
             return try setDisabled(disabled, name: name, actor: actor)
         case .userList:
-            return .users(try replica.accounts().map(StaffAccountSummary.init))
+            return .users(try replica.accounts.all().map(StaffAccountSummary.init))
         case .auditVerify:
-            let result = try replica.verifyAudit()
+            let result = try replica.audit.verify()
             switch result {
             case .success(let count):
                 logger.notice("operator action", metadata: ["action": "audit-verify", "records": "\(count)"])
@@ -44,7 +44,7 @@ extension Daemon {
             }
             return .auditVerification(result)
         case .auditList(let query):
-            let records = try replica.auditRecords(since: query.since, newest: query.limit) {
+            let records = try replica.audit.records(since: query.since, newest: query.limit) {
                 $0.matches(patient: query.patient, user: query.user)
             }
             logger.notice("operator action", metadata: ["action": "audit-list", "records": "\(records.count)"])
@@ -63,7 +63,7 @@ extension Daemon {
             throw StaffRefusal("language must be fr or en, not \"\(printableArgument(language))\"")
         }
         let displayName = Self.displayName(displayName) ?? name
-        guard try replica.account(named: name) == nil else {
+        guard try replica.accounts.account(named: name) == nil else {
             throw StaffRefusal(
                 "user \(name) already exists; change the password with `syncctl user passwd \(name)`")
         }
@@ -72,7 +72,7 @@ extension Daemon {
         let account = StaffAccount(
             name: name, displayName: displayName, language: language, passwordHash: hash, createdAt: now,
             passwordChangedAt: now)
-        try replica.saveAccount(account, actor: actor, action: "user-add")
+        try replica.accounts.save(account, actor: actor, action: "user-add")
         logger.notice("operator action", metadata: ["action": "user-add", "account": "\(name)"])
         return .done("user \(name) added (\(displayName), language \(language))")
     }
@@ -86,7 +86,7 @@ extension Daemon {
             return .done("user \(account.name) is already \(disabled ? "disabled" : "enabled")")
         }
         account.disabled = disabled
-        try replica.saveAccount(account, actor: actor, action: action)
+        try replica.accounts.save(account, actor: actor, action: action)
         logger.notice("operator action", metadata: ["action": "\(action)", "account": "\(account.name)"])
         return .done(
             disabled
@@ -96,7 +96,7 @@ extension Daemon {
 
     func existingAccount(_ name: String?) throws -> StaffAccount {
         let name = try Self.accountName(name)
-        guard let account = try replica.account(named: name) else {
+        guard let account = try replica.accounts.account(named: name) else {
             throw StaffRefusal("no user \(name) (see `syncctl user list`)")
         }
         return account

@@ -352,7 +352,7 @@ final class Daemon: Sendable {
 
     func status() throws -> StatusReport {
         let progress = puller.progress
-        let initialComplete = try replica.syncState(.initialComplete) == "1"
+        let initialComplete = try replica.syncState.value(.initialComplete) == "1"
         let held = try replica.heldSummary()
         let state = state(initialComplete: initialComplete)
         var initial: StatusReport.InitialSyncProgress?
@@ -366,7 +366,7 @@ final class Daemon: Sendable {
         let outbox = try outboxStatus()
         var report = StatusReport(
             state: state, resources: try replica.count(), initialSyncComplete: initialComplete,
-            lastSyncAt: try replica.syncState(.lastSyncAt), dataAsOf: try replica.syncState(.cursor),
+            lastSyncAt: try replica.syncState.value(.lastSyncAt), dataAsOf: try replica.syncState.value(.cursor),
             failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
             lastError: progress.lastError, initialSync: initial, heldChanges: held.total,
             heldRegressions: held.regressions, heldMassDeletions: held.massDeletions,

@@ -82,6 +82,6 @@ func typeList(_ types: [String]) -> String {
         #expect(try PHINeedles.find(needles, inFilesBelow: fixture.stateDir).isEmpty, "PHI in the state directory")
         let served = try await server.request(.GET, "Binary/scan-1", headers: [("Accept", "*/*")])
         #expect(served.status == 200)
-        #expect(try replica.attachment(url: fhir.baseURL + "/Binary/scan-1") == served.body)
+        #expect(try replica.attachments.data(url: fhir.baseURL + "/Binary/scan-1") == served.body)
     }
 }

@@ -170,7 +170,7 @@ private func addAccounts(_ fixture: DaemonFixture, _ accounts: [(name: String, l
     defer { replica.close() }
     let now = FHIRInstant.format(Date().timeIntervalSince1970)
     for account in accounts {
-        try replica.saveAccount(
+        try replica.accounts.save(
             StaffAccount(
                 name: account.name, displayName: "Dr \(account.name.capitalized)", language: account.language,
                 disabled: account.disabled, passwordHash: try PasswordHash.make(password), createdAt: now,
@@ -401,7 +401,7 @@ private func unsent(_ fixture: DaemonFixture) throws -> Int? {
         fixture.stop()
         let replica = try fixture.openReplica()
         defer { replica.close() }
-        let records = try replica.auditRecords()
+        let records = try replica.audit.records()
         func has(_ action: String, actor: String = "dr.martin", patient: String? = id) -> Bool {
             records.contains { $0.action == action && $0.actor == actor && (patient == nil || $0.patient == patient) }
         }
@@ -412,7 +412,7 @@ private func unsent(_ fixture: DaemonFixture) throws -> Int? {
         #expect(has("search", patient: nil))
         #expect(has("sign-in", patient: nil) && has("sign-out", patient: nil))
         #expect(has("view-summary", actor: "amelie"))
-        if case .failure(let broken) = try replica.verifyAudit() { Issue.record("audit chain broken: \(broken)") }
+        if case .failure(let broken) = try replica.audit.verify() { Issue.record("audit chain broken: \(broken)") }
         let log = fixture.log
         for needle in [patient.family, patient.ssn, "Vu pendant la panne", password] {
             #expect(!log.contains(needle), "the daemon log carries PHI or a password")

@@ -27,8 +27,8 @@ import Testing
     /// A replica with the five records, closed so that its file can be edited.
     func writeRecords() throws {
         let replica = try open()
-        for record in Self.records { try replica.audit(record) }
-        #expect(try replica.verifyAudit() == .success(Self.records.count))
+        for record in Self.records { try replica.audit.append(record) }
+        #expect(try replica.audit.verify() == .success(Self.records.count))
         replica.close()
     }
 
@@ -44,45 +44,45 @@ import Testing
     }
 
     @Test func anEmptyTrailVerifies() throws {
-        #expect(try open().verifyAudit() == .success(0))
+        #expect(try open().audit.verify() == .success(0))
     }
 
     @Test func recordsAreKeptInOrderAndVerify() throws {
         let replica = try open()
         for (n, record) in Self.records.enumerated() {
-            try replica.audit(record)
-            #expect(try replica.verifyAudit() == .success(n + 1))
+            try replica.audit.append(record)
+            #expect(try replica.audit.verify() == .success(n + 1))
         }
-        #expect(try replica.auditRecords() == Self.records)
-        #expect(try replica.auditRecords(since: Self.records[3].at) == Array(Self.records[3...]))
-        #expect(try replica.auditRecords(since: "2027-01-01T00:00:00Z").isEmpty)
+        #expect(try replica.audit.records() == Self.records)
+        #expect(try replica.audit.records(since: Self.records[3].at) == Array(Self.records[3...]))
+        #expect(try replica.audit.records(since: "2027-01-01T00:00:00Z").isEmpty)
         // The newest matching lines, read from the end, in trail order.
         let writes = Self.records.filter { $0.action == "local-write" }
         for newest in 0...4 {
             #expect(
-                try replica.auditRecords(since: nil, newest: newest) { $0.action == "local-write" }
+                try replica.audit.records(since: nil, newest: newest) { $0.action == "local-write" }
                     == Array(writes.suffix(newest)))
         }
         #expect(
-            try replica.auditRecords(since: Self.records[1].at, newest: 10) { $0.action == "local-write" }
+            try replica.audit.records(since: Self.records[1].at, newest: 10) { $0.action == "local-write" }
                 == Array(writes.dropFirst()))
         replica.close()
         let reopened = try open()
-        #expect(try reopened.verifyAudit() == .success(Self.records.count))
-        #expect(try reopened.auditRecords() == Self.records)
+        #expect(try reopened.audit.verify() == .success(Self.records.count))
+        #expect(try reopened.audit.records() == Self.records)
         // The chain goes on after a reopen.
-        try reopened.audit(AuditRecord(at: "2026-04-01T00:00:00.000Z", actor: "uid 0", action: "key-rotate"))
-        #expect(try reopened.verifyAudit() == .success(Self.records.count + 1))
+        try reopened.audit.append(AuditRecord(at: "2026-04-01T00:00:00.000Z", actor: "uid 0", action: "key-rotate"))
+        #expect(try reopened.audit.verify() == .success(Self.records.count + 1))
     }
 
     @Test func aBatchChainsLikeSingleAppends() throws {
         let replica = try open()
-        try replica.audit(Array(Self.records.prefix(2)))
-        try replica.audit(Array(Self.records.dropFirst(2)))
-        #expect(try replica.verifyAudit() == .success(Self.records.count))
-        #expect(try replica.auditRecords() == Self.records)
-        try replica.audit([])
-        #expect(try replica.verifyAudit() == .success(Self.records.count))
+        try replica.audit.append(Array(Self.records.prefix(2)))
+        try replica.audit.append(Array(Self.records.dropFirst(2)))
+        #expect(try replica.audit.verify() == .success(Self.records.count))
+        #expect(try replica.audit.records() == Self.records)
+        try replica.audit.append([])
+        #expect(try replica.audit.verify() == .success(Self.records.count))
     }
 
     @Test func linesAreSealedOnDisk() throws {
@@ -150,7 +150,7 @@ import Testing
     func tamperingIsFoundAtTheLineItTouched(tamper: Tamper) throws {
         try writeRecords()
         try DatabaseQueue(path: dir.file(Replica.fileName)).write { db in try tamper.apply(db) }
-        let broken = try brokenLine(try open().verifyAudit())
+        let broken = try brokenLine(try open().audit.verify())
         #expect(broken?.seq == tamper.expected.seq)
         #expect(broken?.reason == tamper.expected.reason)
     }
@@ -160,7 +160,7 @@ import Testing
         // Same records in another replica: its chain differs, so lines cannot be transplanted.
         let other = try TemporaryDirectory()
         let replica = try Replica.open(directory: other.path, kek: .generate(), keySource: "other key")
-        for record in Self.records { try replica.audit(record) }
+        for record in Self.records { try replica.audit.append(record) }
         replica.close()
         let theirs = try DatabaseQueue(path: other.file(Replica.fileName)).read { db in
             try Row.fetchAll(db, sql: "SELECT seq, at, body, chain FROM audit_log WHERE seq = 2")
@@ -171,7 +171,7 @@ import Testing
                 sql: "UPDATE audit_log SET at = ?, body = ?, chain = ? WHERE seq = 2",
                 arguments: [row["at"], row["body"], row["chain"]])
         }
-        let broken = try brokenLine(try open().verifyAudit())
+        let broken = try brokenLine(try open().audit.verify())
         #expect(broken?.seq == 2)
         #expect(broken?.reason == "line altered")
     }

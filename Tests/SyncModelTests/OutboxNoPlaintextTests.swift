@@ -65,7 +65,7 @@ import Testing
                 .utf8)
         try replica.updateEntry(entry, state: .parked, payload: payload)
         try replica.retryParked(seq: edit.seq, actor: Self.author)
-        #expect(try replica.verifyAudit() == .success(1))
+        #expect(try replica.audit.verify() == .success(1))
 
         let clientIdentifiers = try replica.outboxEntries().map { String($0.payload.clientIdentifier.dropFirst(9)) }
         #expect(clientIdentifiers.count == 4)

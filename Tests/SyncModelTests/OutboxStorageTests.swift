@@ -570,20 +570,20 @@ import Testing
         #expect(retried.payload.resource == payload.resource)
         #expect(try replica.outboxCounts() == [.pending: 1])
 
-        let audit = try replica.auditRecords()
+        let audit = try replica.audit.records()
         #expect(audit.count == 1)
         #expect(audit.last?.actor == "uid 1000")
         #expect(audit.last?.action == "outbox-retry")
         #expect(audit.last?.target == "Condition/c1")
         #expect(audit.last?.detail == "entry #\(queued.seq)")
-        #expect(try replica.verifyAudit() == .success(1))
+        #expect(try replica.audit.verify() == .success(1))
 
         expectOutboxError(.wrongState(seq: queued.seq, state: .pending, expected: "parked")) {
             try replica.retryParked(seq: queued.seq, actor: "uid 1000")
         }
         expectOutboxError(.noSuchEntry(999)) { try replica.retryParked(seq: 999, actor: "uid 1000") }
         // Refusals are not audited.
-        #expect(try replica.auditRecords().count == 1)
+        #expect(try replica.audit.records().count == 1)
     }
 
     /// Queues an update of c1 and puts it in conflict with a server version 3.
@@ -622,7 +622,7 @@ import Testing
             return
         }
         #expect(stored.json == Self.condition)
-        let audit = try #require(try replica.auditRecords().last)
+        let audit = try #require(try replica.audit.records().last)
         #expect(audit.action == "conflict-resolve")
         #expect(audit.actor == "dr-b")
         #expect(audit.target == "Condition/c1")
@@ -643,7 +643,7 @@ import Testing
         #expect(entry.payload.reason == nil)
         #expect(entry.payload.resource == before.payload.resource)
         #expect(entry.payload.resolution?.hasPrefix("kept local by dr-b at ") == true)
-        #expect(try replica.auditRecords().last?.detail == "entry #\(seq), kept local")
+        #expect(try replica.audit.records().last?.detail == "entry #\(seq), kept local")
     }
 
     @Test func aMergedVersionFromTheReviewerIsQueued() throws {
@@ -661,7 +661,7 @@ import Testing
         #expect(resource["id"] == "c1")
         #expect(resource["note"] == [["text": "merged"]])
         #expect(resource["meta"] == nil)
-        #expect(try replica.auditRecords().last?.detail == "entry #\(seq), kept file")
+        #expect(try replica.audit.records().last?.detail == "entry #\(seq), kept file")
     }
 
     @Test func aMergedVersionOfAnotherRecordIsRefused() throws {
@@ -676,7 +676,7 @@ import Testing
                 seq: seq, choice: .content(Data(#"{"resourceType":"Observation","id":"c1"}"#.utf8)), actor: "dr-b")
         }
         #expect(try entry(seq) == before)
-        #expect(try replica.auditRecords().isEmpty)
+        #expect(try replica.audit.records().isEmpty)
     }
 
     @Test func onlyConflictsAreResolved() throws {

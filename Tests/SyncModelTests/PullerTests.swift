@@ -52,8 +52,8 @@ import Testing
         let puller = try puller()
         try await puller.runCycle()
         #expect(try replica.count() == 5)
-        #expect(try replica.syncState(.initialComplete) == "1")
-        #expect(try replica.syncState(.initialMode) == "search")
+        #expect(try replica.syncState.value(.initialComplete) == "1")
+        #expect(try replica.syncState.value(.initialMode) == "search")
         #expect(puller.progress.phase == .idle)
 
         server.put(["resourceType": "Patient", "id": "p2", "gender": "male"])

@@ -202,8 +202,8 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
         let replica = try open()
         try replica.apply(
             [resourceJSON("Patient", "p1")], state: [.cursor: "https://ehr.example/fhir/Patient?page=Patient/p1"])
-        #expect(try replica.syncState(.cursor) == "https://ehr.example/fhir/Patient?page=Patient/p1")
-        try replica.setSyncState([.cursor: nil])
-        #expect(try replica.syncState(.cursor) == nil)
+        #expect(try replica.syncState.value(.cursor) == "https://ehr.example/fhir/Patient?page=Patient/p1")
+        try replica.syncState.set([.cursor: nil])
+        #expect(try replica.syncState.value(.cursor) == nil)
     }
 }

@@ -192,7 +192,7 @@ import Testing
     func replica(records count: Int) throws {
         let replica = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
         for i in 1...count {
-            try replica.audit(
+            try replica.audit.append(
                 AuditRecord(
                     at: "2026-11-0\(i)T10:00:00.000Z", actor: "amartin", action: "read", target: "Patient/p\(i)",
                     patient: "p\(i)"))
@@ -203,7 +203,7 @@ import Testing
     func screen() throws -> (text: String, exitCode: Int32) {
         let replica = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
         defer { replica.close() }
-        let result = try replica.verifyAudit()
+        let result = try replica.audit.verify()
         // Through the control socket's encoding, as syncctl receives it.
         let response = try JSONDecoder().decode(
             ControlResponse.self, from: JSONEncoder().encode(ControlResponse.auditVerification(result)))

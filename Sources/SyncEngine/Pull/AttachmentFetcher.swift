@@ -29,7 +29,9 @@ struct AttachmentFetcher {
     func fetch(_ newURLs: [String]) async throws {
         let replica = context.replica
         var pending = Set(
-            (try replica.syncState(SyncStateKey.attachmentsPending)).map { $0.split(separator: "\n").map(String.init) }
+            (try replica.syncState.value(SyncStateKey.attachmentsPending)).map {
+                $0.split(separator: "\n").map(String.init)
+            }
                 ?? [])
         let before = pending
         pending.formUnion(newURLs)
@@ -37,7 +39,7 @@ struct AttachmentFetcher {
         var fetched = 0
         var failed = 0
         for url in pending.sorted() {
-            if try replica.hasAttachment(url: url) {
+            if try replica.attachments.contains(url: url) {
                 pending.remove(url)
                 continue
             }
@@ -49,7 +51,7 @@ struct AttachmentFetcher {
                     failed += 1
                     continue
                 }
-                try replica.storeAttachment(url: url, data: response.body)
+                try replica.attachments.store(url: url, data: response.body)
                 pending.remove(url)
                 fetched += 1
             } catch let error as RemoteError where error == .cancelled {
@@ -59,7 +61,7 @@ struct AttachmentFetcher {
             }
         }
         if pending != before {
-            try replica.setSyncState([
+            try replica.syncState.set([
                 SyncStateKey.attachmentsPending: pending.isEmpty ? nil : pending.sorted().joined(separator: "\n")
             ])
         }

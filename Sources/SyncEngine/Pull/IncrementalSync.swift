@@ -20,7 +20,7 @@ struct IncrementalSync: PullEngine {
     }
 
     func run() async throws {
-        guard let cursorText = try replica.syncState(State.cursor), let cursor = SyncCursor(cursorText) else {
+        guard let cursorText = try replica.syncState.value(State.cursor), let cursor = SyncCursor(cursorText) else {
             throw RemoteError.badResponse(
                 route: "_history", reason: "no sync cursor; the initial sync has not completed")
         }
@@ -120,7 +120,7 @@ struct IncrementalSync: PullEngine {
             state[State.cursor] = SyncCursor(serverTime: cycleStart).text
             if dueSweep { state[State.lastSweep] = SyncCursor(serverTime: cycleStart).text }
         }
-        try replica.setSyncState(state)
+        try replica.syncState.set(state)
         logger.info(
             "incremental cycle",
             metadata: [
@@ -136,7 +136,7 @@ struct IncrementalSync: PullEngine {
     }
 
     func sweepDue(serverNow: Double?) throws -> Bool {
-        guard let last = try replica.syncState(State.lastSweep).flatMap(SyncCursor.init) else { return true }
+        guard let last = try replica.syncState.value(State.lastSweep).flatMap(SyncCursor.init) else { return true }
         guard let now = serverNow else { return false }
         return now - last.serverTime >= settings.sweepInterval
     }

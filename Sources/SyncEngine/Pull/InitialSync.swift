@@ -14,10 +14,10 @@ struct InitialSync: PullEngine {
 
     func run() async throws {
         let started = ContinuousClock.now
-        var mode = try replica.syncState(State.initialMode)
+        var mode = try replica.syncState.value(State.initialMode)
         if mode == nil {
             mode = chooseMode()
-            try replica.setSyncState([State.initialMode: mode])
+            try replica.syncState.set([State.initialMode: mode])
         }
         context.publish { $0.initialMode = mode }
         logger.info("initial sync", metadata: ["mode": "\(mode ?? "")", "types": "\(types.count)"])
@@ -28,7 +28,7 @@ struct InitialSync: PullEngine {
                 try await runExport(group: mode == "export-group")
             } catch ExportUnavailable.refused(let status) {
                 logger.warning("bulk export refused; falling back to paged search", metadata: ["status": "\(status)"])
-                try replica.setSyncState([State.initialMode: "search", State.exportStatus: nil])
+                try replica.syncState.set([State.initialMode: "search", State.exportStatus: nil])
                 context.publish { $0.initialMode = "search" }
                 try await runSearch()
             }
@@ -55,24 +55,24 @@ struct InitialSync: PullEngine {
 
     func runSearch() async throws {
         for type in types {
-            let total = try replica.syncState(State.initialTotal(type)).flatMap { Int($0) }
+            let total = try replica.syncState.value(State.initialTotal(type)).flatMap { Int($0) }
             context.publish { $0.setDone(type, done: (try? replica.count(type: type)) ?? 0, total: total) }
         }
         for type in types {
             try await searchType(type)
         }
-        guard let startedAt = try replica.syncState(State.initialStartedAt) else {
+        guard let startedAt = try replica.syncState.value(State.initialStartedAt) else {
             throw RemoteError.badResponse(
                 route: "search", reason: "the server sent no Date header to start the cursor from")
         }
-        try replica.setSyncState([
+        try replica.syncState.set([
             State.initialComplete: "1", State.cursor: startedAt, State.lastSweep: startedAt,
         ])
     }
 
     func searchType(_ type: String) async throws {
         let key = State.initialNext(type)
-        var next = try replica.syncState(key)
+        var next = try replica.syncState.value(key)
         if next == "done" { return }
         var url = next ?? "\(type)?_sort=_id&_count=\(settings.pageSize)"
         var pages = 0
@@ -81,7 +81,7 @@ struct InitialSync: PullEngine {
             var state: [SyncStateKey: String?] = [:]
             next = page.next
             state[key] = next ?? "done"
-            if try replica.syncState(State.initialStartedAt) == nil,
+            if try replica.syncState.value(State.initialStartedAt) == nil,
                 let serverTime = SyncCursor.serverTime(
                     dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
             {
@@ -127,16 +127,16 @@ struct InitialSync: PullEngine {
     }
 
     func runExport(group: Bool) async throws {
-        var manifestText = try replica.syncState(State.exportManifest)
+        var manifestText = try replica.syncState.value(State.exportManifest)
         while manifestText == nil {
-            var statusURL = try replica.syncState(State.exportStatus)
+            var statusURL = try replica.syncState.value(State.exportStatus)
             if statusURL == nil {
                 statusURL = try await kickOff(group: group)
             }
             manifestText = try await poll(statusURL!)
         }
         guard let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(manifestText!.utf8)) else {
-            try replica.setSyncState([State.exportManifest: nil, State.exportStatus: nil])
+            try replica.syncState.set([State.exportManifest: nil, State.exportStatus: nil])
             throw RemoteError.badResponse(route: "$export", reason: "the export manifest is not valid")
         }
         let wanted = Set(types)
@@ -156,7 +156,7 @@ struct InitialSync: PullEngine {
         guard let cursor = SyncCursor(manifest.transactionTime) else {
             throw RemoteError.badResponse(route: "$export", reason: "transactionTime is not an instant")
         }
-        try replica.setSyncState([
+        try replica.syncState.set([
             // A complete export is a full listing: it counts as a sweep.
             State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: cursor.text,
             State.exportStatus: nil,
@@ -172,7 +172,7 @@ struct InitialSync: PullEngine {
         }
         var state: [SyncStateKey: String?] = [State.exportStatus: location]
         if let date = response.serverDate { state[State.initialStartedAt] = SyncCursor(serverTime: date).text }
-        try replica.setSyncState(state)
+        try replica.syncState.set(state)
         logger.info("bulk export started", metadata: ["level": "\(group ? "group" : "system")"])
         return location
     }
@@ -185,7 +185,7 @@ struct InitialSync: PullEngine {
             switch response.status {
             case 200:
                 let text = String(decoding: response.body, as: UTF8.self)
-                try replica.setSyncState([State.exportManifest: text])
+                try replica.syncState.set([State.exportManifest: text])
                 return text
             case 202:
                 let wait =
@@ -196,7 +196,7 @@ struct InitialSync: PullEngine {
                 try await Task.sleep(for: .milliseconds(Int64(bounded * 1000)))
             case 404, 410:
                 logger.warning("export job expired; starting a new one")
-                try replica.setSyncState([State.exportStatus: nil])
+                try replica.syncState.set([State.exportStatus: nil])
                 return nil
             default:
                 throw RemoteError.status(route: "$export status", code: response.status)
@@ -208,7 +208,7 @@ struct InitialSync: PullEngine {
         let key = State.exportFile(index)
         var attempt = 0
         while true {
-            let state = try replica.syncState(key)
+            let state = try replica.syncState.value(key)
             if state == "done" { return }
             let committed = state.flatMap { Int($0) } ?? 0
             var seen = 0
@@ -226,7 +226,7 @@ struct InitialSync: PullEngine {
                     try await fetcher.fetch(fetcher.urls(in: prepared))
                     context.publish { $0.addDone(output.type, outcome.inserted, total: total) }
                 }
-                try replica.setSyncState([key: "done"])
+                try replica.syncState.set([key: "done"])
                 logger.info("export file imported", metadata: ["type": "\(output.type)", "lines": "\(seen)"])
                 return
             } catch let error as RemoteError where error == .cancelled {

@@ -70,13 +70,13 @@ public final class Puller: Sendable {
         do {
             let caps = try await capabilities.current()
             let types = try resourceTypes(caps)
-            if try replica.syncState(State.initialComplete) != "1" {
+            if try replica.syncState.value(State.initialComplete) != "1" {
                 publish { $0.phase = .initialSync }
                 try await InitialSync(context: context, capabilities: caps, types: types).run()
             }
             publish { $0.phase = .incremental }
             try await IncrementalSync(context: context, capabilities: caps, types: types).run()
-            let asOf = try replica.syncState(State.cursor)
+            let asOf = try replica.syncState.value(State.cursor)
             publish {
                 $0.phase = .idle
                 $0.cycles += 1
@@ -84,7 +84,7 @@ public final class Puller: Sendable {
                 $0.lastSyncAt = FHIRInstant.format(Date().timeIntervalSince1970)
                 $0.dataAsOf = asOf
             }
-            try replica.setSyncState([State.lastSyncAt: FHIRInstant.format(Date().timeIntervalSince1970)])
+            try replica.syncState.set([State.lastSyncAt: FHIRInstant.format(Date().timeIntervalSince1970)])
         } catch {
             publish { $0.lastError = "\(error)" }
             throw error

@@ -128,10 +128,29 @@ public final class LocalAPIServer: Sendable {
 struct LocalRequestContext: RequestContext, RemoteAddressRequestContext {
     var coreContext: CoreRequestContextStorage
     let remoteAddress: SocketAddress?
+    /// Who the bearer token names, set by ``BearerAuthentication`` on every `/fhir` route.
+    var author = ""
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress
+    }
+}
+
+/// Authorization for the local FHIR API, once for every route under `/fhir`: a bearer token
+/// from the local API credentials, or 401 before any handler runs. The author the token names
+/// goes into the request context for the audit trail.
+struct BearerAuthentication: RouterMiddleware {
+    typealias Context = LocalRequestContext
+    let routes: Routes
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        guard let author = routes.author(request) else { return routes.unauthorized() }
+        var context = context
+        context.author = author
+        return try await next(request, context)
     }
 }
 
@@ -144,12 +163,12 @@ struct Routes: Sendable {
     let logger: Logger
 
     func register(on router: Router<LocalRequestContext>) {
-        router.get("fhir/metadata") { request, _ in
-            guard author(request) != nil else { return unauthorized() }
+        let fhir = router.group("fhir").add(middleware: BearerAuthentication(routes: self))
+        fhir.get("metadata") { _, _ in
             return respond(.ok, json: Self.capabilityStatement(types: handlers.types()))
         }
-        router.get("fhir/{type}/{id}") { request, context in
-            guard let actor = author(request) else { return unauthorized() }
+        fhir.get("{type}/{id}") { _, context in
+            let actor = context.author
             let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
             guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
                 return outcome(.badRequest, "invalid", "not a resource type and id")
@@ -182,8 +201,8 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
             }
         }
-        router.get("fhir/{type}") { request, context in
-            guard let actor = author(request) else { return unauthorized() }
+        fhir.get("{type}") { request, context in
+            let actor = context.author
             let type = context.parameters.get("type") ?? ""
             guard FHIRID.isValidType(type) else { return outcome(.notFound, "not-found", "not a resource type") }
             let pairs = request.uri.queryParameters.map { (String($0.key), String($0.value)) }
@@ -219,8 +238,8 @@ struct Routes: Sendable {
             }
         }
         // Registered under {type}: a literal "Patient" segment would shadow GET /fhir/{type}.
-        router.get("fhir/{type}/{id}/$everything") { request, context in
-            guard let actor = author(request) else { return unauthorized() }
+        fhir.get("{type}/{id}/$everything") { request, context in
+            let actor = context.author
             guard context.parameters.get("type") == "Patient" else {
                 return outcome(.notFound, "not-supported", "$everything is supported on Patient only")
             }
@@ -241,8 +260,7 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
             }
         }
-        router.get("fhir/{type}/{id}/_history/{vid}") { request, context in
-            guard author(request) != nil else { return unauthorized() }
+        fhir.get("{type}/{id}/_history/{vid}") { _, context in
             let (type, id) = (context.parameters.get("type") ?? "", context.parameters.get("id") ?? "")
             let vid = context.parameters.get("vid") ?? ""
             guard FHIRID.isValidType(type), FHIRID.isValid(id) else {
@@ -258,13 +276,13 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
             }
         }
-        router.post("fhir/{type}") { request, context in
+        fhir.post("{type}") { request, context in
             try await write(request, context, operation: .create)
         }
-        router.put("fhir/{type}/{id}") { request, context in
+        fhir.put("{type}/{id}") { request, context in
             try await write(request, context, operation: .update)
         }
-        router.delete("fhir/{type}/{id}") { request, context in
+        fhir.delete("{type}/{id}") { request, context in
             try await write(request, context, operation: .delete)
         }
     }
@@ -272,7 +290,7 @@ struct Routes: Sendable {
     func write(_ request: Request, _ context: LocalRequestContext, operation: OutboxOperation) async throws
         -> Response
     {
-        guard let author = author(request) else { return unauthorized() }
+        let author = context.author
         let type = context.parameters.get("type") ?? ""
         let id = context.parameters.get("id")
         guard FHIRID.isValidType(type) else { return outcome(.badRequest, "invalid", "not a resource type") }

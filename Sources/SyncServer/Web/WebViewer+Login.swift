@@ -41,7 +41,7 @@ extension WebViewer {
         }
         let account: StaffAccount?
         do {
-            account = StaffAccount.isValidName(name) ? try dependencies.replica.account(named: name) : nil
+            account = StaffAccount.isValidName(name) ? try dependencies.replica.accounts.account(named: name) : nil
         } catch {
             logger.error("web sign-in: accounts unreadable", metadata: ["reason": "\(error)"])
             return WebResponse.text(.internalServerError, l10n(.readFailed))
@@ -69,8 +69,7 @@ extension WebViewer {
         return WebResponse.redirect("/patients", extra: [(.setCookie, WebSession.setCookie(token: token))])
     }
 
-    func logout(_ request: Request) async -> Response {
-        guard let signed = signedIn(request) else { return unauthenticated(request) }
+    func logout(_ request: Request, _ signed: Signed) async -> Response {
         switch await checkedForm(request, signed) {
         case .refused(let response): return response
         case .value: break

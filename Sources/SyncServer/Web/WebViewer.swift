@@ -100,33 +100,55 @@ public final class WebViewer: Sendable {
         router.post("/login") { request, context in
             await self.login(request, address: Self.clientAddress(context))
         }
-        router.post("/logout") { request, _ in await self.logout(request) }
-        router.get("/patients") { request, _ in await self.search(request) }
-        router.get("/patients/{id}") { request, context in
-            await self.patientPage(request, id: context.parameters.get("id"), action: "view-summary") {
-                summary, frame in
-                PatientSummaryPage.render(summary, frame: frame)
-            }
+        router.post("/logout", use: signedIn { request, _, signed in await self.logout(request, signed) })
+        router.get("/patients", use: signedIn { request, _, signed in await self.search(request, signed) })
+        router.get(
+            "/patients/{id}",
+            use: signedIn { _, context, signed in
+                await self.patientPage(signed, id: context.parameters.get("id"), action: "view-summary") {
+                    summary, frame in
+                    PatientSummaryPage.render(summary, frame: frame)
+                }
+            })
+        router.get(
+            "/patients/{id}/print",
+            use: signedIn { _, context, signed in
+                await self.patientPage(signed, id: context.parameters.get("id"), action: "print") { summary, frame in
+                    PrintPages.summary(summary, frame: frame)
+                }
+            })
+        router.get(
+            "/patients/{id}/entry",
+            use: signedIn { _, context, signed in
+                await self.patientPage(signed, id: context.parameters.get("id"), action: "entry-form") {
+                    summary, frame in
+                    DowntimeEntryPage.form(patient: summary.patient, input: .init(), problems: [], frame: frame)
+                }
+            })
+        router.post(
+            "/patients/{id}/entry",
+            use: signedIn { request, context, signed in
+                await self.entry(request, signed, id: context.parameters.get("id"))
+            })
+        router.get(
+            "/patients/{id}/documents/{doc}/attachment/{n}",
+            use: signedIn { _, context, signed in
+                await self.attachment(
+                    signed, id: context.parameters.get("id"), document: context.parameters.get("doc"),
+                    index: context.parameters.get("n"))
+            })
+        router.get("/daysheet", use: signedIn { request, _, signed in await self.daySheet(request, signed) })
+    }
+
+    /// The session check of every page behind sign-in, once for all of them: the handler runs
+    /// only with a valid session; otherwise pages go to sign-in and anything else gets 401.
+    func signedIn<Context: RequestContext>(
+        _ handler: @escaping @Sendable (Request, Context, Signed) async -> Response
+    ) -> @Sendable (Request, Context) async -> Response {
+        { request, context in
+            guard let signed = self.signedIn(request) else { return self.unauthenticated(request) }
+            return await handler(request, context, signed)
         }
-        router.get("/patients/{id}/print") { request, context in
-            await self.patientPage(request, id: context.parameters.get("id"), action: "print") { summary, frame in
-                PrintPages.summary(summary, frame: frame)
-            }
-        }
-        router.get("/patients/{id}/entry") { request, context in
-            await self.patientPage(request, id: context.parameters.get("id"), action: "entry-form") { summary, frame in
-                DowntimeEntryPage.form(patient: summary.patient, input: .init(), problems: [], frame: frame)
-            }
-        }
-        router.post("/patients/{id}/entry") { request, context in
-            await self.entry(request, id: context.parameters.get("id"))
-        }
-        router.get("/patients/{id}/documents/{doc}/attachment/{n}") { request, context in
-            await self.attachment(
-                request, id: context.parameters.get("id"), document: context.parameters.get("doc"),
-                index: context.parameters.get("n"))
-        }
-        router.get("/daysheet") { request, _ in await self.daySheet(request) }
     }
 
     // MARK: Sessions
@@ -222,8 +244,7 @@ public final class WebViewer: Sendable {
 
     // MARK: Pages
 
-    func search(_ request: Request) async -> Response {
-        guard let signed = signedIn(request) else { return unauthenticated(request) }
+    func search(_ request: Request, _ signed: Signed) async -> Response {
         let query = PatientSearchPage.Query(form: WebForm(encoded: request.uri.query ?? ""))
         guard !query.isEmpty else {
             return WebResponse.html(.ok, PatientSearchPage.render(query: query, outcome: .none, frame: signed.frame))
@@ -256,9 +277,8 @@ public final class WebViewer: Sendable {
 
     /// A page about one patient: the local view's `$everything`, recorded, then rendered.
     func patientPage(
-        _ request: Request, id: String?, action: String, render: (PatientSummary, PageFrame) -> HTML
+        _ signed: Signed, id: String?, action: String, render: (PatientSummary, PageFrame) -> HTML
     ) async -> Response {
-        guard let signed = signedIn(request) else { return unauthenticated(request) }
         switch summary(id, signed) {
         case .refused(let response): return response
         case .value(let summary):
@@ -291,8 +311,7 @@ public final class WebViewer: Sendable {
         }
     }
 
-    func daySheet(_ request: Request) async -> Response {
-        guard let signed = signedIn(request) else { return unauthenticated(request) }
+    func daySheet(_ request: Request, _ signed: Signed) async -> Response {
         let form = WebForm(encoded: request.uri.query ?? "")
         var ids: [String] = []
         for value in form.values("ids") {
@@ -337,8 +356,7 @@ public final class WebViewer: Sendable {
         }
     }
 
-    func attachment(_ request: Request, id: String?, document: String?, index: String?) async -> Response {
-        guard let signed = signedIn(request) else { return unauthenticated(request) }
+    func attachment(_ signed: Signed, id: String?, document: String?, index: String?) async -> Response {
         guard let id, let document, let index = index.flatMap({ Int($0) }), index >= 0, FHIRID.isValid(id),
             FHIRID.isValid(document)
         else { return WebResponse.text(.notFound, signed.l10n(.notFound)) }
@@ -353,7 +371,8 @@ public final class WebViewer: Sendable {
             case .inline(let bytes, let type):
                 (data, contentType) = (bytes, type)
             case .url(let url, let type):
-                guard let stored = try dependencies.replica.attachment(url: dependencies.attachmentURL(url)) else {
+                guard let stored = try dependencies.replica.attachments.data(url: dependencies.attachmentURL(url))
+                else {
                     return WebResponse.text(.notFound, signed.l10n(.attachmentNotStored))
                 }
                 (data, contentType) = PatientSummary.nativeContent(stored, contentType: type)
@@ -374,8 +393,7 @@ public final class WebViewer: Sendable {
 
     // MARK: Downtime entry
 
-    func entry(_ request: Request, id: String?) async -> Response {
-        guard let signed = signedIn(request) else { return unauthenticated(request) }
+    func entry(_ request: Request, _ signed: Signed, id: String?) async -> Response {
         let form: WebForm
         switch await checkedForm(request, signed) {
         case .refused(let response): return response

@@ -95,7 +95,7 @@ extension Replica {
     {
         let (outcome, patientsChanged) = try write { db in
             let result = try store(prepared, db: db)
-            try writeState(state, db: db)
+            try syncState.write(state, db: db)
             return result
         }
         indexPatients(patientsChanged)
@@ -193,7 +193,7 @@ extension Replica {
     ) throws(ReplicaError) -> DeletionOutcome {
         let bid = blind(type: type, id: id)
         let outcome = try tombstone(type: type, bid: bid, versionId: versionId, lastUpdated: lastUpdated)
-        if !state.isEmpty { try setSyncState(state) }
+        if !state.isEmpty { try syncState.set(state) }
         if type == "Patient", outcome == .tombstoned {
             patients.withLock { $0.remove(bid: bid) }
         }

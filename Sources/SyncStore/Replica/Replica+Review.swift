@@ -15,7 +15,7 @@ extension Replica {
             try rewriteEntry(
                 seq: seq, type: entry.resourceType, localID: entry.localID, operation: resolution.operation,
                 state: resolution.state, payload: payload, at: now, db: db)
-            try appendAudit(
+            try audit.append(
                 AuditRecord(
                     at: now, actor: actor, action: "conflict-resolve",
                     target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)",
@@ -32,7 +32,7 @@ extension Replica {
             try rewriteEntry(
                 seq: seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
                 state: .pending, payload: payload, at: now, db: db)
-            try appendAudit(
+            try audit.append(
                 AuditRecord(
                     at: now, actor: actor, action: "outbox-retry",
                     target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)", detail: "entry #\(seq)"),

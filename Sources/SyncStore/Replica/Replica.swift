@@ -21,19 +21,33 @@ public final class Replica: Sendable {
     /// File name of the replica database inside the state directory.
     public static let fileName = "replica.sqlite"
 
-    /// Path of the SQLite file.
-    public let path: String
-    let pool: DatabasePool
-    let keys: KeyRing
+    /// The SQLite database every store of the replica shares.
+    let database: ReplicaDatabase
     let patients: Mutex<PatientIndex>
-    let sizeLimit: Int
+
+    /// The audit trail: who read or changed what, hash-chained.
+    public let audit: AuditTrail
+    /// Staff accounts (audited through ``audit``).
+    public let accounts: AccountStore
+    /// Sync bookkeeping: cursors and resume points, typed by ``SyncStateKey``.
+    public let syncState: SyncStateStore
+    /// DocumentReference attachments fetched from the EHR.
+    public let attachments: AttachmentStore
+
+    /// Path of the SQLite file.
+    public var path: String { database.path }
+    var pool: DatabasePool { database.pool }
+    var keys: KeyRing { database.keys }
+    var sizeLimit: Int { database.sizeLimit }
 
     private init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
-        self.path = path
-        self.pool = pool
-        self.keys = keys
+        let database = ReplicaDatabase(path: path, pool: pool, keys: keys, sizeLimit: sizeLimit)
+        self.database = database
         self.patients = Mutex(PatientIndex())
-        self.sizeLimit = sizeLimit
+        self.audit = AuditTrail(database: database)
+        self.accounts = AccountStore(database: database, audit: audit)
+        self.syncState = SyncStateStore(database: database)
+        self.attachments = AttachmentStore(database: database)
     }
 
     /// Opens (creating if needed) the replica in `directory`, checks the KEK, runs pending
@@ -180,54 +194,15 @@ public final class Replica: Sendable {
         return d
     }
 
-    // MARK: Helpers
+    // MARK: Helpers (the shared database's, for the resource code in Replica+*.swift)
 
-    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
-        do {
-            return try pool.write(body)
-        } catch let error as ReplicaError {
-            throw error
-        } catch {
-            throw .database(String(describing: error))
-        }
-    }
+    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T { try database.write(body) }
 
-    /// A transaction committed with `synchronous = FULL`: the WAL is fsync'd before this
-    /// returns, so the change survives a power cut. For what exists nowhere else: local
-    /// changes, audit records, accounts, operator decisions, keys. (GRDB opens the writer with
-    /// `synchronous = NORMAL`, crash-safe but not power-cut-safe, which is kept for what can be
-    /// fetched again from the EHR: pulled records, replay bookkeeping.)
     func durableWrite<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
-        do {
-            return try durablePoolWrite(body)
-        } catch let error as ReplicaError {
-            throw error
-        } catch {
-            throw .database(String(describing: error))
-        }
+        try database.durableWrite(body)
     }
 
-    /// ``durableWrite(_:)`` passing the body's errors through unchanged.
-    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T {
-        try pool.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-            defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
-            var result: T?
-            try db.inTransaction {
-                result = try body(db)
-                return .commit
-            }
-            return result!
-        }
-    }
+    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T { try database.durablePoolWrite(body) }
 
-    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
-        do {
-            return try pool.read(body)
-        } catch let error as ReplicaError {
-            throw error
-        } catch {
-            throw .database(String(describing: error))
-        }
-    }
+    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T { try database.read(body) }
 }

@@ -16,7 +16,7 @@ public final class AccessLog: Sendable {
         self.replica = replica
         self.monitor = Mutex(monitor)
         self.logger = logger
-        self.commits = GroupCommit(label: "ehr-sync.audit") { records in try replica.audit(records) }
+        self.commits = GroupCommit(label: "ehr-sync.audit") { records in try replica.audit.append(records) }
     }
 
     /// Appends one access; returns once it is committed durably (with whatever other

@@ -4,22 +4,25 @@ public import SyncModel
 
 /// Attachments the server serves by URL (e.g. a DocumentReference's scanned letter),
 /// sealed like records and found by the blind index of their absolute URL.
-extension Replica {
-    func attachmentBID(_ url: String) -> Data { blind(type: "Attachment", id: url) }
+public struct AttachmentStore: Sendable {
+    let database: ReplicaDatabase
+    var keys: KeyRing { database.keys }
+
+    func attachmentBID(_ url: String) -> Data { database.blind(type: "Attachment", id: url) }
 
     static func attachmentContext(_ bid: Data) -> Data { Data("a1|".utf8) + bid }
 
-    public func hasAttachment(url: String) throws(ReplicaError) -> Bool {
+    public func contains(url: String) throws(ReplicaError) -> Bool {
         let bid = attachmentBID(url)
-        return try read { db in
+        return try database.read { db in
             try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM attachment WHERE bid = ?)", arguments: [bid])
                 ?? false
         }
     }
 
-    public func storeAttachment(url: String, data: Data) throws(ReplicaError) {
+    public func store(url: String, data: Data) throws(ReplicaError) {
         let bid = attachmentBID(url)
-        try write { db in
+        try database.write { db in
             try db.execute(
                 sql: """
                     INSERT INTO attachment (bid, size, body, fetched_at) VALUES (?, ?, ?, ?)
@@ -33,9 +36,9 @@ extension Replica {
     }
 
     /// The stored attachment, or nil; an altered one is an integrity error.
-    public func attachment(url: String) throws(ReplicaError) -> Data? {
+    public func data(url: String) throws(ReplicaError) -> Data? {
         let bid = attachmentBID(url)
-        return try read { db in
+        return try database.read { db in
             guard
                 let row = try Row.fetchOne(
                     db, sql: "SELECT rowid, body FROM attachment WHERE bid = ?", arguments: [bid])

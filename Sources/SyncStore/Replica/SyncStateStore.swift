@@ -4,11 +4,14 @@ public import SyncModel
 
 /// Sync bookkeeping (cursors, resume points), sealed like records: a next-page link or a
 /// cursor may carry ids.
-extension Replica {
+public struct SyncStateStore: Sendable {
+    let database: ReplicaDatabase
+    var keys: KeyRing { database.keys }
+
     /// A sync-state value, or nil when unset.
-    public func syncState(_ key: SyncStateKey) throws(ReplicaError) -> String? {
+    public func value(_ key: SyncStateKey) throws(ReplicaError) -> String? {
         let name = key.name
-        return try read { db in
+        return try database.read { db in
             guard
                 let sealed = try Data.fetchOne(
                     try db.cachedStatement(sql: "SELECT value FROM sync_state WHERE name = ?"), arguments: [name])
@@ -21,11 +24,11 @@ extension Replica {
     }
 
     /// Sets or clears sync-state values in one transaction.
-    public func setSyncState(_ values: [SyncStateKey: String?]) throws(ReplicaError) {
-        try write { db in try writeState(values, db: db) }
+    public func set(_ values: [SyncStateKey: String?]) throws(ReplicaError) {
+        try database.write { db in try write(values, db: db) }
     }
 
-    func writeState(_ values: [SyncStateKey: String?], db: Database) throws {
+    func write(_ values: [SyncStateKey: String?], db: Database) throws {
         for (key, value) in values {
             let name = key.name
             if let value {

@@ -5,15 +5,18 @@ public import SyncModel
 
 /// The audit trail: append-only, each line sealed and chained to the one before with an
 /// HMAC (key derived from the DEK), so an edited, removed or reordered line breaks the chain.
-extension Replica {
-    func appendAudit(_ record: AuditRecord, db: Database) throws {
-        try appendAudit([record], db: db)
+public struct AuditTrail: Sendable {
+    let database: ReplicaDatabase
+    var keys: KeyRing { database.keys }
+
+    func append(_ record: AuditRecord, db: Database) throws {
+        try append([record], db: db)
     }
 
     /// Appends records in order within the caller's transaction; the sealed head (last number
     /// and link, kept apart from the lines so that removing the newest lines is detected too)
     /// is written once, after the last.
-    func appendAudit(_ records: [AuditRecord], db: Database) throws {
+    func append(_ records: [AuditRecord], db: Database) throws {
         guard !records.isEmpty else { return }
         let last = try Row.fetchOne(
             try db.cachedStatement(sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1"))
@@ -33,13 +36,13 @@ extension Replica {
     }
 
     /// Appends one record in its own transaction.
-    public func audit(_ record: AuditRecord) throws(ReplicaError) {
-        try audit([record])
+    public func append(_ record: AuditRecord) throws(ReplicaError) {
+        try append([record])
     }
 
     /// Appends records in order, in one transaction (one fsync).
-    public func audit(_ records: [AuditRecord]) throws(ReplicaError) {
-        try durableWrite { db in try appendAudit(records, db: db) }
+    public func append(_ records: [AuditRecord]) throws(ReplicaError) {
+        try database.durableWrite { db in try append(records, db: db) }
     }
 
     func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {
@@ -52,8 +55,8 @@ extension Replica {
     }
 
     /// Checks the whole chain; returns the number of records, or the first broken line.
-    public func verifyAudit() throws(ReplicaError) -> Result<Int, AuditBreak> {
-        try read { db in
+    public func verify() throws(ReplicaError) -> Result<Int, AuditBreak> {
+        try database.read { db in
             var previous = Data(repeating: 0, count: 32)
             var expected: Int64 = 1
             let cursor = try Row.fetchCursor(db, sql: "SELECT seq, at, body, chain FROM audit_log ORDER BY seq")
@@ -87,17 +90,17 @@ extension Replica {
     }
 
     /// Audit records in order (newest last), optionally since an instant.
-    public func auditRecords(since: String? = nil) throws(ReplicaError) -> [AuditRecord] {
-        try auditRecords(since: since, newest: nil) { _ in true }
+    public func records(since: String? = nil) throws(ReplicaError) -> [AuditRecord] {
+        try records(since: since, newest: nil) { _ in true }
     }
 
     /// The records from `since` that `matching` accepts, oldest first; with `newest`, only
     /// the newest that many, read from the end of the trail and stopping there (each line
     /// must be opened to be filtered: the patient and the account are sealed).
-    public func auditRecords(since: String?, newest: Int?, matching: (AuditRecord) -> Bool) throws(ReplicaError)
+    public func records(since: String?, newest: Int?, matching: (AuditRecord) -> Bool) throws(ReplicaError)
         -> [AuditRecord]
     {
-        try read { db in
+        try database.read { db in
             var result: [AuditRecord] = []
             let order = newest == nil ? "ASC" : "DESC"
             let rows = try Row.fetchCursor(

@@ -1,0 +1,74 @@
+import Foundation
+import GRDB
+import SyncModel
+
+/// The replica's one SQLite database, shared by its stores (``Replica`` for the records,
+/// ``AuditTrail``, ``AccountStore``, ``SyncStateStore``, ``AttachmentStore``): the pool (WAL,
+/// one writer, concurrent readers), the key ring, and the kinds of transaction they use.
+/// Stores that must change together (an account and its audit line) share one transaction by
+/// taking the `Database` of the write they run in.
+final class ReplicaDatabase: Sendable {
+    let path: String
+    let pool: DatabasePool
+    let keys: KeyRing
+    /// Largest resource accepted, in bytes.
+    let sizeLimit: Int
+
+    init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
+        self.path = path
+        self.pool = pool
+        self.keys = keys
+        self.sizeLimit = sizeLimit
+    }
+
+    func blind(type: String, id: String) -> Data { keys.blind(type: type, id: id) }
+
+    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try pool.write(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// A transaction committed with `synchronous = FULL`: the WAL is fsync'd before this
+    /// returns, so the change survives a power cut. For what exists nowhere else: local
+    /// changes, audit records, accounts, operator decisions, keys. (GRDB opens the writer with
+    /// `synchronous = NORMAL`, crash-safe but not power-cut-safe, which is kept for what can be
+    /// fetched again from the EHR: pulled records, replay bookkeeping.)
+    func durableWrite<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try durablePoolWrite(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+
+    /// ``durableWrite(_:)`` passing the body's errors through unchanged.
+    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T {
+        try pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            defer { try? db.execute(sql: "PRAGMA synchronous = NORMAL") }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        do {
+            return try pool.read(body)
+        } catch let error as ReplicaError {
+            throw error
+        } catch {
+            throw .database(String(describing: error))
+        }
+    }
+}
