@@ -75,12 +75,12 @@ func encryptedRun(_ lines: [Data]) throws -> Double {
         var start = 0
         while start < lines.count {
             let end = min(start + batch, lines.count)
-            let outcome = try replica.apply(Array(lines[start..<end]))
+            let outcome = try replica.records.apply(Array(lines[start..<end]))
             precondition(outcome.inserted == end - start)
             start = end
         }
     }
-    let stored = try replica.count()
+    let stored = try replica.records.count()
     precondition(stored == lines.count)
     return elapsed
 }

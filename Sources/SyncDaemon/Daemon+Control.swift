@@ -29,9 +29,9 @@ extension Daemon {
                 logger.notice("operator action", metadata: ["action": "sync-now"])
                 return .done("a sync cycle starts now (or right after the one in progress)")
             case .held:
-                return .held(try replica.heldChanges())
+                return .held(try replica.held.list())
             case .decideHeld(let decision, let rows):
-                let count = try replica.decide(decision, rows: rows)
+                let count = try replica.held.decide(decision, rows: rows)
                 logger.notice(
                     "operator action", metadata: ["action": "\(request.command.name)", "count": "\(count)"])
                 return .done(
@@ -39,7 +39,7 @@ extension Daemon {
                         ? "\(count) held change(s) applied to the replica"
                         : "\(count) held change(s) rejected; the replica keeps its versions")
             case .verify:
-                let report = try replica.verify()
+                let report = try replica.records.verify()
                 logger.notice("operator action", metadata: ["action": "verify", "ok": "\(report.ok)"])
                 return .verify(report)
             case .keyRotate(let file):
@@ -79,20 +79,20 @@ extension Daemon {
         switch command {
         case .outbox(let all):
             let (open, plan) = try reconciler.plan()
-            let entries = all ? try replica.outboxEntries() : open
+            let entries = all ? try replica.outbox.entries() : open
             return .outbox(entries.map { OutboxItem($0, waiting: plan.waiting[$0.seq]) })
         case .conflicts:
-            let entries = try replica.outboxEntries(states: [.conflict])
+            let entries = try replica.outbox.entries(states: [.conflict])
             return .outbox(entries.map { OutboxItem($0, waiting: nil) })
         case .conflictShow(let seq):
-            guard let entry = try replica.outboxEntry(seq: seq) else { throw OutboxError.noSuchEntry(seq) }
+            guard let entry = try replica.outbox.entry(seq: seq) else { throw OutboxError.noSuchEntry(seq) }
             guard entry.state == .conflict else {
                 throw OutboxError.wrongState(seq: seq, state: entry.state, expected: "conflict")
             }
             logger.notice("operator action", metadata: ["action": "conflict-show", "entry": "\(seq)"])
             return .conflict(ConflictDetail(entry))
         case .outboxRetry(let seq):
-            try replica.retryParked(seq: seq, actor: actor)
+            try replica.outbox.retryParked(seq: seq, actor: actor)
             wakeup.wake()
             logger.notice("operator action", metadata: ["action": "outbox-retry", "entry": "\(seq)"])
             return .done("change #\(seq) is queued again; it is sent \(nextSend())")
@@ -114,7 +114,7 @@ extension Daemon {
                 kept = "file"
                 outcome = "the merged record is queued for the EHR; it is sent \(nextSend())"
             }
-            try replica.resolveConflict(seq: seq, choice: choice, actor: actor)
+            try replica.outbox.resolveConflict(seq: seq, choice: choice, actor: actor)
             if choice != .remote { wakeup.wake() }
             logger.notice(
                 "operator action", metadata: ["action": "conflict-resolve", "entry": "\(seq)", "kept": "\(kept)"])

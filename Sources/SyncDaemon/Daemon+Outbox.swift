@@ -50,7 +50,7 @@ extension Daemon {
         let wakeup = self.wakeup
         var handlers = LocalAPIHandlers(
             enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
-            read: { type, id throws(ReplicaError) in try replica.localView(type: type, id: id) },
+            read: { type, id throws(ReplicaError) in try replica.outbox.localView(type: type, id: id) },
             search: { request throws(ReplicaError) in try replica.search(request) },
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
             dataAsOf: { try? replica.syncState.value(.cursor) },
@@ -92,7 +92,7 @@ extension Daemon {
     /// moment first (`[replay] start_jitter`), so practices coming back together do not
     /// all write at once.
     func replayOutbox() async throws {
-        let counts = try replica.outboxCounts()
+        let counts = try replica.outbox.counts()
         guard (counts[.pending] ?? 0) > 0 else { return }
         if replayJitterDue.withLock({ due in
             defer { due = false }
@@ -149,7 +149,7 @@ extension Daemon {
 
     /// Open outbox entries by kind, without planning (for the banner).
     func outboxCounts() throws -> (unsent: Int, conflicts: Int) {
-        let counts = try replica.outboxCounts()
+        let counts = try replica.outbox.counts()
         return ((counts[.pending] ?? 0) + (counts[.parked] ?? 0), counts[.conflict] ?? 0)
     }
 
@@ -161,7 +161,7 @@ extension Daemon {
     }
 
     func outboxStatus() throws -> OutboxStatus {
-        let counts = try replica.outboxCounts()
+        let counts = try replica.outbox.counts()
         var status = OutboxStatus(
             pending: counts[.pending] ?? 0, parked: counts[.parked] ?? 0, conflicts: counts[.conflict] ?? 0)
         if status.pending > 0 {

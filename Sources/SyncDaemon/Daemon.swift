@@ -137,7 +137,7 @@ final class Daemon: Sendable {
         let daemon = Daemon(
             config: config, keySource: source, replica: replica, client: client, puller: puller,
             reconciler: reconciler, liveness: liveness, monitor: monitor, logger: logger)
-        let resources = (try? replica.count()) ?? 0
+        let resources = (try? replica.records.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
             let server = try await ControlServer.start(path: config.controlSocket, logger: logger) { request in
@@ -197,7 +197,7 @@ final class Daemon: Sendable {
             // then enough successes); a pull that merely outlived an outage does not qualify.
             if monitor.replayAllowed {
                 try await replayOutbox()
-            } else if try replica.outboxCounts()[.pending, default: 0] > 0 {
+            } else if try replica.outbox.counts()[.pending, default: 0] > 0 {
                 logger.info(
                     "replay waits until the EHR is confirmed online", metadata: ["state": "\(monitor.state.rawValue)"])
                 // Recovering: the next cycle's successes confirm it; no need to wait a poll interval.
@@ -280,7 +280,7 @@ final class Daemon: Sendable {
         var rows = 0
         do {
             while !Task.isCancelled {
-                let n = try replica.fillOutlines()
+                let n = try replica.records.fillOutlines()
                 if n == 0 { break }
                 if rows == 0 { logger.info("adding outlines to rows stored before this version (one-time upgrade)") }
                 rows += n
@@ -353,7 +353,7 @@ final class Daemon: Sendable {
     func status() throws -> StatusReport {
         let progress = puller.progress
         let initialComplete = try replica.syncState.value(.initialComplete) == "1"
-        let held = try replica.heldSummary()
+        let held = try replica.held.summary()
         let state = state(initialComplete: initialComplete)
         var initial: StatusReport.InitialSyncProgress?
         if !progress.types.isEmpty || !initialComplete {
@@ -365,7 +365,7 @@ final class Daemon: Sendable {
         }
         let outbox = try outboxStatus()
         var report = StatusReport(
-            state: state, resources: try replica.count(), initialSyncComplete: initialComplete,
+            state: state, resources: try replica.records.count(), initialSyncComplete: initialComplete,
             lastSyncAt: try replica.syncState.value(.lastSyncAt), dataAsOf: try replica.syncState.value(.cursor),
             failingSince: monitor.failingSince.map { FHIRInstant.format($0) },
             lastError: progress.lastError, initialSync: initial, heldChanges: held.total,

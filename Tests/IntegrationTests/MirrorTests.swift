@@ -10,9 +10,9 @@ func assertReplicaEqualsServer(_ fixture: DaemonFixture, _ server: ServerClient,
     var checked = 0
     for type in types {
         let remote = try await server.all(type)
-        #expect(try replica.count(type: type) == remote.count, "count of \(type)")
+        #expect(try replica.records.count(type: type) == remote.count, "count of \(type)")
         for (id, resource) in remote {
-            guard let local = try replica.resource(type: type, id: id) else {
+            guard let local = try replica.records.resource(type: type, id: id) else {
                 Issue.record("\(type) missing from the replica")
                 continue
             }
@@ -72,10 +72,10 @@ func typeList(_ types: [String]) -> String {
         let replica = try fixture.openReplica()
         defer { replica.close() }
         for id in ids.suffix(5) {
-            #expect(try replica.resource(type: "Observation", id: id) == nil)
-            #expect(try replica.resource(type: "Observation", id: id, includeDeleted: true)?.deleted == true)
+            #expect(try replica.records.resource(type: "Observation", id: id) == nil)
+            #expect(try replica.records.resource(type: "Observation", id: id, includeDeleted: true)?.deleted == true)
         }
-        #expect(try replica.resource(type: "Observation", id: ids[0])?.versionId != "1")
+        #expect(try replica.records.resource(type: "Observation", id: ids[0])?.versionId != "1")
         // Neither the daemon's log (debug level) nor its state directory carries PHI.
         let needles = try PHINeedles(lines: try TestData.allLines("small")).all
         #expect(PHINeedles.find(needles, in: Array(fixture.log.utf8)).isEmpty, "PHI in the daemon's log")

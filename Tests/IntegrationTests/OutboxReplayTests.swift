@@ -585,7 +585,7 @@ private func inventedName(_ prefix: String) -> String {
 
         // Nothing lost: every entry is done, every change is on the EHR.
         let replica = try fixture.openReplica()
-        let entries = try replica.outboxEntries()
+        let entries = try replica.outbox.entries()
         replica.close()
         #expect(entries.count == changes)
         let notDone = entries.filter { $0.state != .done }
@@ -780,7 +780,7 @@ private func inventedName(_ prefix: String) -> String {
 
         // Exactly the two creates were queued; no name reached the log or the disk in clear.
         let replica = try fixture.openReplica()
-        #expect(try replica.outboxEntries().map(\.state) == [.done, .done])
+        #expect(try replica.outbox.entries().map(\.state) == [.done, .done])
         replica.close()
         let needles = [family, given, secondFamily]
         #expect(PHINeedles.find(needles, in: Array(fixture.log.utf8)).isEmpty, "PHI in the daemon's log")

@@ -131,10 +131,10 @@ func isDataRequest(_ uri: String) -> Bool {
         let replica = try fixture.openReplica()
         defer { replica.close() }
         for id in edited {
-            #expect(try replica.resource(type: "Condition", id: id)?.versionId == "2")
+            #expect(try replica.records.resource(type: "Condition", id: id)?.versionId == "2")
         }
         for n in 0..<3 {
-            #expect(try replica.resource(type: "Condition", id: "after-backup-\(n)") != nil)
+            #expect(try replica.records.resource(type: "Condition", id: "after-backup-\(n)") != nil)
         }
     }
 

@@ -108,9 +108,9 @@ import Testing
             let replica = try fixture.openReplica()
             defer { replica.close() }
             for type in Self.types {
-                #expect(try replica.count(type: type) == ids[type]?.count, "count of \(type)")
+                #expect(try replica.records.count(type: type) == ids[type]?.count, "count of \(type)")
                 for id in ids[type] ?? [] {
-                    #expect(try replica.resource(type: type, id: id) != nil, "\(type) in the replica")
+                    #expect(try replica.records.resource(type: type, id: id) != nil, "\(type) in the replica")
                 }
             }
         }
@@ -130,8 +130,8 @@ import Testing
         do {
             let replica = try fixture.openReplica()
             defer { replica.close() }
-            #expect(try replica.resource(type: "Observation", id: "obs-new") != nil)
-            #expect(try replica.count(type: "Observation") == 7)
+            #expect(try replica.records.resource(type: "Observation", id: "obs-new") != nil)
+            #expect(try replica.records.count(type: "Observation") == 7)
         }
         Self.expectNoJWT(in: fixture.log)
     }
@@ -159,7 +159,7 @@ import Testing
         Self.expectNoJWT(in: log)
         let replica = try fixture.openReplica()
         defer { replica.close() }
-        #expect(try replica.count() == 0)
+        #expect(try replica.records.count() == 0)
     }
 
     @Test func anUnknownClientIDIsRefusedWithTheOAuthError() async throws {

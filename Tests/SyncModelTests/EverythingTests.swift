@@ -84,7 +84,7 @@ import Testing
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         defer { replica.close() }
         let lines = try TestData.allLines("small")
-        #expect(try replica.apply(lines).inserted == lines.count)
+        #expect(try replica.records.apply(lines).inserted == lines.count)
         let stored = Set(lines)
         let patients = try TestData.lines("small", type: "Patient").map {
             try #require(JSONValue(data: $0)["id"]?.stringValue)
@@ -130,13 +130,13 @@ import Testing
         let dir = try TemporaryDirectory()
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         defer { replica.close() }
-        #expect(try replica.apply(try TestData.allLines("small")).inserted == 5828)
+        #expect(try replica.records.apply(try TestData.allLines("small")).inserted == 5828)
         let first = try #require(try TestData.lines("small", type: "Patient").first)
         let patient = try #require(try JSONValue(data: first)["id"]?.stringValue)
         let before = try #require(try replica.everything(patientID: patient))
         let note =
             #"{"resourceType":"Observation","status":"final","code":{"text":"pulse"},"subject":{"reference":"Patient/\#(patient)"}}"#
-        let queued = try replica.enqueue(
+        let queued = try replica.outbox.enqueue(
             LocalChange(
                 operation: .create, resourceType: "Observation", id: nil, resource: Data(note.utf8), author: "alice"),
             isInFlight: { _ in false })
@@ -167,7 +167,7 @@ import Testing
         let dir = try TemporaryDirectory()
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         defer { replica.close() }
-        try replica.apply(try TestData.allLines("small"))
+        try replica.records.apply(try TestData.allLines("small"))
         let path = dir.file(Replica.fileName)
         for count in [nil, 1, 8] {
             let sql = Replica.compartmentSQL(typeCount: count)
@@ -182,15 +182,15 @@ import Testing
             let detail = try plan(sql, replica, path: path)
             #expect(detail.contains("INDEX"), "\(sql): \(detail)")
         }
-        #expect(try replica.count() == 5828)
-        let before = try replica.counts()
+        #expect(try replica.records.count() == 5828)
+        let before = try replica.records.counts()
         #expect(before.values.reduce(0, +) == 5828)
         // A tombstone leaves the counts (all rows minus tombstones).
         let line = try #require(try TestData.lines("small", type: "Condition").first)
         let condition = try #require(try JSONValue(data: line)["id"]?.stringValue)
-        try replica.applyDeletion(type: "Condition", id: condition, versionId: "999")
-        #expect(try replica.count() == 5827)
-        #expect(try replica.count(type: "Condition") == before["Condition"]! - 1)
-        #expect(try replica.counts()["Condition"] == before["Condition"]! - 1)
+        try replica.records.applyDeletion(type: "Condition", id: condition, versionId: "999")
+        #expect(try replica.records.count() == 5827)
+        #expect(try replica.records.count(type: "Condition") == before["Condition"]! - 1)
+        #expect(try replica.records.counts()["Condition"] == before["Condition"]! - 1)
     }
 }

@@ -27,10 +27,10 @@ import Testing
     @Test func aRowsAssociatedDataIsPinned() {
         let bid = Data([0xAB, 0x00, 0x7C])
         #expect(
-            Replica.context(type: "Observation", bid: bid, versionId: "12", deleted: false)
+            ResourceStore.context(type: "Observation", bid: bid, versionId: "12", deleted: false)
                 == Data("r1|Observation|".utf8) + bid + Data("|12|0".utf8))
         #expect(
-            Replica.context(type: "Patient", bid: bid, versionId: nil, deleted: true)
+            ResourceStore.context(type: "Patient", bid: bid, versionId: nil, deleted: true)
                 == Data("r1|Patient|".utf8) + bid + Data("||1".utf8))
     }
 }

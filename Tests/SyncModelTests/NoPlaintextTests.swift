@@ -17,7 +17,7 @@ import Testing
 
         let dir = try TemporaryDirectory()
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
-        let outcome = try replica.apply(lines)
+        let outcome = try replica.records.apply(lines)
         #expect(outcome.inserted == lines.count)
         // While open (the WAL holds the pages), then after a clean close.
         var hits = try PHINeedles.find(needles.all, inFilesBelow: dir.path)

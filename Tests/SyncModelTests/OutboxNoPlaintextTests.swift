@@ -22,7 +22,7 @@ import Testing
     @Test func queuedChangesLeaveNoPlaintextOnDisk() throws {
         let dir = try TemporaryDirectory()
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
-        try replica.apply([
+        try replica.records.apply([
             Data(
                 #"{"resourceType":"Patient","id":"\#(Self.mirroredID)","meta":{"versionId":"1"},"name":[{"family":"\#(Self.mirroredFamily)"}],"identifier":[{"value":"\#(Self.mirroredIdentifier)"}]}"#
                     .utf8),
@@ -34,7 +34,7 @@ import Testing
         func enqueue(_ operation: OutboxOperation, _ type: String, _ id: String?, _ json: String?) throws
             -> QueuedChange
         {
-            try replica.enqueue(
+            try replica.outbox.enqueue(
                 LocalChange(
                     operation: operation, resourceType: type, id: id, resource: json.map { Data($0.utf8) },
                     author: Self.author))
@@ -57,17 +57,17 @@ import Testing
             .update, "Patient", Self.mirroredID,
             #"{"resourceType":"Patient","id":"\#(Self.mirroredID)","name":[{"family":"\#(Self.mirroredFamily)"}],"active":false}"#
         )
-        let entry = try #require(try replica.outboxEntry(seq: edit.seq))
+        let entry = try #require(try replica.outbox.entry(seq: edit.seq))
         var payload = entry.payload
         payload.reason = "HTTP 422: error duplicate: \(Self.diagnostics)"
         payload.outcome = Data(
             #"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"duplicate","diagnostics":"\#(Self.diagnostics)"}]}"#
                 .utf8)
-        try replica.updateEntry(entry, state: .parked, payload: payload)
-        try replica.retryParked(seq: edit.seq, actor: Self.author)
+        try replica.outbox.update(entry, state: .parked, payload: payload)
+        try replica.outbox.retryParked(seq: edit.seq, actor: Self.author)
         #expect(try replica.audit.verify() == .success(1))
 
-        let clientIdentifiers = try replica.outboxEntries().map { String($0.payload.clientIdentifier.dropFirst(9)) }
+        let clientIdentifiers = try replica.outbox.entries().map { String($0.payload.clientIdentifier.dropFirst(9)) }
         #expect(clientIdentifiers.count == 4)
         let needles =
             [

@@ -25,7 +25,7 @@ import Testing
     init() throws {
         dir = try TemporaryDirectory()
         replica = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
-        let outcome = try replica.apply([Self.patient, Self.condition, Self.observation])
+        let outcome = try replica.records.apply([Self.patient, Self.condition, Self.observation])
         #expect(outcome.inserted == 3)
     }
 
@@ -36,7 +36,7 @@ import Testing
         _ operation: OutboxOperation, _ type: String, _ id: String? = nil, _ json: String? = nil,
         author: String = "alice", isInFlight: (Int64) -> Bool = { _ in false }
     ) throws(OutboxError) -> QueuedChange {
-        try replica.enqueue(
+        try replica.outbox.enqueue(
             LocalChange(
                 operation: operation, resourceType: type, id: id, resource: json.map { Data($0.utf8) },
                 author: author),
@@ -44,7 +44,7 @@ import Testing
     }
 
     func entry(_ seq: Int64) throws -> OutboxEntry {
-        try #require(try replica.outboxEntry(seq: seq))
+        try #require(try replica.outbox.entry(seq: seq))
     }
 
     func value(_ data: Data?) throws -> JSONValue {
@@ -78,7 +78,7 @@ import Testing
         }
         object["id"] = .string(serverID)
         object["meta"] = ["versionId": .string(version), "lastUpdated": "2026-02-01T00:00:00Z"]
-        return try replica.prepare(JSONValue.object(object).data())
+        return try replica.records.prepare(JSONValue.object(object).data())
     }
 
     // MARK: Queuing
@@ -114,7 +114,9 @@ import Testing
         // What is queued has no tag: the tag is only in the local view.
         #expect(try tagCode(entry.payload.resource) == nil)
 
-        guard case .pending(let body, let seq, let state) = try replica.localView(type: "Patient", id: queued.localID)
+        guard
+            case .pending(let body, let seq, let state) = try replica.outbox.localView(
+                type: "Patient", id: queued.localID)
         else {
             Issue.record("expected a pending local view")
             return
@@ -123,8 +125,8 @@ import Testing
         #expect(seq == queued.seq)
         #expect(state == .pending)
         // Not in the mirror: only in the outbox.
-        #expect(try replica.resource(type: "Patient", id: queued.localID) == nil)
-        #expect(try replica.outboxCounts() == [.pending: 1])
+        #expect(try replica.records.resource(type: "Patient", id: queued.localID) == nil)
+        #expect(try replica.outbox.counts() == [.pending: 1])
     }
 
     @Test func twoCreatesGetDifferentIDsAndIncreasingNumbers() throws {
@@ -147,14 +149,14 @@ import Testing
         #expect(entry.payload.base == Self.condition)
         #expect(entry.payload.baseVersion == "2")
         #expect(entry.payload.after == nil)
-        guard case .pending(let body, _, .pending) = try replica.localView(type: "Condition", id: "c1") else {
+        guard case .pending(let body, _, .pending) = try replica.outbox.localView(type: "Condition", id: "c1") else {
             Issue.record("expected a pending local view")
             return
         }
         #expect(try value(body)["note"] == [["text": "local"]])
         #expect(try tagCode(body) == "pending")
         // The mirror keeps the server's version.
-        #expect(try replica.resource(type: "Condition", id: "c1")?.json == Self.condition)
+        #expect(try replica.records.resource(type: "Condition", id: "c1")?.json == Self.condition)
     }
 
     @Test func anUpdateWithoutIDInTheBodyTakesTheURLs() throws {
@@ -169,7 +171,7 @@ import Testing
             .update, "Condition", "c1", #"{"resourceType":"Condition","id":"c1","note":[{"text":"two"}]}"#,
             author: "bob")
         #expect(second.seq == first.seq)
-        let entries = try replica.outboxEntries()
+        let entries = try replica.outbox.entries()
         #expect(entries.count == 1)
         let entry = try #require(entries.first)
         #expect(entry.operation == .update)
@@ -193,7 +195,7 @@ import Testing
         #expect(entry.payload.clientIdentifier == clientIdentifier)
         #expect(try value(entry.payload.resource)["name"] == [["family": "B"]])
         #expect(try value(entry.payload.resource)["id"] == .string(created.localID))
-        #expect(try replica.outboxEntries().count == 1)
+        #expect(try replica.outbox.entries().count == 1)
     }
 
     @Test func aCreateThenADeleteCancelOut() throws {
@@ -204,12 +206,12 @@ import Testing
         let entry = try entry(created.seq)
         #expect(entry.state == .discarded)
         #expect(entry.payload.reason != nil)
-        #expect(try replica.outboxEntries(states: [.pending, .parked, .conflict]).isEmpty)
-        guard case .notFound = try replica.localView(type: "Patient", id: created.localID) else {
+        #expect(try replica.outbox.entries(states: [.pending, .parked, .conflict]).isEmpty)
+        guard case .notFound = try replica.outbox.localView(type: "Patient", id: created.localID) else {
             Issue.record("expected notFound")
             return
         }
-        #expect(try replica.outboxCounts() == [.discarded: 1])
+        #expect(try replica.outbox.counts() == [.discarded: 1])
         // Nothing left to change.
         expectOutboxError(.notFound(resourceType: "Patient")) {
             try enqueue(.update, "Patient", created.localID, #"{"resourceType":"Patient"}"#)
@@ -223,13 +225,13 @@ import Testing
         let deleted = try enqueue(.delete, "Condition", "c1")
         #expect(deleted.seq == updated.seq)
         #expect(deleted.resource == nil)
-        let entries = try replica.outboxEntries()
+        let entries = try replica.outbox.entries()
         #expect(entries.count == 1)
         #expect(entries.first?.operation == .delete)
         #expect(entries.first?.payload.resource == nil)
         #expect(entries.first?.payload.base == Self.condition)
         #expect(entries.first?.payload.baseVersion == "2")
-        guard case .deletedLocally(let seq) = try replica.localView(type: "Condition", id: "c1") else {
+        guard case .deletedLocally(let seq) = try replica.outbox.localView(type: "Condition", id: "c1") else {
             Issue.record("expected deletedLocally")
             return
         }
@@ -239,7 +241,7 @@ import Testing
             try enqueue(.update, "Condition", "c1", #"{"resourceType":"Condition"}"#)
         }
         expectOutboxError(.gone(resourceType: "Condition")) { try enqueue(.delete, "Condition", "c1") }
-        #expect(try replica.outboxEntries().count == 1)
+        #expect(try replica.outbox.entries().count == 1)
     }
 
     @Test func aDeleteOfAMirroredResourceKeepsItsBase() throws {
@@ -249,7 +251,7 @@ import Testing
         #expect(entry.payload.serverID == "o1")
         #expect(entry.payload.base == Self.observation)
         #expect(entry.payload.baseVersion == "1")
-        guard case .deletedLocally = try replica.localView(type: "Observation", id: "o1") else {
+        guard case .deletedLocally = try replica.outbox.localView(type: "Observation", id: "o1") else {
             Issue.record("expected deletedLocally")
             return
         }
@@ -277,7 +279,7 @@ import Testing
         // The first entry is untouched.
         #expect(try entry(first.seq) == firstEntry)
         // The local view shows the latest change.
-        guard case .pending(let body, let seq, _) = try replica.localView(type: "Condition", id: "c1") else {
+        guard case .pending(let body, let seq, _) = try replica.outbox.localView(type: "Condition", id: "c1") else {
             Issue.record("expected a pending local view")
             return
         }
@@ -288,7 +290,7 @@ import Testing
             .update, "Condition", "c1", #"{"resourceType":"Condition","id":"c1","note":[{"text":"three"}]}"#,
             isInFlight: { $0 == first.seq })
         #expect(third.seq == second.seq)
-        #expect(try replica.outboxEntries().count == 2)
+        #expect(try replica.outbox.entries().count == 2)
         #expect(try entry(second.seq).payload.after == first.seq)
     }
 
@@ -297,8 +299,9 @@ import Testing
         let first = try enqueue(
             .update, "Condition", "c1", #"{"resourceType":"Condition","id":"c1","note":[{"text":"one"}]}"#)
         let firstEntry = try entry(first.seq)
-        try replica.updateEntry(firstEntry, state: state, payload: firstEntry.payload)
-        guard case .pending(let body, _, let viewState) = try replica.localView(type: "Condition", id: "c1") else {
+        try replica.outbox.update(firstEntry, state: state, payload: firstEntry.payload)
+        guard case .pending(let body, _, let viewState) = try replica.outbox.localView(type: "Condition", id: "c1")
+        else {
             Issue.record("expected a pending local view")
             return
         }
@@ -314,8 +317,10 @@ import Testing
     @Test func aCorrectionOfAParkedCreateIsKeptAndShown() throws {
         let created = try enqueue(.create, "Patient", nil, #"{"resourceType":"Patient","gender":"mal"}"#)
         let rejected = try entry(created.seq)
-        try replica.updateEntry(rejected, state: .parked, payload: rejected.payload)
-        guard case .pending(let parkedView, _, .parked) = try replica.localView(type: "Patient", id: created.localID)
+        try replica.outbox.update(rejected, state: .parked, payload: rejected.payload)
+        guard
+            case .pending(let parkedView, _, .parked) = try replica.outbox.localView(
+                type: "Patient", id: created.localID)
         else {
             Issue.record("expected the parked version")
             return
@@ -324,13 +329,14 @@ import Testing
         let corrected = try enqueue(
             .update, "Patient", created.localID,
             #"{"resourceType":"Patient","id":"\#(created.localID)","gender":"male"}"#)
-        guard case .pending(let body, let seq, _) = try replica.localView(type: "Patient", id: created.localID) else {
+        guard case .pending(let body, let seq, _) = try replica.outbox.localView(type: "Patient", id: created.localID)
+        else {
             Issue.record("expected the corrected version")
             return
         }
         #expect(seq == corrected.seq)
         #expect(try value(body)["gender"] == "male")
-        let open = try replica.outboxEntries(states: [.pending, .parked, .conflict])
+        let open = try replica.outbox.entries(states: [.pending, .parked, .conflict])
         #expect(try open.contains { try value($0.payload.resource)["gender"] == "male" })
     }
 
@@ -357,7 +363,7 @@ import Testing
     }
 
     @Test func aTombstonedTargetIsGone() throws {
-        try replica.applyDeletion(type: "Observation", id: "o1", versionId: "2")
+        try replica.records.applyDeletion(type: "Observation", id: "o1", versionId: "2")
         expectOutboxError(.gone(resourceType: "Observation")) {
             try enqueue(.update, "Observation", "o1", #"{"resourceType":"Observation"}"#)
         }
@@ -371,7 +377,7 @@ import Testing
         expectOutboxError(.invalid("the resource's id does not match the URL's id")) {
             try enqueue(.update, "Condition", "c1", #"{"resourceType":"Condition","id":1}"#)
         }
-        #expect(try replica.outboxEntries().isEmpty)
+        #expect(try replica.outbox.entries().isEmpty)
     }
 
     @Test func malformedChangesAreRefused() {
@@ -387,7 +393,7 @@ import Testing
             try enqueue(.update, "Condition", "c1", #"{"resourceType":"Observation","id":"c1"}"#)
         }
         #expect(throws: OutboxError.self) { try enqueue(.create, "Patient", nil, "{") }
-        #expect((try? replica.outboxEntries().isEmpty) == true)
+        #expect((try? replica.outbox.entries().isEmpty) == true)
     }
 
     @Test func oversizedResourcesAreRefused() throws {
@@ -395,7 +401,7 @@ import Testing
         let note = String(repeating: "n", count: 2000)
         let body = #"{"resourceType":"Patient","text":{"div":"\#(note)"}}"#
         do {
-            _ = try small.enqueue(
+            _ = try small.outbox.enqueue(
                 LocalChange(
                     operation: .create, resourceType: "Patient", id: nil, resource: Data(body.utf8), author: "a"))
             Issue.record("an oversized resource was queued")
@@ -420,7 +426,7 @@ import Testing
         #expect(try entry(patient.seq).payload.references == [])
 
         // The plan built from the stored entries sends the patient first.
-        let entries = try replica.outboxEntries(states: [.pending, .parked, .conflict])
+        let entries = try replica.outbox.entries(states: [.pending, .parked, .conflict])
         let plan = ReplayPlan.plan(
             entries.map {
                 ReplayPlan.Item(
@@ -448,24 +454,24 @@ import Testing
         let created = try enqueue(.create, "Patient", nil, #"{"resourceType":"Patient","name":[{"family":"Neuf"}]}"#)
         let entry = try entry(created.seq)
         let result = try serverVersion(of: entry, serverID: "srv-100", version: "1")
-        try replica.completeEntry(entry, serverID: "srv-100", resultVersion: "1", result: result, deleted: false)
+        try replica.outbox.complete(entry, serverID: "srv-100", resultVersion: "1", result: result, deleted: false)
 
-        #expect(try replica.serverID(ofLocal: "Patient", created.localID) == "srv-100")
-        #expect(try replica.serverID(ofLocal: "Patient", "p1") == nil)
+        #expect(try replica.outbox.serverID(ofLocal: "Patient", created.localID) == "srv-100")
+        #expect(try replica.outbox.serverID(ofLocal: "Patient", "p1") == nil)
         let done = try self.entry(created.seq)
         #expect(done.state == .done)
         #expect(done.payload.serverID == "srv-100")
         #expect(done.payload.resultVersion == "1")
-        #expect(try replica.resource(type: "Patient", id: "srv-100")?.versionId == "1")
-        guard case .server(let stored) = try replica.localView(type: "Patient", id: created.localID) else {
+        #expect(try replica.records.resource(type: "Patient", id: "srv-100")?.versionId == "1")
+        guard case .server(let stored) = try replica.outbox.localView(type: "Patient", id: created.localID) else {
             Issue.record("expected the server's version")
             return
         }
         #expect(stored.id == "srv-100")
         #expect(stored.versionId == "1")
         #expect(try value(stored.json)["name"] == [["family": "Neuf"]])
-        #expect(try replica.outboxCounts() == [.done: 1])
-        #expect(try replica.searchPatients(PatientQuery(family: "neuf")).map(\.id) == ["srv-100"])
+        #expect(try replica.outbox.counts() == [.done: 1])
+        #expect(try replica.records.searchPatients(PatientQuery(family: "neuf")).map(\.id) == ["srv-100"])
 
         // Later edits through the local id go to the server's record, with its version as base.
         let updated = try enqueue(
@@ -496,10 +502,11 @@ import Testing
 
         let entry = try entry(created.seq)
         let result = try serverVersion(of: entry, serverID: "srv-7", version: "1")
-        try replica.completeEntry(entry, serverID: "srv-7", resultVersion: "1", result: result, deleted: false)
+        try replica.outbox.complete(entry, serverID: "srv-7", resultVersion: "1", result: result, deleted: false)
 
         // The chained edit is not on the server yet: the local view must still show it.
-        guard case .pending(let body, let seq, _) = try replica.localView(type: "Patient", id: created.localID) else {
+        guard case .pending(let body, let seq, _) = try replica.outbox.localView(type: "Patient", id: created.localID)
+        else {
             Issue.record("the queued edit is hidden by the replayed create")
             return
         }
@@ -515,7 +522,7 @@ import Testing
             isInFlight: { $0 == created.seq })
         let entry = try entry(created.seq)
         let result = try serverVersion(of: entry, serverID: "srv-8", version: "1")
-        try replica.completeEntry(entry, serverID: "srv-8", resultVersion: "1", result: result, deleted: false)
+        try replica.outbox.complete(entry, serverID: "srv-8", resultVersion: "1", result: result, deleted: false)
 
         // Another edit of the same record, through its local id.
         let further = try enqueue(
@@ -523,7 +530,7 @@ import Testing
             #"{"resourceType":"Patient","id":"\#(created.localID)","name":[{"family":"C"}]}"#)
         // It must not be replayed independently of (or before) the chained edit #2: it is
         // either squashed into it or chained after it.
-        let open = try replica.outboxEntries(states: [.pending, .parked, .conflict])
+        let open = try replica.outbox.entries(states: [.pending, .parked, .conflict])
         let plan = ReplayPlan.plan(
             open.map {
                 ReplayPlan.Item(
@@ -537,11 +544,11 @@ import Testing
 
     @Test func aReplayedDeleteTombstones() throws {
         let deleted = try enqueue(.delete, "Observation", "o1")
-        try replica.completeEntry(
+        try replica.outbox.complete(
             try entry(deleted.seq), serverID: "o1", resultVersion: "2", result: nil, deleted: true)
         #expect(try entry(deleted.seq).state == .done)
-        #expect(try replica.resource(type: "Observation", id: "o1") == nil)
-        guard case .notFound = try replica.localView(type: "Observation", id: "o1") else {
+        #expect(try replica.records.resource(type: "Observation", id: "o1") == nil)
+        guard case .notFound = try replica.outbox.localView(type: "Observation", id: "o1") else {
             Issue.record("expected notFound")
             return
         }
@@ -556,19 +563,19 @@ import Testing
         payload.attempts = 1
         payload.reason = "HTTP 422: error invalid: bad code"
         payload.outcome = Data(#"{"resourceType":"OperationOutcome"}"#.utf8)
-        try replica.updateEntry(try entry(queued.seq), state: .parked, payload: payload)
+        try replica.outbox.update(try entry(queued.seq), state: .parked, payload: payload)
         #expect(try entry(queued.seq).state == .parked)
         #expect(try entry(queued.seq).payload.reason == "HTTP 422: error invalid: bad code")
-        #expect(try replica.outboxCounts() == [.parked: 1])
+        #expect(try replica.outbox.counts() == [.parked: 1])
 
-        try replica.retryParked(seq: queued.seq, actor: "uid 1000")
+        try replica.outbox.retryParked(seq: queued.seq, actor: "uid 1000")
         let retried = try entry(queued.seq)
         #expect(retried.state == .pending)
         #expect(retried.payload.reason == nil)
         #expect(retried.payload.outcome == nil)
         #expect(retried.payload.attempts == 1)
         #expect(retried.payload.resource == payload.resource)
-        #expect(try replica.outboxCounts() == [.pending: 1])
+        #expect(try replica.outbox.counts() == [.pending: 1])
 
         let audit = try replica.audit.records()
         #expect(audit.count == 1)
@@ -579,9 +586,9 @@ import Testing
         #expect(try replica.audit.verify() == .success(1))
 
         expectOutboxError(.wrongState(seq: queued.seq, state: .pending, expected: "parked")) {
-            try replica.retryParked(seq: queued.seq, actor: "uid 1000")
+            try replica.outbox.retryParked(seq: queued.seq, actor: "uid 1000")
         }
-        expectOutboxError(.noSuchEntry(999)) { try replica.retryParked(seq: 999, actor: "uid 1000") }
+        expectOutboxError(.noSuchEntry(999)) { try replica.outbox.retryParked(seq: 999, actor: "uid 1000") }
         // Refusals are not audited.
         #expect(try replica.audit.records().count == 1)
     }
@@ -606,18 +613,18 @@ import Testing
             MergeConflict(
                 path: "/note/0/text", base: "v2", local: operation == .delete ? nil : "local", remote: "remote")
         ]
-        try replica.updateEntry(try entry(queued.seq), state: .conflict, payload: payload)
+        try replica.outbox.update(try entry(queued.seq), state: .conflict, payload: payload)
         return (queued.seq, remote)
     }
 
     @Test func keepingTheRemoteVersionClosesTheEntry() throws {
         let (seq, _) = try conflictingUpdate()
-        try replica.resolveConflict(seq: seq, choice: .remote, actor: "dr-b")
+        try replica.outbox.resolveConflict(seq: seq, choice: .remote, actor: "dr-b")
         let entry = try entry(seq)
         #expect(entry.state == .discarded)
         #expect(entry.payload.reason == "conflict resolved: the EHR's version kept")
         #expect(entry.payload.resolution?.hasPrefix("kept remote by dr-b at ") == true)
-        guard case .server(let stored) = try replica.localView(type: "Condition", id: "c1") else {
+        guard case .server(let stored) = try replica.outbox.localView(type: "Condition", id: "c1") else {
             Issue.record("expected the mirrored version")
             return
         }
@@ -632,7 +639,7 @@ import Testing
     @Test func keepingTheLocalVersionRequeuesItOverTheRemote() throws {
         let (seq, remote) = try conflictingUpdate()
         let before = try entry(seq)
-        try replica.resolveConflict(seq: seq, choice: .local, actor: "dr-b")
+        try replica.outbox.resolveConflict(seq: seq, choice: .local, actor: "dr-b")
         let entry = try entry(seq)
         #expect(entry.state == .pending)
         #expect(entry.operation == .update)
@@ -651,7 +658,7 @@ import Testing
         let merged = Data(
             #"{"resourceType":"Condition","meta":{"versionId":"3","lastUpdated":"2026-01-05T00:00:00Z"},"note":[{"text":"merged"}]}"#
                 .utf8)
-        try replica.resolveConflict(seq: seq, choice: .content(merged), actor: "dr-b")
+        try replica.outbox.resolveConflict(seq: seq, choice: .content(merged), actor: "dr-b")
         let entry = try entry(seq)
         #expect(entry.state == .pending)
         #expect(entry.operation == .update)
@@ -668,11 +675,11 @@ import Testing
         let (seq, _) = try conflictingUpdate()
         let before = try entry(seq)
         expectOutboxError(.invalid("the merged resource's id is not the conflicting record's id")) {
-            try replica.resolveConflict(
+            try replica.outbox.resolveConflict(
                 seq: seq, choice: .content(Data(#"{"resourceType":"Condition","id":"c2"}"#.utf8)), actor: "dr-b")
         }
         expectOutboxError(.invalid("resourceType Observation does not match the URL's Condition")) {
-            try replica.resolveConflict(
+            try replica.outbox.resolveConflict(
                 seq: seq, choice: .content(Data(#"{"resourceType":"Observation","id":"c1"}"#.utf8)), actor: "dr-b")
         }
         #expect(try entry(seq) == before)
@@ -682,9 +689,11 @@ import Testing
     @Test func onlyConflictsAreResolved() throws {
         let queued = try enqueue(.delete, "Observation", "o1")
         expectOutboxError(.wrongState(seq: queued.seq, state: .pending, expected: "conflict")) {
-            try replica.resolveConflict(seq: queued.seq, choice: .remote, actor: "dr-b")
+            try replica.outbox.resolveConflict(seq: queued.seq, choice: .remote, actor: "dr-b")
         }
-        expectOutboxError(.noSuchEntry(42)) { try replica.resolveConflict(seq: 42, choice: .local, actor: "dr-b") }
+        expectOutboxError(.noSuchEntry(42)) {
+            try replica.outbox.resolveConflict(seq: 42, choice: .local, actor: "dr-b")
+        }
         #expect(try entry(queued.seq).state == .pending)
     }
 
@@ -695,12 +704,12 @@ import Testing
         let d = try enqueue(.create, "Patient", nil, #"{"resourceType":"Patient"}"#)
         try enqueue(.delete, "Patient", d.localID)
         try enqueue(.create, "Patient", nil, #"{"resourceType":"Patient"}"#)
-        try replica.updateEntry(try entry(a.seq), state: .parked, payload: try entry(a.seq).payload)
-        try replica.updateEntry(try entry(b.seq), state: .conflict, payload: try entry(b.seq).payload)
-        try replica.completeEntry(try entry(c.seq), serverID: "p1", resultVersion: "4", result: nil, deleted: false)
-        #expect(try replica.outboxCounts() == [.parked: 1, .conflict: 1, .done: 1, .discarded: 1, .pending: 1])
-        #expect(try replica.outboxEntries(states: [.parked, .conflict]).map(\.seq) == [a.seq, b.seq])
-        #expect(try replica.outboxEntries().count == 5)
+        try replica.outbox.update(try entry(a.seq), state: .parked, payload: try entry(a.seq).payload)
+        try replica.outbox.update(try entry(b.seq), state: .conflict, payload: try entry(b.seq).payload)
+        try replica.outbox.complete(try entry(c.seq), serverID: "p1", resultVersion: "4", result: nil, deleted: false)
+        #expect(try replica.outbox.counts() == [.parked: 1, .conflict: 1, .done: 1, .discarded: 1, .pending: 1])
+        #expect(try replica.outbox.entries(states: [.parked, .conflict]).map(\.seq) == [a.seq, b.seq])
+        #expect(try replica.outbox.entries().count == 5)
     }
 
     // MARK: Durability and integrity
@@ -711,9 +720,9 @@ import Testing
         let before = try entry(queued.seq)
         replica.close()
         let reopened = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
-        #expect(try reopened.outboxEntry(seq: queued.seq) == before)
+        #expect(try reopened.outbox.entry(seq: queued.seq) == before)
         // Numbers keep increasing after a reopen.
-        let next = try reopened.enqueue(
+        let next = try reopened.outbox.enqueue(
             LocalChange(operation: .delete, resourceType: "Observation", id: "o1", resource: nil, author: "a"))
         #expect(next.seq > queued.seq)
     }
@@ -727,7 +736,7 @@ import Testing
         }
         let reopened = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
         #expect(throws: ReplicaError.corruptState("outbox entry #\(queued.seq)")) {
-            try reopened.outboxEntry(seq: queued.seq)
+            try reopened.outbox.entry(seq: queued.seq)
         }
     }
 }

@@ -51,7 +51,7 @@ import Testing
         seed()
         let puller = try puller()
         try await puller.runCycle()
-        #expect(try replica.count() == 5)
+        #expect(try replica.records.count() == 5)
         #expect(try replica.syncState.value(.initialComplete) == "1")
         #expect(try replica.syncState.value(.initialMode) == "search")
         #expect(puller.progress.phase == .idle)
@@ -59,9 +59,9 @@ import Testing
         server.put(["resourceType": "Patient", "id": "p2", "gender": "male"])
         _ = try await server.send("DELETE", "Observation/o2", body: nil)
         try await puller.runCycle()
-        #expect(try replica.count() == 4)
-        #expect(try replica.storedVersion(type: "Patient", id: "p2")?.versionId == "2")
-        let o2 = try replica.storedVersion(type: "Observation", id: "o2")
+        #expect(try replica.records.count() == 4)
+        #expect(try replica.records.storedVersion(type: "Patient", id: "p2")?.versionId == "2")
+        let o2 = try replica.records.storedVersion(type: "Observation", id: "o2")
         #expect(o2 == nil || o2?.deleted == true)
         // The CapabilityStatement was read once for both cycles.
         #expect(server.requests.filter { $0 == "GET metadata" }.count == 1)
@@ -74,7 +74,7 @@ import Testing
         try await puller.runCycle()
         for id in ["p2", "p3"] { _ = try await server.send("DELETE", "Patient/\(id)", body: nil) }
         try await puller.runCycle()
-        #expect(try replica.count() == 5)
-        #expect(try replica.heldSummary().massDeletions == 2)
+        #expect(try replica.records.count() == 5)
+        #expect(try replica.held.summary().massDeletions == 2)
     }
 }

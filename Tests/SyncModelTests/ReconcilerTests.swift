@@ -39,7 +39,7 @@ import Testing
         server.put(patient)
         var withMeta = patient
         withMeta["meta"] = ["versionId": "1"]
-        _ = try replica.apply([JSONValue.object(withMeta).data()])
+        _ = try replica.records.apply([JSONValue.object(withMeta).data()])
     }
 
     static let patient: JSONObject = [
@@ -57,9 +57,9 @@ import Testing
         let outcome = try await replay(reconciler)
         #expect(outcome.done == 1)
         #expect(server.all("Patient").count == 1)
-        let serverID = try #require(try replica.serverID(ofLocal: "Patient", queued.localID))
+        let serverID = try #require(try replica.outbox.serverID(ofLocal: "Patient", queued.localID))
         #expect(server.resource("Patient", serverID)?.resource["gender"] == "male")
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .done)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .done)
         // Nothing left: a second pass sends nothing.
         let before = server.requests.count
         #expect(try await replay(reconciler).done == 0)
@@ -81,13 +81,13 @@ import Testing
         server.inject(.loseAnswer, method: "POST", pathPrefix: "Observation")
         await #expect(throws: RemoteError.self) { try await replay(reconciler, conditional: honoursIfNoneExist) }
         #expect(server.all("Observation").count == 1)
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .pending)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .pending)
         // Service returns: the pass closes the entry against the resource already there.
         #expect(try await replay(reconciler, conditional: honoursIfNoneExist).done == 1)
         #expect(server.all("Observation").count == 1)
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .done)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .done)
         #expect(
-            try replica.serverID(ofLocal: "Observation", queued.localID)
+            try replica.outbox.serverID(ofLocal: "Observation", queued.localID)
                 == server.all("Observation")[0]["id"]?.stringValue)
     }
 
@@ -105,10 +105,10 @@ import Testing
                     "subject": ["reference": .string("Patient/\(patient.localID)")],
                 ]), author: "amartin"))
         #expect(try await replay(reconciler).done == 2)
-        let serverPatient = try #require(try replica.serverID(ofLocal: "Patient", patient.localID))
+        let serverPatient = try #require(try replica.outbox.serverID(ofLocal: "Patient", patient.localID))
         let stored = try #require(server.all("Observation").first)
         #expect(stored["subject"]?["reference"] == .string("Patient/\(serverPatient)"))
-        #expect(try replica.outboxEntry(seq: observation.seq)?.state == .done)
+        #expect(try replica.outbox.entry(seq: observation.seq)?.state == .done)
     }
 
     // MARK: Updates and the decision table
@@ -156,11 +156,11 @@ import Testing
         let outcome = try await replay(reconciler)
         #expect(outcome.conflicts == 1)
         #expect(server.resource("Patient", "p1")?.version == 2)
-        let entry = try #require(try replica.outboxEntry(seq: queued.seq))
+        let entry = try #require(try replica.outbox.entry(seq: queued.seq))
         #expect(entry.state == .conflict)
         #expect(entry.payload.conflicts?.map(\.path) == ["gender"])
         // Resolved by keeping the local version: written over the remote on the next pass.
-        try replica.resolveConflict(seq: queued.seq, choice: .local, actor: "dr")
+        try replica.outbox.resolveConflict(seq: queued.seq, choice: .local, actor: "dr")
         #expect(try await replay(reconciler).done == 1)
         #expect(server.resource("Patient", "p1")?.resource["gender"] == "male")
     }
@@ -174,7 +174,7 @@ import Testing
         let queued = try edit({ $0["gender"] = "male" }, on: reconciler)
         #expect(try await replay(reconciler).discarded == 1)
         #expect(server.resource("Patient", "p1")?.resource["gender"] == "female")
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .discarded)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .discarded)
     }
 
     /// An update whose answer was lost: the repeat gets 412, the remote equals the local
@@ -188,7 +188,7 @@ import Testing
         #expect(server.resource("Patient", "p1")?.version == 2)
         #expect(try await replay(reconciler).done == 1)
         #expect(server.resource("Patient", "p1")?.version == 2)
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .done)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .done)
     }
 
     @Test func aDeleteOfWhatIsAlreadyGoneIsDone() async throws {
@@ -199,7 +199,7 @@ import Testing
         _ = try await server.send("DELETE", "Patient/p1", body: nil)
         #expect(try await replay(reconciler).done == 1)
         #expect(!server.requests.contains { $0.hasPrefix("DELETE") && $0 != "DELETE Patient/p1" })
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .done)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .done)
     }
 
     // MARK: Refusals and outages
@@ -220,13 +220,13 @@ import Testing
         server.inject(.refuse(422), method: "POST", pathPrefix: "Patient")
         let outcome = try await replay(reconciler)
         #expect(outcome.parked == 1 && outcome.done == 0 && outcome.waiting == 1)
-        let parked = try #require(try replica.outboxEntry(seq: patient.seq))
+        let parked = try #require(try replica.outbox.entry(seq: patient.seq))
         #expect(parked.state == .parked)
         #expect(parked.payload.reason?.hasPrefix("HTTP 422") == true)
-        #expect(try replica.outboxEntry(seq: observation.seq)?.state == .pending)
+        #expect(try replica.outbox.entry(seq: observation.seq)?.state == .pending)
         #expect(server.all("Observation").isEmpty)
         // Retried once fixed: both go.
-        try replica.retryParked(seq: patient.seq, actor: "dr")
+        try replica.outbox.retryParked(seq: patient.seq, actor: "dr")
         #expect(try await replay(reconciler).done == 2)
     }
 
@@ -239,7 +239,7 @@ import Testing
         server.inject(.unavailable, method: "POST", pathPrefix: "Patient")
         await #expect(throws: RemoteError.self) { try await replay(reconciler) }
         #expect(server.all("Patient").isEmpty)
-        #expect(try replica.outboxEntry(seq: queued.seq)?.state == .pending)
+        #expect(try replica.outbox.entry(seq: queued.seq)?.state == .pending)
         #expect(try await replay(reconciler).done == 1)
         #expect(server.all("Patient").count == 1)
     }

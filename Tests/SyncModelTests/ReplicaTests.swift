@@ -27,23 +27,23 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
     @Test func sealedResourcesRoundTrip() throws {
         let replica = try open()
         let patient = resourceJSON("Patient", "p1", extra: #","name":[{"family":"Durand","given":["Hélène"]}]"#)
-        let outcome = try replica.apply([
+        let outcome = try replica.records.apply([
             patient, resourceJSON("Observation", "o1", extra: #","subject":{"reference":"Patient/p1"}"#),
         ])
         #expect(outcome.inserted == 2)
-        let read = try #require(try replica.resource(type: "Patient", id: "p1"))
+        let read = try #require(try replica.records.resource(type: "Patient", id: "p1"))
         #expect(read.json == patient)
         #expect(read.versionId == "1")
-        #expect(try replica.resource(type: "Patient", id: "nope") == nil)
+        #expect(try replica.records.resource(type: "Patient", id: "nope") == nil)
         replica.close()
         let reopened = try open()
-        #expect(try reopened.resource(type: "Patient", id: "p1")?.json == patient)
-        #expect(try reopened.count() == 2)
+        #expect(try reopened.records.resource(type: "Patient", id: "p1")?.json == patient)
+        #expect(try reopened.records.count() == 2)
     }
 
     @Test func wrongKeyIsRefusedAndLeavesTheFileUnchanged() throws {
         let replica = try open()
-        try replica.apply([resourceJSON("Patient", "p1")])
+        try replica.records.apply([resourceJSON("Patient", "p1")])
         replica.close()
         let before = try Data(contentsOf: URL(fileURLWithPath: dbPath))
         let error = #expect(throws: ReplicaError.self) { try open(KeyEncryptionKey.generate()) }
@@ -51,12 +51,12 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
         #expect(error?.description.contains("test key") == true)
         let after = try Data(contentsOf: URL(fileURLWithPath: dbPath))
         #expect(before == after)
-        #expect(try open().count() == 1)
+        #expect(try open().records.count() == 1)
     }
 
     @Test func tamperedRowsAreIntegrityErrorsNotData() throws {
         let replica = try open()
-        try replica.apply([
+        try replica.records.apply([
             resourceJSON("Patient", "p1"), resourceJSON("Patient", "p2"), resourceJSON("Condition", "c1"),
         ])
         replica.close()
@@ -83,9 +83,9 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
 
     @Test func flippedTombstoneAndMovedRowsAreDetected() throws {
         let replica = try open()
-        try replica.apply([resourceJSON("Condition", "c1"), resourceJSON("Condition", "c2")])
-        try replica.applyDeletion(type: "Condition", id: "c1", versionId: "2")
-        #expect(try replica.resource(type: "Condition", id: "c1") == nil)
+        try replica.records.apply([resourceJSON("Condition", "c1"), resourceJSON("Condition", "c2")])
+        try replica.records.applyDeletion(type: "Condition", id: "c1", versionId: "2")
+        #expect(try replica.records.resource(type: "Condition", id: "c1") == nil)
         replica.close()
         try DatabaseQueue(path: dbPath).write { db in
             try db.execute(sql: "UPDATE resource SET deleted = 0 WHERE deleted = 1")
@@ -93,9 +93,9 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
             try db.execute(sql: "UPDATE resource SET version_id = '7' WHERE deleted = 0 AND version_id = '1'")
         }
         let reopened = try open()
-        #expect(throws: ReplicaError.self) { try reopened.resource(type: "Condition", id: "c1") }
-        #expect(throws: ReplicaError.self) { try reopened.resource(type: "Condition", id: "c2") }
-        let report = try reopened.verify()
+        #expect(throws: ReplicaError.self) { try reopened.records.resource(type: "Condition", id: "c1") }
+        #expect(throws: ReplicaError.self) { try reopened.records.resource(type: "Condition", id: "c2") }
+        let report = try reopened.records.verify()
         #expect(report.rowsChecked == 2)
         #expect(report.failures.count == 2)
         #expect(report.sqlite == "ok")
@@ -104,8 +104,8 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
     @Test func migratesAnEmptyFile() throws {
         #expect(FileManager.default.createFile(atPath: dbPath, contents: Data()))
         let replica = try open()
-        #expect(try replica.count() == 0)
-        let tables = try replica.verify()
+        #expect(try replica.records.count() == 0)
+        let tables = try replica.records.verify()
         #expect(tables.ok)
         let journal = try DatabaseQueue(path: dbPath).read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
         #expect(journal == "wal")
@@ -113,7 +113,7 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
 
     @Test func keyRotationRewrapsWithoutRewritingRecords() throws {
         let replica = try open()
-        try replica.apply([resourceJSON("Patient", "p1"), resourceJSON("Observation", "o1")])
+        try replica.records.apply([resourceJSON("Patient", "p1"), resourceJSON("Observation", "o1")])
         let bodiesBefore = try DatabaseQueue(path: dbPath).read { db in
             try Data.fetchAll(db, sql: "SELECT body FROM resource ORDER BY row")
         }
@@ -122,7 +122,7 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
         replica.close()
         #expect(throws: ReplicaError.self) { try open(kek) }
         let rotated = try open(newKEK)
-        #expect(try rotated.resource(type: "Observation", id: "o1") != nil)
+        #expect(try rotated.records.resource(type: "Observation", id: "o1") != nil)
         rotated.close()
         let bodiesAfter = try DatabaseQueue(path: dbPath).read { db in
             try Data.fetchAll(db, sql: "SELECT body FROM resource ORDER BY row")
@@ -132,7 +132,7 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
 
     @Test func blindIndexesFindAPatientsResourcesAndPatientSearchWorks() throws {
         let replica = try open()
-        try replica.apply([
+        try replica.records.apply([
             resourceJSON(
                 "Patient", "p1",
                 extra:
@@ -146,39 +146,40 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
             resourceJSON(
                 "Claim", "cl1", extra: #","patient":{"reference":"https://ehr.example/fhir/Patient/p1/_history/3"}"#),
         ])
-        let p1 = try replica.resources(forPatient: "p1").map { "\($0.resourceType)/\($0.id)" }
+        let p1 = try replica.records.resources(forPatient: "p1").map { "\($0.resourceType)/\($0.id)" }
         #expect(Set(p1) == ["Patient/p1", "Observation/o1", "AllergyIntolerance/a1", "Claim/cl1"])
-        #expect(try replica.resources(forPatient: "p1", types: ["Observation"]).map(\.id) == ["o1"])
-        #expect(try replica.searchPatients(PatientQuery(name: "lefe")).map(\.id) == ["p1"])
-        #expect(try replica.searchPatients(PatientQuery(family: "LEFEVRE", given: "mar")).map(\.id) == ["p1"])
+        #expect(try replica.records.resources(forPatient: "p1", types: ["Observation"]).map(\.id) == ["o1"])
+        #expect(try replica.records.searchPatients(PatientQuery(name: "lefe")).map(\.id) == ["p1"])
+        #expect(try replica.records.searchPatients(PatientQuery(family: "LEFEVRE", given: "mar")).map(\.id) == ["p1"])
         #expect(
-            try replica.searchPatients(PatientQuery(identifier: "urn:oid:1.2.250.1.213.1.4.8|170022A")).map(\.id) == [
-                "p1"
-            ])
-        #expect(try replica.searchPatients(PatientQuery(birthDate: "1980-01-01")).map(\.id) == ["p2"])
-        #expect(try replica.searchPatients(PatientQuery(name: "zzz")).isEmpty)
+            try replica.records.searchPatients(PatientQuery(identifier: "urn:oid:1.2.250.1.213.1.4.8|170022A")).map(
+                \.id) == [
+                    "p1"
+                ])
+        #expect(try replica.records.searchPatients(PatientQuery(birthDate: "1980-01-01")).map(\.id) == ["p2"])
+        #expect(try replica.records.searchPatients(PatientQuery(name: "zzz")).isEmpty)
         replica.close()
         // The index is rebuilt from the sealed rows at open.
-        #expect(try open().searchPatients(PatientQuery(name: "paul")).map(\.id) == ["p2"])
+        #expect(try open().records.searchPatients(PatientQuery(name: "paul")).map(\.id) == ["p2"])
     }
 
     @Test func upsertsAreIdempotentAndRegressionsAreHeld() throws {
         let replica = try open()
         let v2 = resourceJSON("Condition", "c1", version: "2", extra: #","note":[{"text":"v2"}]"#)
-        #expect(try replica.apply([v2]).inserted == 1)
-        #expect(try replica.apply([v2]).unchanged == 1)
+        #expect(try replica.records.apply([v2]).inserted == 1)
+        #expect(try replica.records.apply([v2]).unchanged == 1)
         let v1 = resourceJSON("Condition", "c1", version: "1")
-        let outcome = try replica.apply([v1])
+        let outcome = try replica.records.apply([v1])
         #expect(outcome.held == 1)
-        #expect(try replica.resource(type: "Condition", id: "c1")?.json == v2)
+        #expect(try replica.records.resource(type: "Condition", id: "c1")?.json == v2)
         let v3 = resourceJSON("Condition", "c1", version: "3")
-        #expect(try replica.apply([v3]).updated == 1)
-        #expect(try replica.resource(type: "Condition", id: "c1")?.versionId == "3")
+        #expect(try replica.records.apply([v3]).updated == 1)
+        #expect(try replica.records.resource(type: "Condition", id: "c1")?.versionId == "3")
     }
 
     @Test func badDataIsCountedAndSkipped() throws {
         let replica = try open()
-        let outcome = try replica.apply([
+        let outcome = try replica.records.apply([
             Data("not json".utf8), Data(#"{"id":"x"}"#.utf8), Data(#"{"resourceType":"Patient"}"#.utf8),
             resourceJSON("Patient", "ok"),
         ])
@@ -189,18 +190,18 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
     @Test func tombstonesKeepTheLastContentButAreHidden() throws {
         let replica = try open()
         let body = resourceJSON("Patient", "p9", extra: #","name":[{"family":"Gone"}]"#)
-        try replica.apply([body])
-        #expect(try replica.applyDeletion(type: "Patient", id: "p9", versionId: "2") == .tombstoned)
-        #expect(try replica.applyDeletion(type: "Patient", id: "p9", versionId: "2") == .alreadyDeleted)
-        #expect(try replica.resource(type: "Patient", id: "p9") == nil)
-        #expect(try replica.resource(type: "Patient", id: "p9", includeDeleted: true)?.json == body)
-        #expect(try replica.searchPatients(PatientQuery(name: "gone")).isEmpty)
-        #expect(try replica.count() == 0)
+        try replica.records.apply([body])
+        #expect(try replica.records.applyDeletion(type: "Patient", id: "p9", versionId: "2") == .tombstoned)
+        #expect(try replica.records.applyDeletion(type: "Patient", id: "p9", versionId: "2") == .alreadyDeleted)
+        #expect(try replica.records.resource(type: "Patient", id: "p9") == nil)
+        #expect(try replica.records.resource(type: "Patient", id: "p9", includeDeleted: true)?.json == body)
+        #expect(try replica.records.searchPatients(PatientQuery(name: "gone")).isEmpty)
+        #expect(try replica.records.count() == 0)
     }
 
     @Test func syncStateIsSealedAndAtomicWithPages() throws {
         let replica = try open()
-        try replica.apply(
+        try replica.records.apply(
             [resourceJSON("Patient", "p1")], state: [.cursor: "https://ehr.example/fhir/Patient?page=Patient/p1"])
         #expect(try replica.syncState.value(.cursor) == "https://ehr.example/fhir/Patient?page=Patient/p1")
         try replica.syncState.set([.cursor: nil])

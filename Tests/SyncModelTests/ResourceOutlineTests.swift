@@ -82,7 +82,7 @@ import Testing
     static func replicaWithSmall(_ dir: TemporaryDirectory) throws -> (Replica, [String]) {
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         let lines = try TestData.allLines("small")
-        #expect(try replica.apply(lines).inserted == lines.count)
+        #expect(try replica.records.apply(lines).inserted == lines.count)
         let patients = try TestData.lines("small", type: "Patient").map {
             try #require(JSONValue(data: $0)["id"]?.stringValue)
         }
@@ -99,7 +99,7 @@ import Testing
                 db, sql: "SELECT row, type, bid, version_id, body FROM resource WHERE deleted = 0 ORDER BY row")
             var count = 0
             for row in rows where onlyRow == nil || onlyRow == (row[0] as Int64) {
-                let context = Replica.context(type: row[1], bid: row[2], versionId: row[3], deleted: false)
+                let context = ResourceStore.context(type: row[1], bid: row[2], versionId: row[3], deleted: false)
                 let body = try #require(replica.keys.open(row[4], context: context))
                 let json = try #require(ResourceOutline.split(body)).json
                 let sealed = try replica.keys.seal(outline?.appended(to: json) ?? json, context: context)
@@ -115,15 +115,15 @@ import Testing
         let dir = try TemporaryDirectory()
         let (replica, _) = try Self.replicaWithSmall(dir)
         defer { replica.close() }
-        #expect(try replica.fillOutlines() == 0)
-        let report = try replica.verify()
+        #expect(try replica.records.fillOutlines() == 0)
+        let report = try replica.records.verify()
         #expect(report.ok)
         #expect(report.rowsChecked == 5828)
         #expect(report.rowsWithoutOutline == 0)
         // What is read is the JSON the server sent, not the outline after it.
         for line in try TestData.lines("small", type: "Condition").prefix(50) {
             let id = try #require(JSONValue(data: line)["id"]?.stringValue)
-            #expect(try replica.resource(type: "Condition", id: id)?.json == line)
+            #expect(try replica.records.resource(type: "Condition", id: id)?.json == line)
         }
     }
 
@@ -134,23 +134,23 @@ import Testing
         let before = try patients.map { try #require(try replica.everything(patientID: $0)) }
 
         let live = try Self.reseal(replica, dir.file(Replica.fileName))
-        #expect(try replica.verify().rowsWithoutOutline == live)
+        #expect(try replica.records.verify().rowsWithoutOutline == live)
         // Without outlines each row is scanned: the same answer.
         #expect(try patients.map { try #require(try replica.everything(patientID: $0)) } == before)
 
         var batches = 0
         var looked = 0
         while true {
-            let n = try replica.fillOutlines(batch: 1000)
+            let n = try replica.records.fillOutlines(batch: 1000)
             if n == 0 { break }
             looked += n
             batches += 1
         }
         #expect(looked == live)
         #expect(batches == (live + 999) / 1000)
-        let report = try replica.verify()
+        let report = try replica.records.verify()
         #expect(report.ok && report.rowsWithoutOutline == 0)
-        #expect(try replica.fillOutlines() == 0, "done is remembered")
+        #expect(try replica.records.fillOutlines() == 0, "done is remembered")
         #expect(try patients.map { try #require(try replica.everything(patientID: $0)) } == before)
     }
 
@@ -165,7 +165,7 @@ import Testing
             })
         let wrong = ResourceOutline(id: "someone-else", references: ["Practitioner/x"])
         #expect(try Self.reseal(replica, path, outline: wrong, onlyRow: row) == 1)
-        let report = try replica.verify()
+        let report = try replica.records.verify()
         #expect(report.failures == [ReplicaError.integrity(resourceType: "Observation", row: row).description])
     }
 
@@ -173,14 +173,15 @@ import Testing
         let dir = try TemporaryDirectory()
         let replica = try Replica.open(directory: dir.path, kek: .generate(), keySource: "test key")
         defer { replica.close() }
-        try replica.apply([resourceJSON("Condition", "c1")])
-        try replica.applyDeletion(type: "Condition", id: "c1", versionId: "2")
+        try replica.records.apply([resourceJSON("Condition", "c1")])
+        try replica.records.applyDeletion(type: "Condition", id: "c1", versionId: "2")
         #expect(
-            try replica.resource(type: "Condition", id: "c1", includeDeleted: true)?.json
+            try replica.records.resource(type: "Condition", id: "c1", includeDeleted: true)?.json
                 == resourceJSON("Condition", "c1"))
-        try replica.apply([resourceJSON("Condition", "c1", version: "3")])
+        try replica.records.apply([resourceJSON("Condition", "c1", version: "3")])
         #expect(
-            try replica.resource(type: "Condition", id: "c1")?.json == resourceJSON("Condition", "c1", version: "3"))
-        #expect(try replica.verify().ok)
+            try replica.records.resource(type: "Condition", id: "c1")?.json
+                == resourceJSON("Condition", "c1", version: "3"))
+        #expect(try replica.records.verify().ok)
     }
 }

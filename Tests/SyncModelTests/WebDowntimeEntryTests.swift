@@ -146,7 +146,7 @@ import Testing
         let replica = try Replica.open(directory: dir.path, kek: KeyEncryptionKey.generate(), keySource: "test key")
         defer { replica.close() }
         for resource in try resources([.note: "RAS", .systolic: "120", .diastolic: "80"]) {
-            let queued = try replica.enqueue(
+            let queued = try replica.outbox.enqueue(
                 LocalChange(
                     operation: .create, resourceType: resource.resourceType, id: nil, resource: resource.json,
                     author: "dr.martin"))

@@ -65,7 +65,7 @@ public final class Reconciler: Sendable {
     public func enqueue(_ change: LocalChange) throws(OutboxError) -> QueuedChange {
         do {
             return try inFlight.withLock { flying throws(OutboxError) -> QueuedChange in
-                try replica.enqueue(change, isInFlight: { flying.contains($0) })
+                try replica.outbox.enqueue(change, isInFlight: { flying.contains($0) })
             }
         }
     }
@@ -74,7 +74,7 @@ public final class Reconciler: Sendable {
     /// pending.
     func claim(_ seq: Int64) throws(ReplicaError) -> OutboxEntry? {
         try inFlight.withLock { flying throws(ReplicaError) -> OutboxEntry? in
-            guard let entry = try replica.outboxEntry(seq: seq), entry.state == .pending else { return nil }
+            guard let entry = try replica.outbox.entry(seq: seq), entry.state == .pending else { return nil }
             flying.insert(seq)
             return entry
         }
@@ -86,7 +86,7 @@ public final class Reconciler: Sendable {
 
     /// The plan for the open entries: what is ready and why the rest waits.
     public func plan() throws(ReplicaError) -> (entries: [OutboxEntry], plan: ReplayPlan.Result) {
-        let entries = try replica.outboxEntries(states: [.pending, .parked, .conflict])
+        let entries = try replica.outbox.entries(states: [.pending, .parked, .conflict])
         let items = entries.map { e in
             ReplayPlan.Item(
                 seq: e.seq, state: e.state, operation: e.operation, target: "\(e.resourceType)/\(e.localID)",
@@ -96,7 +96,7 @@ public final class Reconciler: Sendable {
         for e in entries {
             for reference in e.payload.references where mapped[reference] == nil {
                 let parts = reference.split(separator: "/")
-                mapped[reference] = (try? replica.serverID(ofLocal: String(parts[0]), String(parts[1]))) != nil
+                mapped[reference] = (try? replica.outbox.serverID(ofLocal: String(parts[0]), String(parts[1]))) != nil
             }
         }
         return (entries, ReplayPlan.plan(items, onServer: { mapped[$0] ?? false }))
@@ -172,7 +172,7 @@ public final class Reconciler: Sendable {
         var map: [String: String] = [:]
         for reference in entry.payload.references {
             let parts = reference.split(separator: "/")
-            guard let id = try replica.serverID(ofLocal: String(parts[0]), String(parts[1])) else { return nil }
+            guard let id = try replica.outbox.serverID(ofLocal: String(parts[0]), String(parts[1])) else { return nil }
             map[reference] = id
         }
         return map
@@ -227,7 +227,7 @@ public final class Reconciler: Sendable {
         guard let local = try localContent(entry, serverID: serverID) else { return .waiting }
         var baseVersion = entry.payload.baseVersion
         if baseVersion == nil, let after = entry.payload.after {
-            baseVersion = try replica.outboxEntry(seq: after)?.payload.resultVersion
+            baseVersion = try replica.outbox.entry(seq: after)?.payload.resultVersion
         }
         if entry.payload.force == true,
             let step = try await write(entry, .object(local), serverID: serverID, ifMatch: nil)
@@ -266,7 +266,7 @@ public final class Reconciler: Sendable {
 
     func targetServerID(_ entry: OutboxEntry) throws -> String? {
         if let id = entry.payload.serverID { return id }
-        return try replica.serverID(ofLocal: entry.resourceType, entry.localID)
+        return try replica.outbox.serverID(ofLocal: entry.resourceType, entry.localID)
     }
 
     /// Reads the server's version and decides: already there, write, merge, conflict or
@@ -374,7 +374,7 @@ public final class Reconciler: Sendable {
         serverID knownID: String? = nil, version knownVersion: String? = nil
     ) throws -> String {
         var prepared: PreparedVersion?
-        if let response, !response.isEmpty, let p = try? replica.prepare(response),
+        if let response, !response.isEmpty, let p = try? replica.records.prepare(response),
             p.envelope.resourceType == entry.resourceType
         {
             prepared = p
@@ -386,7 +386,7 @@ public final class Reconciler: Sendable {
         let version =
             knownVersion ?? prepared?.envelope.versionId ?? location?.version
             ?? headers["etag"].flatMap(Self.parseETag)
-        try replica.completeEntry(
+        try replica.outbox.complete(
             entry, serverID: serverID, resultVersion: version, result: deleted ? nil : prepared, deleted: deleted)
         logger.debug(
             "replayed",
@@ -402,7 +402,7 @@ public final class Reconciler: Sendable {
         payload.attempts += 1
         payload.reason = "HTTP \(response.status): " + OperationOutcomeText.summary(response.body)
         payload.outcome = response.body.isEmpty ? nil : response.body
-        try replica.updateEntry(entry, state: .parked, payload: payload)
+        try replica.outbox.update(entry, state: .parked, payload: payload)
         logger.warning(
             "change parked: the EHR rejected it",
             metadata: ["entry": "\(entry.seq)", "type": "\(entry.resourceType)", "status": "\(response.status)"])
@@ -417,7 +417,7 @@ public final class Reconciler: Sendable {
         payload.remoteVersion = version
         payload.remoteDeleted = deleted
         payload.conflicts = conflicts
-        try replica.updateEntry(entry, state: .conflict, payload: payload)
+        try replica.outbox.update(entry, state: .conflict, payload: payload)
         logger.warning(
             "conflict: needs review (syncctl conflicts)",
             metadata: ["entry": "\(entry.seq)", "type": "\(entry.resourceType)", "places": "\(conflicts.count)"])
@@ -427,7 +427,7 @@ public final class Reconciler: Sendable {
     func discard(_ entry: OutboxEntry, reason: String) throws -> Step {
         var payload = entry.payload
         payload.reason = reason
-        try replica.updateEntry(entry, state: .discarded, payload: payload)
+        try replica.outbox.update(entry, state: .discarded, payload: payload)
         logger.notice(
             "local change discarded by policy", metadata: ["entry": "\(entry.seq)", "type": "\(entry.resourceType)"])
         return .discarded

@@ -74,7 +74,7 @@ struct IncrementalSync: PullEngine {
         var start = 0
         while start < upserts.count {
             let end = min(start + 500, upserts.count)
-            outcome += try replica.apply(prepared: Array(upserts[start..<end]))
+            outcome += try replica.records.apply(prepared: Array(upserts[start..<end]))
             start = end
         }
         let fetcher = AttachmentFetcher(context: context)
@@ -90,13 +90,13 @@ struct IncrementalSync: PullEngine {
         if dueSweep { sweep = try await self.sweep() }
 
         let totalDeletions = deletions.count + sweep.missing.count
-        let live = try replica.count()
+        let live = try replica.records.count()
         let verdict = DeletionVerdict.decide(
             deletions: totalDeletions, regressions: sweep.regressions + outcome.held, liveRecords: live,
             guard: settings.massDelete)
         switch verdict {
         case .hold(let reason):
-            try replica.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing, reason: reason)
+            try replica.held.holdDeletions(deletions.map { ($0.type, $0.id) }, missing: sweep.missing, reason: reason)
             if reason == .regression {
                 logger.warning(
                     "server rollback suspected; its deletions are held", metadata: ["deletions": "\(totalDeletions)"])
@@ -110,9 +110,9 @@ struct IncrementalSync: PullEngine {
             }
         case .apply:
             for d in deletions {
-                try replica.applyDeletion(type: d.type, id: d.id, versionId: d.version)
+                try replica.records.applyDeletion(type: d.type, id: d.id, versionId: d.version)
             }
-            try replica.applyDeletions(sweep.missing)
+            try replica.records.applyDeletions(sweep.missing)
         }
 
         var state: [SyncStateKey: String?] = [:]
@@ -163,7 +163,7 @@ struct IncrementalSync: PullEngine {
                     else { continue }
                     ids.insert(env.id)
                     if let serverVersion = env.versionId.flatMap({ Int($0) }),
-                        let stored = try replica.storedVersion(type: type, id: env.id), !stored.deleted,
+                        let stored = try replica.records.storedVersion(type: type, id: env.id), !stored.deleted,
                         let storedVersion = stored.versionId.flatMap({ Int($0) }), serverVersion < storedVersion
                     {
                         older.append(env.id)
@@ -175,10 +175,10 @@ struct IncrementalSync: PullEngine {
                 let response = try await client.get("\(type)/\(id)")
                 guard response.status == 200 else { continue }
                 let prepared = context.prepare([response.body], types: [type]).prepared
-                for p in prepared { try replica.holdRegression(p) }
+                for p in prepared { try replica.held.holdRegression(p) }
                 result.regressions += prepared.count
             }
-            result.missing += try replica.missing(type: type, serverIDs: ids)
+            result.missing += try replica.records.missing(type: type, serverIDs: ids)
         }
         if result.regressions > 0 {
             logger.warning(

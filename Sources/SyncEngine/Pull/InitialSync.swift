@@ -34,7 +34,7 @@ struct InitialSync: PullEngine {
             }
         }
         let elapsed = started.duration(to: .now)
-        let count = try replica.count()
+        let count = try replica.records.count()
         logger.info(
             "initial sync complete", metadata: ["resources": "\(count)", "seconds": "\(elapsed.components.seconds)"])
     }
@@ -56,7 +56,7 @@ struct InitialSync: PullEngine {
     func runSearch() async throws {
         for type in types {
             let total = try replica.syncState.value(State.initialTotal(type)).flatMap { Int($0) }
-            context.publish { $0.setDone(type, done: (try? replica.count(type: type)) ?? 0, total: total) }
+            context.publish { $0.setDone(type, done: (try? replica.records.count(type: type)) ?? 0, total: total) }
         }
         for type in types {
             try await searchType(type)
@@ -91,7 +91,7 @@ struct InitialSync: PullEngine {
             let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
                 \.resource)
             let (prepared, _) = context.prepare(resources, types: [type])
-            let outcome = try replica.apply(prepared: prepared, state: state)
+            let outcome = try replica.records.apply(prepared: prepared, state: state)
             let fetcher = AttachmentFetcher(context: context)
             try await fetcher.fetch(fetcher.urls(in: prepared))
             pages += 1
@@ -105,7 +105,7 @@ struct InitialSync: PullEngine {
             guard let next else { break }
             url = next
         }
-        let count = try replica.count(type: type)
+        let count = try replica.records.count(type: type)
         logger.info("type mirrored", metadata: ["type": "\(type)", "resources": "\(count)", "pages": "\(pages)"])
     }
 
@@ -145,7 +145,7 @@ struct InitialSync: PullEngine {
             perType[output.type, default: 0] += output.count ?? 0
         }
         for type in types {
-            let done = try replica.count(type: type)
+            let done = try replica.records.count(type: type)
             context.publish { $0.setDone(type, done: done, total: perType[type]) }
         }
         for (index, output) in manifest.output.enumerated() where wanted.contains(output.type) {
@@ -221,7 +221,7 @@ struct InitialSync: PullEngine {
                     seen += batch.count
                     if skip == batch.count { return }
                     let (prepared, _) = context.prepare(Array(batch.dropFirst(skip)), types: [output.type])
-                    let outcome = try replica.apply(prepared: prepared, state: [key: String(seen)])
+                    let outcome = try replica.records.apply(prepared: prepared, state: [key: String(seen)])
                     let fetcher = AttachmentFetcher(context: context)
                     try await fetcher.fetch(fetcher.urls(in: prepared))
                     context.publish { $0.addDone(output.type, outcome.inserted, total: total) }

@@ -21,7 +21,7 @@ struct PullContext: Sendable {
         var prepared: [PreparedVersion] = []
         prepared.reserveCapacity(resources.count)
         var rejected: [String: Int] = [:]
-        for result in replica.prepareConcurrently(resources) {
+        for result in replica.records.prepareConcurrently(resources) {
             switch result {
             case .success(let p):
                 if let types, !types.contains(p.envelope.resourceType) { continue }

@@ -23,8 +23,13 @@ public final class Replica: Sendable {
 
     /// The SQLite database every store of the replica shares.
     let database: ReplicaDatabase
-    let patients: Mutex<PatientIndex>
 
+    /// The mirrored records: the EHR's latest version of each, sealed; held server changes.
+    public let records: ResourceStore
+    /// Server changes held for an operator (rollbacks, mass deletions) and the decisions on them.
+    public let held: HeldChangeStore
+    /// Local changes queued for the EHR, and the review of those it could not take.
+    public let outbox: OutboxStore
     /// The audit trail: who read or changed what, hash-chained.
     public let audit: AuditTrail
     /// Staff accounts (audited through ``audit``).
@@ -36,17 +41,19 @@ public final class Replica: Sendable {
 
     /// Path of the SQLite file.
     public var path: String { database.path }
-    var pool: DatabasePool { database.pool }
-    var keys: KeyRing { database.keys }
-    var sizeLimit: Int { database.sizeLimit }
 
     private init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
         let database = ReplicaDatabase(path: path, pool: pool, keys: keys, sizeLimit: sizeLimit)
         self.database = database
-        self.patients = Mutex(PatientIndex())
-        self.audit = AuditTrail(database: database)
+        let audit = AuditTrail(database: database)
+        let syncState = SyncStateStore(database: database)
+        let records = ResourceStore(database: database, syncState: syncState)
+        self.audit = audit
+        self.syncState = syncState
+        self.records = records
+        self.held = HeldChangeStore(database: database, records: records)
+        self.outbox = OutboxStore(database: database, records: records, audit: audit)
         self.accounts = AccountStore(database: database, audit: audit)
-        self.syncState = SyncStateStore(database: database)
         self.attachments = AttachmentStore(database: database)
     }
 
@@ -104,7 +111,7 @@ public final class Replica: Sendable {
             }
             let replica = Replica(
                 path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
-            try replica.buildPatientIndex()
+            try replica.records.buildPatientIndex()
             return replica
         } catch let error as ReplicaError {
             throw error
@@ -174,35 +181,6 @@ public final class Replica: Sendable {
                 arguments: [wrapped, FHIRInstant.format(Date().timeIntervalSince1970)])
         }
     }
-
-    // MARK: Blinding
-
-    /// Blind index of a resource identity, as stored in the `bid` and `patient` columns.
-    func blind(type: String, id: String) -> Data { keys.blind(type: type, id: id) }
-
-    static func context(type: String, bid: Data, versionId: String?, deleted: Bool) -> Data {
-        // "r1|type|" bid "|versionId|0 or 1", built in one buffer (once per row read).
-        var d = Data(capacity: 8 + type.utf8.count + bid.count + (versionId?.utf8.count ?? 0))
-        d.append(contentsOf: "r1|".utf8)
-        d.append(contentsOf: type.utf8)
-        d.append(UInt8(ascii: "|"))
-        d.append(bid)
-        d.append(UInt8(ascii: "|"))
-        if let versionId { d.append(contentsOf: versionId.utf8) }
-        d.append(UInt8(ascii: "|"))
-        d.append(deleted ? UInt8(ascii: "1") : UInt8(ascii: "0"))
-        return d
-    }
-
-    // MARK: Helpers (the shared database's, for the resource code in Replica+*.swift)
-
-    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T { try database.write(body) }
-
-    func durableWrite<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
-        try database.durableWrite(body)
-    }
-
-    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T { try database.durablePoolWrite(body) }
-
-    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T { try database.read(body) }
 }
+
+extension Replica: ReplicaDatabaseUser {}

@@ -2,8 +2,9 @@ import Foundation
 import GRDB
 import SyncModel
 
-/// The replica's one SQLite database, shared by its stores (``Replica`` for the records,
-/// ``AuditTrail``, ``AccountStore``, ``SyncStateStore``, ``AttachmentStore``): the pool (WAL,
+/// The replica's one SQLite database, shared by its stores (``ResourceStore``,
+/// ``HeldChangeStore``, ``OutboxStore``, ``AuditTrail``, ``AccountStore``, ``SyncStateStore``,
+/// ``AttachmentStore``): the pool (WAL,
 /// one writer, concurrent readers), the key ring, and the kinds of transaction they use.
 /// Stores that must change together (an account and its audit line) share one transaction by
 /// taking the `Database` of the write they run in.
@@ -71,4 +72,28 @@ final class ReplicaDatabase: Sendable {
             throw .database(String(describing: error))
         }
     }
+}
+
+/// A store over the shared database: the database's helpers under their short names.
+protocol ReplicaDatabaseUser {
+    var database: ReplicaDatabase { get }
+}
+
+extension ReplicaDatabaseUser {
+    var pool: DatabasePool { database.pool }
+    var keys: KeyRing { database.keys }
+    var sizeLimit: Int { database.sizeLimit }
+
+    /// Blind index of a resource identity, as stored in the `bid` and `patient` columns.
+    func blind(type: String, id: String) -> Data { database.blind(type: type, id: id) }
+
+    func write<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T { try database.write(body) }
+
+    func durableWrite<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T {
+        try database.durableWrite(body)
+    }
+
+    func durablePoolWrite<T>(_ body: (Database) throws -> T) throws -> T { try database.durablePoolWrite(body) }
+
+    func read<T>(_ body: (Database) throws -> T) throws(ReplicaError) -> T { try database.read(body) }
 }

@@ -20,7 +20,7 @@ extension Replica {
         if !overlayTypes.isEmpty {
             return try everythingOverlaid(patientID: patientID, types: types, overlayTypes: overlayTypes)
         }
-        guard let patient = try resource(type: "Patient", id: patientID) else { return nil }
+        guard let patient = try records.resource(type: "Patient", id: patientID) else { return nil }
         var result = [SearchBundle.Entry(resourceType: "Patient", id: patientID, json: patient.json)]
         var seen: Set<String> = ["Patient/\(patientID)"]
         // Each distinct reference once (a record references the same practitioner and
@@ -53,7 +53,8 @@ extension Replica {
     /// A patient's live records other than the Patient (of `typeCount` types given as
     /// arguments after the blinded patient, or all), in the patient index's order (no sort).
     static func compartmentSQL(typeCount: Int?) -> String {
-        var sql = "SELECT \(columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
+        var sql =
+            "SELECT \(ResourceStore.columns) FROM resource WHERE patient = ? AND deleted = 0 AND type <> 'Patient'"
         if let typeCount { sql += " AND type IN (\(Array(repeating: "?", count: typeCount).joined(separator: ",")))" }
         return sql + " ORDER BY type, row"
     }
@@ -67,7 +68,7 @@ extension Replica {
         let type: String = row[1]
         let bid: Data = row[2]
         let versionId: String? = row[3]
-        let context = Replica.context(type: type, bid: bid, versionId: versionId, deleted: (row[6] as Int64) != 0)
+        let context = ResourceStore.context(type: type, bid: bid, versionId: versionId, deleted: (row[6] as Int64) != 0)
         guard let body = try row.withUnsafeData(atIndex: 7, { $0.flatMap { keys.open($0, context: context) } }),
             let parts = ResourceOutline.split(body)
         else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
@@ -108,11 +109,11 @@ extension Replica {
             // One cached statement stepped per resource: preparing an `IN (…)` list of
             // hundreds of placeholders on every request cost more than the lookups.
             let statement = try db.cachedStatement(
-                sql: "SELECT \(Self.columns) FROM resource WHERE type = ? AND bid = ? AND deleted = 0")
+                sql: "SELECT \(ResourceStore.columns) FROM resource WHERE type = ? AND bid = ? AND deleted = 0")
             for (type, ids) in wanted {
                 for (bid, id) in ids {
                     guard let row = try Row.fetchOne(statement, arguments: [type, bid]) else { continue }
-                    let stored = try decode(row, id: id)
+                    let stored = try records.decode(row, id: id)
                     found["\(type)/\(id)"] = SearchBundle.Entry(resourceType: type, id: id, json: stored.json)
                 }
             }
@@ -129,7 +130,7 @@ extension Replica {
         var result = [SearchBundle.Entry(resourceType: "Patient", id: patientID, json: patient)]
         var seen: Set<String> = ["Patient/\(patientID)"]
         var referenced: [String] = []
-        var compartment = try resources(forPatient: patientID, types: types.map { Array($0) }).filter {
+        var compartment = try records.resources(forPatient: patientID, types: types.map { Array($0) }).filter {
             $0.resourceType != "Patient"
         }.compactMap { stored -> JSONObject? in
             guard case .object(let o)? = try? JSONValue(data: stored.json) else { return nil }

@@ -65,11 +65,11 @@ extension Replica {
             default: break
             }
         }
-        var matched = patients.withLock { $0.search(query) }
+        var matched = records.patients.withLock { $0.search(query) }
         if let ids { matched = matched.filter(ids.contains) }
         var result: [JSONObject] = []
         for id in matched where !overlay.hidden.contains(id) {
-            if let stored = try resource(type: "Patient", id: id),
+            if let stored = try records.resource(type: "Patient", id: id),
                 case .object(let o)? = try? JSONValue(data: stored.json)
             {
                 result.append(o)
@@ -99,11 +99,11 @@ extension Replica {
         }
         var stored: [StoredResource] = []
         if let ids {
-            for id in ids { if let s = try resource(type: type, id: id) { stored.append(s) } }
+            for id in ids { if let s = try records.resource(type: type, id: id) { stored.append(s) } }
         } else if let patientID {
-            stored = try resources(forPatient: patientID, types: [type])
+            stored = try records.resources(forPatient: patientID, types: [type])
         } else {
-            try forEachResource(type: type) { stored.append($0) }
+            try records.forEachResource(type: type) { stored.append($0) }
         }
         let objects = stored.compactMap { s -> JSONObject? in
             guard case .object(let o)? = try? JSONValue(data: s.json) else { return nil }
@@ -146,7 +146,7 @@ extension Replica {
 
     func openOverlayTypes() throws(ReplicaError) -> [String] {
         try read { db in
-            try String.fetchAll(db, sql: "SELECT DISTINCT type FROM outbox WHERE state IN \(Self.openStates)")
+            try String.fetchAll(db, sql: "SELECT DISTINCT type FROM outbox WHERE state IN \(OutboxStore.openStates)")
         }
     }
 
@@ -156,9 +156,9 @@ extension Replica {
                 db,
                 sql: """
                     SELECT seq, type, bid, op, state, updated_at, body FROM outbox
-                    WHERE type = ? AND state IN \(Self.openStates) ORDER BY seq
+                    WHERE type = ? AND state IN \(OutboxStore.openStates) ORDER BY seq
                     """, arguments: [type]
-            ).map(decodeEntry)
+            ).map(outbox.decodeEntry)
         }
         var overlay = LocalOverlay()
         var latest: [String: OutboxEntry] = [:]
@@ -185,7 +185,7 @@ extension Replica {
 
     /// The local view of one resource as JSON, or nil when absent or deleted.
     public func localViewData(type: String, id: String) throws(ReplicaError) -> Data? {
-        switch try localView(type: type, id: id) {
+        switch try outbox.localView(type: type, id: id) {
         case .pending(let data, _, _): data
         case .server(let stored): stored.json
         case .deletedLocally, .notFound: nil

@@ -2,9 +2,9 @@ import Foundation
 import GRDB
 public import SyncModel
 
-extension Replica {
+extension HeldChangeStore {
     /// Held changes still waiting for a decision, oldest first.
-    public func heldChanges() throws(ReplicaError) -> [HeldChange] {
+    public func list() throws(ReplicaError) -> [HeldChange] {
         try read { db in
             try Row.fetchAll(
                 db,
@@ -23,7 +23,7 @@ extension Replica {
     /// Applies or discards held changes (`rows` nil: all pending). Returns how many.
     @discardableResult
     public func decide(_ decision: HeldDecision, rows: [Int64]?) throws(ReplicaError) -> Int {
-        let pending = try heldChanges().filter { rows?.contains($0.row) ?? true }
+        let pending = try list().filter { rows?.contains($0.row) ?? true }
         if let rows, pending.count != Set(rows).count {
             throw .database("no pending held change with row \(Set(rows).subtracting(pending.map(\.row)).sorted())")
         }
@@ -49,17 +49,17 @@ extension Replica {
         guard let held = loaded else { return }
         guard
             let plain = keys.open(
-                held.body, context: Replica.heldContext(type: held.type, bid: held.bid, versionId: held.version))
+                held.body, context: ResourceStore.heldContext(type: held.type, bid: held.bid, versionId: held.version))
         else { throw .integrity(resourceType: held.type, row: row) }
         if plain.starts(with: Data(#"{"deletion":true"#.utf8)) {
-            let outcome = try tombstone(type: held.type, bid: held.bid, versionId: nil, lastUpdated: nil)
-            if held.type == "Patient", outcome == .tombstoned { patients.withLock { $0.remove(bid: held.bid) } }
+            let outcome = try records.tombstone(type: held.type, bid: held.bid, versionId: nil, lastUpdated: nil)
+            if held.type == "Patient", outcome == .tombstoned { records.patients.withLock { $0.remove(bid: held.bid) } }
             return
         }
         // The operator accepts the server's older version: store it as the current one.
         let prepared: PreparedVersion
         do {
-            prepared = try prepare(plain)
+            prepared = try records.prepare(plain)
         } catch {
             throw .corruptState("held change \(row)")
         }
@@ -74,6 +74,6 @@ extension Replica {
                     prepared.patient, prepared.sealed, held.type, held.bid,
                 ])
         }
-        if held.type == "Patient" { patients.withLock { $0.upsert(bid: held.bid, json: plain) } }
+        if held.type == "Patient" { records.patients.withLock { $0.upsert(bid: held.bid, json: plain) } }
     }
 }

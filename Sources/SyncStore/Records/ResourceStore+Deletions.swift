@@ -9,7 +9,7 @@ public struct MissingResource: Sendable, Hashable {
     let bid: Data
 }
 
-extension Replica {
+extension ResourceStore {
     /// Live rows of `type` whose ids are not in `serverIDs`.
     public func missing(type: String, serverIDs: Set<String>) throws(ReplicaError) -> [MissingResource] {
         let present = Set(serverIDs.map { blind(type: type, id: $0) })
@@ -30,63 +30,6 @@ extension Replica {
             let outcome = try tombstone(type: m.resourceType, bid: m.bid, versionId: nil, lastUpdated: nil)
             if m.resourceType == "Patient", outcome == .tombstoned { patients.withLock { $0.remove(bid: m.bid) } }
         }
-    }
-
-    /// Records deletions as held (mass-delete guard) instead of applying them.
-    public func holdDeletions(
-        _ deletions: [(type: String, id: String)], missing: [MissingResource], reason: HoldReason = .massDelete
-    ) throws(ReplicaError) {
-        let now = FHIRInstant.format(Date().timeIntervalSince1970)
-        let all =
-            deletions.map { (type: $0.type, bid: blind(type: $0.type, id: $0.id), id: Optional($0.id)) }
-            + missing.map { (type: $0.resourceType, bid: $0.bid, id: String?.none) }
-        try write { db in
-            for d in all {
-                let already =
-                    try Bool.fetchOne(
-                        db,
-                        sql:
-                            "SELECT EXISTS (SELECT 1 FROM held_change WHERE type = ? AND bid = ? AND version_id IS NULL)",
-                        arguments: [d.type, d.bid]) ?? false
-                if already { continue }
-                let body = Data(#"{"deletion":true,"id":"\#(d.id ?? "")"}"#.utf8)
-                try db.execute(
-                    sql: """
-                        INSERT INTO held_change (type, bid, reason, version_id, last_updated, size, body, held_at)
-                        VALUES (?, ?, ?, NULL, NULL, 0, ?, ?)
-                        """,
-                    arguments: [
-                        d.type, d.bid, reason.rawValue,
-                        try keys.seal(body, context: Replica.heldContext(type: d.type, bid: d.bid, versionId: nil)),
-                        now,
-                    ])
-            }
-        }
-    }
-
-    /// Counts of held server changes.
-    public func heldSummary() throws(ReplicaError) -> HeldSummary {
-        try read { db in
-            var summary = HeldSummary()
-            for row in try Row.fetchAll(
-                db, sql: "SELECT reason, COUNT(*) FROM held_change WHERE decision IS NULL GROUP BY reason")
-            {
-                let reason: String = row[0]
-                let count: Int = row[1]
-                if reason == HoldReason.regression.rawValue {
-                    summary.regressions += count
-                } else {
-                    summary.massDeletions += count
-                }
-            }
-            return summary
-        }
-    }
-
-    /// Holds one server version as a regression (found by a sweep: the server's version is
-    /// older than the replica's).
-    public func holdRegression(_ prepared: PreparedVersion) throws(ReplicaError) {
-        try write { db in try hold(prepared, reason: .regression, db: db) }
     }
 
     func tombstone(type: String, bid: Data, versionId: String?, lastUpdated: String?) throws(ReplicaError)
@@ -110,11 +53,11 @@ extension Replica {
             if let v = versionId, let old = oldVersion, let a = Int(v), let b = Int(old), a < b { return .held }
             guard
                 let plain = keys.open(
-                    row[3], context: Replica.context(type: type, bid: bid, versionId: oldVersion, deleted: false))
+                    row[3], context: ResourceStore.context(type: type, bid: bid, versionId: oldVersion, deleted: false))
             else { throw ReplicaError.integrity(resourceType: type, row: rowID) }
             let newVersion = versionId ?? oldVersion
             let sealed = try keys.seal(
-                plain, context: Replica.context(type: type, bid: bid, versionId: newVersion, deleted: true))
+                plain, context: ResourceStore.context(type: type, bid: bid, versionId: newVersion, deleted: true))
             try db.execute(
                 sql:
                     """

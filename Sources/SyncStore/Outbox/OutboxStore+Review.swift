@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 public import SyncModel
 
-extension Replica {
+extension OutboxStore {
     /// Settles a conflict; audited. The chosen version is queued again (pending) with the
     /// server's version at the time as its base, or the entry is closed when the server's
     /// version is kept.

@@ -7,7 +7,7 @@ public import SyncModel
 /// Rows keep in clear only the queue order, resource type, operation, state and times; the
 /// target is a blind index and everything else (content, base, author, server replies) is
 /// sealed, bound to its row's number, type, target, operation and state.
-extension Replica {
+extension OutboxStore {
     static let openStates = "('pending','parked','conflict')"
 
     /// Queues a local change and returns once it is committed (fsync'd): the acknowledgement
@@ -134,7 +134,7 @@ extension Replica {
     }
 
     /// Outbox entries, in queue order, optionally of some states only.
-    public func outboxEntries(states: Set<OutboxState>? = nil) throws(ReplicaError) -> [OutboxEntry] {
+    public func entries(states: Set<OutboxState>? = nil) throws(ReplicaError) -> [OutboxEntry] {
         try read { db in
             var sql = "SELECT seq, type, bid, op, state, updated_at, body FROM outbox"
             if let states {
@@ -146,12 +146,12 @@ extension Replica {
     }
 
     /// One outbox entry.
-    public func outboxEntry(seq: Int64) throws(ReplicaError) -> OutboxEntry? {
+    public func entry(seq: Int64) throws(ReplicaError) -> OutboxEntry? {
         try read { db in try entry(seq: seq, db: db) }
     }
 
     /// Entries per state.
-    public func outboxCounts() throws(ReplicaError) -> [OutboxState: Int] {
+    public func counts() throws(ReplicaError) -> [OutboxState: Int] {
         try read { db in
             var counts: [OutboxState: Int] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) FROM outbox GROUP BY state") {
@@ -170,7 +170,7 @@ extension Replica {
 
     /// Records a replayed change: the entry is done, a create's id is mapped, and the
     /// server's result (when it sent one) replaces the replica's version, all in one commit.
-    public func completeEntry(
+    public func complete(
         _ entry: OutboxEntry, serverID: String, resultVersion: String?, result: PreparedVersion?, deleted: Bool
     ) throws(ReplicaError) {
         let changed = try write { db -> [PreparedVersion] in
@@ -191,24 +191,24 @@ extension Replica {
                 try rekeyOpenEntries(type: entry.resourceType, from: entry.localID, to: serverID, db: db)
             }
             if deleted {
-                _ = try tombstone(
+                _ = try records.tombstone(
                     type: entry.resourceType, bid: blind(type: entry.resourceType, id: serverID),
                     versionId: resultVersion, lastUpdated: nil, db: db)
                 if entry.resourceType == "Patient" {
                     let bid = blind(type: "Patient", id: serverID)
-                    patients.withLock { $0.remove(bid: bid) }
+                    records.patients.withLock { $0.remove(bid: bid) }
                 }
                 return []
             }
-            if let result { return try store([result], db: db).1 }
+            if let result { return try records.store([result], db: db).1 }
             return []
         }
-        indexPatients(changed)
+        records.indexPatients(changed)
     }
 
     /// Moves an entry to another state with its payload updated (parked, conflict,
     /// discarded, pending again).
-    public func updateEntry(_ entry: OutboxEntry, state: OutboxState, payload: OutboxPayload) throws(ReplicaError) {
+    public func update(_ entry: OutboxEntry, state: OutboxState, payload: OutboxPayload) throws(ReplicaError) {
         try write { db in
             try rewriteEntry(
                 seq: entry.seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
@@ -220,7 +220,7 @@ extension Replica {
     public func recordAttempt(_ entry: OutboxEntry) throws(ReplicaError) {
         var payload = entry.payload
         payload.attempts += 1
-        try updateEntry(entry, state: entry.state, payload: payload)
+        try update(entry, state: entry.state, payload: payload)
     }
 
     // MARK: Rows
@@ -229,9 +229,10 @@ extension Replica {
         let bid = blind(type: type, id: id)
         guard
             let row = try Row.fetchOne(
-                db, sql: "SELECT \(Self.columns) FROM resource WHERE type = ? AND bid = ?", arguments: [type, bid])
+                db, sql: "SELECT \(ResourceStore.columns) FROM resource WHERE type = ? AND bid = ?",
+                arguments: [type, bid])
         else { return nil }
-        return try decode(row, id: id)
+        return try records.decode(row, id: id)
     }
 
     func serverID(ofLocal type: String, _ localID: String, db: Database) throws -> String? {

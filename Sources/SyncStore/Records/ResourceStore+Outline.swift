@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 public import SyncModel
 
-extension Replica {
+extension ResourceStore {
     /// Re-seals live rows stored before schema v6 with their ``ResourceOutline``, in row
     /// order, `batch` rows at a time; returns how many rows it looked at (0 once there are
     /// none left, which it remembers). The daemon runs it in the background after an upgrade;
@@ -28,7 +28,7 @@ extension Replica {
             let type: String = row[1]
             let bid: Data = row[2]
             let old: Data = row[4]
-            let context = Replica.context(type: type, bid: bid, versionId: row[3], deleted: false)
+            let context = ResourceStore.context(type: type, bid: bid, versionId: row[3], deleted: false)
             // A body that does not open is left as it is: reads and `verify` report it.
             guard let body = keys.open(old, context: context), let parts = ResourceOutline.split(body),
                 parts.outline == nil,

@@ -16,14 +16,14 @@ public struct PreparedVersion: Sendable {
     package let bytes: Data
 }
 
-extension Replica {
+extension ResourceStore {
     /// Parses and seals one resource for ``apply(_:state:)``.
     public func prepare(_ bytes: Data) throws(ResourceError) -> PreparedVersion {
         let env = try ResourceEnvelope.parse(bytes, sizeLimit: sizeLimit)
         let bid = blind(type: env.resourceType, id: env.id)
         let patient = env.patientID.map { blind(type: "Patient", id: $0) }
         let hash = keys.contentHash(bytes)
-        let context = Replica.context(type: env.resourceType, bid: bid, versionId: env.versionId, deleted: false)
+        let context = ResourceStore.context(type: env.resourceType, bid: bid, versionId: env.versionId, deleted: false)
         let references: [String]
         do {
             references = try bytes.withUnsafeBytes { raw throws(JSONSlicer.Error) in
@@ -202,7 +202,7 @@ extension Replica {
 
     func hold(_ p: PreparedVersion, reason: HoldReason, db: Database) throws {
         let env = p.envelope
-        let context = Replica.heldContext(type: env.resourceType, bid: p.bid, versionId: env.versionId)
+        let context = ResourceStore.heldContext(type: env.resourceType, bid: p.bid, versionId: env.versionId)
         let already =
             try Bool.fetchOne(
                 db,

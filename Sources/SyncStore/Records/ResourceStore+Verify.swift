@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 public import SyncModel
 
-extension Replica {
+extension ResourceStore {
     /// Runs SQLite's integrity check and opens every record and held change.
     public func verify() throws(ReplicaError) -> VerifyReport {
         try read { db in

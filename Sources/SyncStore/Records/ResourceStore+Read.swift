@@ -2,7 +2,7 @@ import Foundation
 import GRDB
 public import SyncModel
 
-extension Replica {
+extension ResourceStore {
     /// The current version of a resource, or nil when absent or deleted (unless
     /// `includeDeleted`).
     ///
@@ -128,7 +128,7 @@ extension Replica {
         let bid: Data = row[2]
         let versionId: String? = row[3]
         let deleted = (row[6] as Int64) != 0
-        let context = Replica.context(type: type, bid: bid, versionId: versionId, deleted: deleted)
+        let context = ResourceStore.context(type: type, bid: bid, versionId: versionId, deleted: deleted)
         guard let body = keys.open(row[7], context: context), let parts = ResourceOutline.split(body) else {
             throw ReplicaError.integrity(resourceType: type, row: rowID)
         }

@@ -112,7 +112,7 @@ public struct PatientQuery: Sendable, Equatable {
     }
 }
 
-extension Replica {
+extension ResourceStore {
     /// Patients matching `query`, sorted by id.
     public func searchPatients(_ query: PatientQuery) throws(ReplicaError) -> [StoredResource] {
         let ids = patients.withLock { $0.search(query) }
