@@ -13,10 +13,10 @@ struct AttachmentFetcher {
     func urls(in versions: [PreparedVersion]) -> [String] {
         var urls: [String] = []
         for p in versions where p.envelope.resourceType == "DocumentReference" {
-            guard let object = (try? JSONSerialization.jsonObject(with: p.bytes)) as? [String: Any] else { continue }
-            for content in object["content"] as? [[String: Any]] ?? [] {
-                guard let attachment = content["attachment"] as? [String: Any], attachment["data"] == nil,
-                    let url = attachment["url"] as? String, !url.hasPrefix("#"), !url.hasPrefix("urn:")
+            guard let object = try? JSONValue(data: p.bytes) else { continue }
+            for content in object["content"]?.arrayValue ?? [] {
+                guard let attachment = content["attachment"], attachment["data"] == nil,
+                    let url = attachment["url"]?.stringValue, !url.hasPrefix("#"), !url.hasPrefix("urn:")
                 else { continue }
                 let absolute = context.transport.url(url)
                 if FHIRClient.origin(of: absolute) == context.transport.origin { urls.append(absolute) }

@@ -165,7 +165,7 @@ public actor SMARTAuthorizer {
     static func parseTokenResponse(status: Int, body: Data, tokenURL: String) throws(SMARTAuthError) -> (
         token: String, expiresIn: Double, scope: String?
     ) {
-        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+        let object = (try? JSONValue(data: body))?.objectValue
         switch status {
         case 200: break
         case 408, 429, 500...599: throw .unavailable(reason: "HTTP \(status)")
@@ -174,32 +174,32 @@ public actor SMARTAuthorizer {
                 tokenURL: tokenURL, reason: "HTTP \(status), a redirect, not followed; set token_url to its target")
         default:
             throw .refused(
-                tokenURL: tokenURL, status: status, error: sanitize(object?["error"]),
-                errorDescription: sanitize(object?["error_description"]))
+                tokenURL: tokenURL, status: status, error: sanitize(object?["error"]?.stringValue),
+                errorDescription: sanitize(object?["error_description"]?.stringValue))
         }
         guard let object else { throw .badResponse(tokenURL: tokenURL, reason: "not a JSON object") }
-        guard let token = object["access_token"] as? String, !token.isEmpty else {
+        guard let token = object["access_token"]?.stringValue, !token.isEmpty else {
             throw .badResponse(tokenURL: tokenURL, reason: "no access_token")
         }
         // RFC 6750 b64token: anything else could not travel in an Authorization header.
         guard token.unicodeScalars.allSatisfy(isTokenCharacter) else {
             throw .badResponse(tokenURL: tokenURL, reason: "the access_token holds characters a bearer token cannot")
         }
-        let type = object["token_type"] as? String
+        let type = object["token_type"]?.stringValue
         guard type?.lowercased() == "bearer" else {
             throw .badResponse(
                 tokenURL: tokenURL, reason: "token_type is \(sanitize(type) ?? "missing"), expected \"bearer\"")
         }
         var expiresIn = 300.0  // required by SMART; assume a short life when a server omits it
         if let value = object["expires_in"] {
-            guard let seconds = (value as? NSNumber)?.doubleValue ?? (value as? String).flatMap(Double.init),
+            guard let seconds = Self.number(value),
                 seconds.isFinite, seconds > 0
             else {
                 throw .badResponse(tokenURL: tokenURL, reason: "expires_in is not a positive number")
             }
             expiresIn = min(seconds, 86_400 * 365)
         }
-        return (token, expiresIn, sanitize(object["scope"]))
+        return (token, expiresIn, sanitize(object["scope"]?.stringValue))
     }
 
     static func isTokenCharacter(_ c: Unicode.Scalar) -> Bool {
@@ -210,8 +210,16 @@ public actor SMARTAuthorizer {
     }
 
     /// Printable ASCII only, at most 200 characters: server text goes into logs and status.
-    static func sanitize(_ value: Any?) -> String? {
-        guard let text = value as? String else { return nil }
+    /// A JSON number, or a number sent as a string (some servers do).
+    static func number(_ value: JSONValue) -> Double? {
+        switch value {
+        case .number(let text), .string(let text): Double(text)
+        default: nil
+        }
+    }
+
+    static func sanitize(_ value: String?) -> String? {
+        guard let text = value else { return nil }
         let clean = String(String.UnicodeScalarView(text.unicodeScalars.filter { (0x20...0x7E).contains($0.value) }))
         return clean.count > 200 ? String(clean.prefix(200)) + "…" : clean
     }

@@ -53,26 +53,27 @@ public struct ServerCapabilities: Sendable, Equatable {
     /// Parses a CapabilityStatement (JSON). Unknown shapes yield an empty capability set,
     /// which makes sync fall back to plain searches.
     public static func parse(_ data: Data) throws(ResourceError) -> ServerCapabilities {
-        guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else { throw .notJSON }
-        guard object["resourceType"] as? String == "CapabilityStatement" else {
-            throw .unexpectedType(expected: "CapabilityStatement", got: object["resourceType"] as? String ?? "nothing")
+        guard let value = try? JSONValue(data: data), let object = value.objectValue else { throw .notJSON }
+        guard object["resourceType"]?.stringValue == "CapabilityStatement" else {
+            throw .unexpectedType(
+                expected: "CapabilityStatement", got: object["resourceType"]?.stringValue ?? "nothing")
         }
         var caps = ServerCapabilities()
-        caps.fhirVersion = object["fhirVersion"] as? String
-        for rest in object["rest"] as? [[String: Any]] ?? [] where (rest["mode"] as? String ?? "server") == "server" {
-            for interaction in rest["interaction"] as? [[String: Any]] ?? []
-            where interaction["code"] as? String == "history-system" {
+        caps.fhirVersion = object["fhirVersion"]?.stringValue
+        for rest in object["rest"]?.arrayValue ?? [] where (rest["mode"]?.stringValue ?? "server") == "server" {
+            for interaction in rest["interaction"]?.arrayValue ?? []
+            where interaction["code"]?.stringValue == "history-system" {
                 caps.systemHistory = true
             }
-            for operation in rest["operation"] as? [[String: Any]] ?? [] {
+            for operation in rest["operation"]?.arrayValue ?? [] {
                 if Self.isExport(operation) { caps.systemExport = true }
             }
-            for resource in rest["resource"] as? [[String: Any]] ?? [] {
-                guard let type = resource["type"] as? String else { continue }
-                let codes = (resource["interaction"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
+            for resource in rest["resource"]?.arrayValue ?? [] {
+                guard let type = resource["type"]?.stringValue else { continue }
+                let codes = (resource["interaction"]?.arrayValue ?? []).compactMap { $0["code"]?.stringValue }
                 if codes.contains("search-type") { caps.searchableTypes.insert(type) }
-                if resource["conditionalCreate"] as? Bool == true { caps.conditionalCreateTypes.insert(type) }
-                if type == "Group", (resource["operation"] as? [[String: Any]] ?? []).contains(where: Self.isExport) {
+                if resource["conditionalCreate"] == .bool(true) { caps.conditionalCreateTypes.insert(type) }
+                if type == "Group", (resource["operation"]?.arrayValue ?? []).contains(where: Self.isExport) {
                     caps.groupExport = true
                 }
             }
@@ -80,9 +81,9 @@ public struct ServerCapabilities: Sendable, Equatable {
         return caps
     }
 
-    private static func isExport(_ operation: [String: Any]) -> Bool {
-        let name = operation["name"] as? String ?? ""
-        let definition = operation["definition"] as? String ?? ""
+    private static func isExport(_ operation: JSONValue) -> Bool {
+        let name = operation["name"]?.stringValue ?? ""
+        let definition = operation["definition"]?.stringValue ?? ""
         return name == "export" || name == "$export" || definition.hasSuffix("/export")
             || definition.hasSuffix("/group-export")
     }

@@ -26,27 +26,25 @@ public struct PatientIndex: Sendable {
     public init() {}
 
     public mutating func upsert(bid: Data, json: Data) {
-        guard let object = try? JSONSerialization.jsonObject(with: json) as? [String: Any],
-            let id = object["id"] as? String
-        else { return }
+        guard let object = try? JSONValue(data: json), let id = object["id"]?.stringValue else { return }
         var entry = Entry(id: id, names: [], families: [], givens: [], identifiers: [])
-        for name in object["name"] as? [[String: Any]] ?? [] {
-            if let family = name["family"] as? String {
+        for name in object["name"]?.arrayValue ?? [] {
+            if let family = name["family"]?.stringValue {
                 entry.families += Self.tokens(family)
             }
-            for given in name["given"] as? [String] ?? [] {
-                entry.givens += Self.tokens(given)
+            for given in name["given"]?.arrayValue ?? [] {
+                if let given = given.stringValue { entry.givens += Self.tokens(given) }
             }
-            if let text = name["text"] as? String { entry.names += Self.tokens(text) }
+            if let text = name["text"]?.stringValue { entry.names += Self.tokens(text) }
         }
         entry.names += entry.families + entry.givens
-        for identifier in object["identifier"] as? [[String: Any]] ?? [] {
-            guard let value = identifier["value"] as? String else { continue }
+        for identifier in object["identifier"]?.arrayValue ?? [] {
+            guard let value = identifier["value"]?.stringValue else { continue }
             entry.identifiers.append(value)
-            if let system = identifier["system"] as? String { entry.identifiers.append("\(system)|\(value)") }
+            if let system = identifier["system"]?.stringValue { entry.identifiers.append("\(system)|\(value)") }
         }
-        entry.birthDate = object["birthDate"] as? String
-        entry.gender = object["gender"] as? String
+        entry.birthDate = object["birthDate"]?.stringValue
+        entry.gender = object["gender"]?.stringValue
         entries[bid] = entry
     }
 
