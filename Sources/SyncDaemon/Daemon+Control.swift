@@ -15,16 +15,16 @@ extension Daemon {
             case .status:
                 return .status(try status())
             case .pause:
-                paused.withLock { $0 = true }
+                loop.withLock { $0.paused = true }
                 logger.notice("operator action", metadata: ["action": "pause"])
                 return .done("paused: no sync starts until `syncctl resume` (a cycle in progress finishes)")
             case .resume:
-                paused.withLock { $0 = false }
+                loop.withLock { $0.paused = false }
                 wakeup.wake()
                 logger.notice("operator action", metadata: ["action": "resume"])
                 return .done("resumed")
             case .syncNow:
-                if paused.withLock({ $0 }) { return .failure("sync is paused; run `syncctl resume` first") }
+                if isPaused { return .failure("sync is paused; run `syncctl resume` first") }
                 wakeup.wake()
                 logger.notice("operator action", metadata: ["action": "sync-now"])
                 return .done("a sync cycle starts now (or right after the one in progress)")
@@ -126,7 +126,7 @@ extension Daemon {
 
     /// When a change queued now reaches the EHR.
     func nextSend() -> String {
-        paused.withLock { $0 }
+        isPaused
             ? "once sync resumes (`syncctl resume`)" : "with the next sync cycle, starting now"
     }
 

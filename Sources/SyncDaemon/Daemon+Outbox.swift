@@ -42,7 +42,7 @@ extension Daemon {
             throw DaemonStartError(message: error.description, exitCode: 77)
         }
         if let tls {
-            tlsFingerprint.withLock { $0 = tls.fingerprint }
+            listeners.withLock { $0.tlsFingerprint = tls.fingerprint }
             logger.notice("local API certificate", metadata: ["sha256": "\(tls.fingerprint)"])
         }
         let reconciler = self.reconciler
@@ -81,7 +81,7 @@ extension Daemon {
             let server = try await LocalAPIServer.start(
                 host: host, port: port, credentials: credentials, maxBodyBytes: config.ehr.maxResourceBytes,
                 handlers: handlers, web: web, tls: tls, logger: logger)
-            localAPI.withLock { $0 = server }
+            listeners.withLock { $0.localAPI = server }
         } catch {
             throw DaemonStartError(
                 message: "cannot listen on \(local.listen) ([local_api] listen): \(error)", exitCode: 74)
@@ -94,9 +94,9 @@ extension Daemon {
     func replayOutbox() async throws {
         let counts = try replica.outbox.counts()
         guard (counts[.pending] ?? 0) > 0 else { return }
-        if replayJitterDue.withLock({ due in
-            defer { due = false }
-            return due
+        if loop.withLock({ state in
+            defer { state.replayJitterDue = false }
+            return state.replayJitterDue
         }), config.replay.startJitter > 0 {
             let wait = Double.random(in: 0...config.replay.startJitter)
             logger.info("replay starts after a random wait", metadata: ["wait_s": "\(String(format: "%.1f", wait))"])

@@ -22,32 +22,42 @@ final class Daemon: Sendable {
     let client: FHIRClient
     let puller: Puller
     let reconciler: Reconciler
-    let localAPI = Mutex<LocalAPIServer?>(nil)
     let access: AccessLog
     let sessions: SessionStore
-    /// SHA-256 fingerprint of the local API's certificate, when it serves HTTPS.
-    let tlsFingerprint = Mutex<String?>(nil)
     let logger: Logger
-    let health = Mutex(Health())
-    let control = Mutex<ControlServer?>(nil)
+    /// What the sync loop and the operator's commands share.
+    let loop = Mutex(LoopState())
+    /// The listeners, set once at start.
+    let listeners = Mutex(Listeners())
     let liveness: Liveness
     let monitor: OutageMonitor
     let notifier = SystemdNotifier()
     /// Cuts the wait between cycles short (`syncctl sync-now`, `resume`).
     let wakeup = Wakeup()
-    /// `syncctl pause`: no cycle starts until `resume`.
-    let paused = Mutex(false)
     let metrics = SyncMetrics()
-    let metricsServer = Mutex<MetricsServer?>(nil)
-    /// Set when the EHR was down: the next replay waits a random moment first.
-    let replayJitterDue = Mutex(false)
 
-    /// Outcome history of the sync loop, for status.
-    struct Health {
+    /// The sync loop's state, for status and the operator's commands.
+    struct LoopState {
+        /// `syncctl pause`: no cycle starts until `resume`.
+        var paused = false
+        /// A cycle is running.
+        var running = false
         var consecutiveFailures = 0
         var failingSince: Date?
-        var running = false
+        /// Set when the EHR was down: the next replay waits a random moment first.
+        var replayJitterDue = false
     }
+
+    /// The listeners started with the daemon.
+    struct Listeners {
+        var control: ControlServer?
+        var localAPI: LocalAPIServer?
+        var metrics: MetricsServer?
+        /// SHA-256 fingerprint of the local API's certificate, when it serves HTTPS.
+        var tlsFingerprint: String?
+    }
+
+    var isPaused: Bool { loop.withLock { $0.paused } }
 
     private init(
         config: SyncConfiguration, keySource: KeySource, replica: Replica, client: FHIRClient, puller: Puller,
@@ -143,7 +153,7 @@ final class Daemon: Sendable {
             let server = try await ControlServer.start(path: config.controlSocket, logger: logger) { request in
                 await daemon.handle(request)
             }
-            daemon.control.withLock { $0 = server }
+            daemon.listeners.withLock { $0.control = server }
             daemon.notifier.notify("READY=1\nSTATUS=\(daemon.summary())")
         } catch {
             await client.shutdown()
@@ -166,7 +176,7 @@ final class Daemon: Sendable {
                 let server = try await MetricsServer.start(host: host, port: port, registry: daemon.metrics.registry) {
                     daemon.refreshMetrics()
                 }
-                daemon.metricsServer.withLock { $0 = server }
+                daemon.listeners.withLock { $0.metrics = server }
                 logger.info("metrics", metadata: ["listen": "\(listen)"])
             } catch {
                 await daemon.shutdown()
@@ -189,8 +199,8 @@ final class Daemon: Sendable {
     }
 
     private func cycle() async throws {
-        health.withLock { $0.running = true }
-        defer { health.withLock { $0.running = false } }
+        loop.withLock { $0.running = true }
+        defer { loop.withLock { $0.running = false } }
         do {
             try await puller.runCycle()
             // Replay only once the EHR is confirmed online (after an outage: the health probe,
@@ -203,12 +213,12 @@ final class Daemon: Sendable {
                 // Recovering: the next cycle's successes confirm it; no need to wait a poll interval.
                 if monitor.state == .recovering { wakeup.wake() }
             }
-            health.withLock {
+            loop.withLock {
                 $0.consecutiveFailures = 0
                 $0.failingSince = nil
             }
         } catch {
-            health.withLock {
+            loop.withLock {
                 $0.consecutiveFailures += 1
                 if $0.failingSince == nil { $0.failingSince = Date() }
             }
@@ -221,7 +231,7 @@ final class Daemon: Sendable {
         var failures = 0
         var probes = 0
         while !Task.isCancelled {
-            if paused.withLock({ $0 }) {
+            if isPaused {
                 liveness.setIdle(true)
                 await wakeup.wait(.seconds(3600))
                 liveness.setIdle(false)
@@ -232,7 +242,7 @@ final class Daemon: Sendable {
                 probes += 1
                 if await probe() {
                     probes = 0
-                    replayJitterDue.withLock { $0 = true }
+                    loop.withLock { $0.replayJitterDue = true }
                 } else {
                     liveness.setIdle(true)
                     await wakeup.wait(.milliseconds(Int64(monitor.nextProbeDelay(attempt: probes) * 1000)))
@@ -296,9 +306,10 @@ final class Daemon: Sendable {
     /// Closes what the services left: listeners still open (a start that failed half-way),
     /// the HTTP client, and last the replica.
     func shutdown() async {
-        if let server = localAPI.withLock({ $0 }) { await server.stop() }
-        if let server = control.withLock({ $0 }) { await server.stop() }
-        if let server = metricsServer.withLock({ $0 }) { await server.stop() }
+        let open = listeners.withLock { $0 }
+        if let server = open.localAPI { await server.stop() }
+        if let server = open.control { await server.stop() }
+        if let server = open.metrics { await server.stop() }
         await client.shutdown()
         replica.close()
         logger.info("stopped")
@@ -342,10 +353,10 @@ final class Daemon: Sendable {
     /// What status and the viewer's banner call the daemon's state.
     func state(initialComplete: Bool) -> String {
         let ehr = monitor.state
-        if paused.withLock({ $0 }) { return "paused" }
+        if isPaused { return "paused" }
         if ehr != .online { return ehr.rawValue }
         if !initialComplete {
-            return puller.progress.phase == .starting && !health.withLock({ $0 }).running ? "starting" : "initial-sync"
+            return puller.progress.phase == .starting && !loop.withLock({ $0.running }) ? "starting" : "initial-sync"
         }
         return "online"
     }
@@ -376,7 +387,7 @@ final class Daemon: Sendable {
         report.outboxParked = outbox.parked
         report.conflicts = outbox.conflicts
         report.accessAlerts = access.alerts().map(AccessAlert.init)
-        report.localAPICertificate = tlsFingerprint.withLock { $0 }
+        report.localAPICertificate = listeners.withLock { $0.tlsFingerprint }
         return report
     }
 }

@@ -10,13 +10,14 @@ import SyncServer
 extension Daemon {
     func services() -> [ServiceGroupConfiguration.ServiceConfiguration] {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-        if let server = metricsServer.withLock({ $0 }) {
+        let open = listeners.withLock { $0 }
+        if let server = open.metrics {
             services.append(.init(service: Listener(name: "metrics") { await server.stop() }))
         }
-        if let server = control.withLock({ $0 }) {
+        if let server = open.control {
             services.append(.init(service: Listener(name: "control") { await server.stop() }))
         }
-        if let server = localAPI.withLock({ $0 }) {
+        if let server = open.localAPI {
             services.append(.init(service: Listener(name: "local API") { await server.stop() }))
         }
         // The one-time upgrade ends once every row has its outline; the others run until shutdown.
