@@ -91,8 +91,8 @@ import Testing
                 == server.all("Observation")[0]["id"]?.stringValue)
     }
 
-    @Test func aReferenceToALocalCreateIsReplayedAfterItWithTheServerID() async throws {
-        let reconciler = reconciler()
+    /// A local Patient and an Observation that references it by its local id.
+    func newPatientWithObservation(_ reconciler: Reconciler) throws -> (QueuedChange, QueuedChange) {
         let patient = try reconciler.enqueue(
             LocalChange(
                 operation: .create, resourceType: "Patient", id: nil,
@@ -104,6 +104,12 @@ import Testing
                     "resourceType": "Observation", "status": "final",
                     "subject": ["reference": .string("Patient/\(patient.localID)")],
                 ]), author: "amartin"))
+        return (patient, observation)
+    }
+
+    @Test func aReferenceToALocalCreateIsReplayedAfterItWithTheServerID() async throws {
+        let reconciler = reconciler()
+        let (patient, observation) = try newPatientWithObservation(reconciler)
         #expect(try await replay(reconciler).done == 2)
         let serverPatient = try #require(try replica.outbox.serverID(ofLocal: "Patient", patient.localID))
         let stored = try #require(server.all("Observation").first)
@@ -206,17 +212,7 @@ import Testing
 
     @Test func aRefusedChangeIsParkedAndItsDependantsWait() async throws {
         let reconciler = reconciler()
-        let patient = try reconciler.enqueue(
-            LocalChange(
-                operation: .create, resourceType: "Patient", id: nil,
-                resource: Self.json(["resourceType": "Patient"]), author: "amartin"))
-        let observation = try reconciler.enqueue(
-            LocalChange(
-                operation: .create, resourceType: "Observation", id: nil,
-                resource: Self.json([
-                    "resourceType": "Observation", "status": "final",
-                    "subject": ["reference": .string("Patient/\(patient.localID)")],
-                ]), author: "amartin"))
+        let (patient, observation) = try newPatientWithObservation(reconciler)
         server.inject(.refuse(422), method: "POST", pathPrefix: "Patient")
         let outcome = try await replay(reconciler)
         #expect(outcome.parked == 1 && outcome.done == 0 && outcome.waiting == 1)

@@ -26,93 +26,85 @@ extension OutboxStore {
             content = ResourceEdits.withoutServerMeta(try ResourceEdits.parse(data, resourceType: type))
         }
         let localTime = FHIRInstant.format(now.timeIntervalSince1970)
-        do {
-            return try durablePoolWrite { db throws -> QueuedChange in
-                let clientIdentifier = "urn:uuid:" + UUID().uuidString.lowercased()
-                guard change.operation != .create else {
-                    guard var object = content else { throw OutboxError.invalid("a create needs a resource") }
-                    let localID = UUID().uuidString.lowercased()
-                    object["id"] = .string(localID)
-                    let body = JSONValue.object(object).data()
-                    let references = try localReferences(in: object, db: db).filter { $0 != "\(type)/\(localID)" }
-                    let payload = OutboxPayload.create(
-                        localID: localID, resource: body, references: references, clientIdentifier: clientIdentifier,
-                        author: change.author, localTime: localTime)
-                    let seq = try insertEntry(type: type, operation: .create, payload: payload, at: localTime, db: db)
-                    return QueuedChange(seq: seq, localID: localID, resource: localViewBody(body, state: .pending))
-                }
-                guard let requestedID = change.id, FHIRID.isValid(requestedID) else {
-                    throw OutboxError.invalid("the URL has no valid resource id")
-                }
-                let id = try serverID(ofLocal: type, requestedID, db: db) ?? requestedID
-                var body: Data?
-                var references: [String] = []
-                if var object = content {
-                    if let bodyID = object["id"], bodyID != .string(requestedID) {
-                        throw OutboxError.invalid("the resource's id does not match the URL's id")
-                    }
-                    object["id"] = .string(id)
-                    references = try localReferences(in: object, db: db)
-                    body = JSONValue.object(object).data()
-                }
-                let open = try latestOpenEntry(type: type, id: id, db: db)
-                let row = open == nil ? try fetchResourceRow(type: type, id: id, db: db) : nil
-                let plan = EnqueuePlan.plan(
-                    change.operation,
-                    open: open.map {
-                        EnqueuePlan.OpenEntry(
-                            seq: $0.seq, operation: $0.operation, state: $0.state, inFlight: isInFlight($0.seq))
-                    },
-                    stored: row.map { $0.deleted ? .deleted : .live } ?? .absent)
-                let queued = { (seq: Int64) in
-                    QueuedChange(
-                        seq: seq, localID: requestedID, resource: body.map { self.localViewBody($0, state: .pending) })
-                }
-                switch plan {
-                case .refuse(.gone):
-                    throw OutboxError.gone(resourceType: type)
-                case .refuse(.notFound):
-                    throw OutboxError.notFound(resourceType: type)
-                case .create:
-                    throw OutboxError.invalid("a create needs no id")  // unreachable: creates return above
-                case .squash(let seq, let operation):
-                    guard let open else { throw OutboxError.noSuchEntry(seq) }
-                    let payload = open.payload.squashing(
-                        resource: body, references: references, author: change.author, localTime: localTime)
-                    try rewriteEntry(
-                        seq: seq, type: type, localID: id, operation: operation, state: .pending, payload: payload,
-                        at: localTime, db: db)
-                    return queued(seq)
-                case .drop(let seq):
-                    guard let open else { throw OutboxError.noSuchEntry(seq) }
-                    try rewriteEntry(
-                        seq: seq, type: type, localID: id, operation: open.operation, state: .discarded,
-                        payload: open.payload.dropped(), at: localTime, db: db)
-                    return QueuedChange(seq: seq, localID: requestedID, resource: nil)
-                case .chain(let after):
-                    guard let open, open.seq == after else { throw OutboxError.noSuchEntry(after) }
-                    let payload = OutboxPayload.chained(
-                        after: open, resource: body, references: references, clientIdentifier: clientIdentifier,
-                        author: change.author, localTime: localTime)
-                    return queued(
-                        try insertEntry(
-                            type: type, operation: change.operation, payload: payload, at: localTime, db: db))
-                case .newEntry:
-                    guard let row else { throw OutboxError.notFound(resourceType: type) }
-                    let payload = OutboxPayload.edit(
-                        of: row, resource: body, references: references, clientIdentifier: clientIdentifier,
-                        author: change.author, localTime: localTime)
-                    return queued(
-                        try insertEntry(
-                            type: type, operation: change.operation, payload: payload, at: localTime, db: db))
-                }
+        return try outboxWrite { db throws -> QueuedChange in
+            let clientIdentifier = "urn:uuid:" + UUID().uuidString.lowercased()
+            guard change.operation != .create else {
+                guard var object = content else { throw OutboxError.invalid("a create needs a resource") }
+                let localID = UUID().uuidString.lowercased()
+                object["id"] = .string(localID)
+                let body = JSONValue.object(object).data()
+                let references = try localReferences(in: object, db: db).filter { $0 != "\(type)/\(localID)" }
+                let payload = OutboxPayload.create(
+                    localID: localID, resource: body, references: references, clientIdentifier: clientIdentifier,
+                    author: change.author, localTime: localTime)
+                let seq = try insertEntry(type: type, operation: .create, payload: payload, at: localTime, db: db)
+                return QueuedChange(seq: seq, localID: localID, resource: localViewBody(body, state: .pending))
             }
-        } catch let error as OutboxError {
-            throw error
-        } catch let error as ReplicaError {
-            throw .replica(error)
-        } catch {
-            throw .replica(.database(String(describing: error)))
+            guard let requestedID = change.id, FHIRID.isValid(requestedID) else {
+                throw OutboxError.invalid("the URL has no valid resource id")
+            }
+            let id = try serverID(ofLocal: type, requestedID, db: db) ?? requestedID
+            var body: Data?
+            var references: [String] = []
+            if var object = content {
+                if let bodyID = object["id"], bodyID != .string(requestedID) {
+                    throw OutboxError.invalid("the resource's id does not match the URL's id")
+                }
+                object["id"] = .string(id)
+                references = try localReferences(in: object, db: db)
+                body = JSONValue.object(object).data()
+            }
+            let open = try latestOpenEntry(type: type, id: id, db: db)
+            let row = open == nil ? try fetchResourceRow(type: type, id: id, db: db) : nil
+            let plan = EnqueuePlan.plan(
+                change.operation,
+                open: open.map {
+                    EnqueuePlan.OpenEntry(
+                        seq: $0.seq, operation: $0.operation, state: $0.state, inFlight: isInFlight($0.seq))
+                },
+                stored: row.map { $0.deleted ? .deleted : .live } ?? .absent)
+            let queued = { (seq: Int64) in
+                QueuedChange(
+                    seq: seq, localID: requestedID, resource: body.map { self.localViewBody($0, state: .pending) })
+            }
+            switch plan {
+            case .refuse(.gone):
+                throw OutboxError.gone(resourceType: type)
+            case .refuse(.notFound):
+                throw OutboxError.notFound(resourceType: type)
+            case .create:
+                throw OutboxError.invalid("a create needs no id")  // unreachable: creates return above
+            case .squash(let seq, let operation):
+                guard let open else { throw OutboxError.noSuchEntry(seq) }
+                let payload = open.payload.squashing(
+                    resource: body, references: references, author: change.author, localTime: localTime)
+                try rewriteEntry(
+                    seq: seq, type: type, localID: id, operation: operation, state: .pending, payload: payload,
+                    at: localTime, db: db)
+                return queued(seq)
+            case .drop(let seq):
+                guard let open else { throw OutboxError.noSuchEntry(seq) }
+                try rewriteEntry(
+                    seq: seq, type: type, localID: id, operation: open.operation, state: .discarded,
+                    payload: open.payload.dropped(), at: localTime, db: db)
+                return QueuedChange(seq: seq, localID: requestedID, resource: nil)
+            case .chain(let after):
+                guard let open, open.seq == after else { throw OutboxError.noSuchEntry(after) }
+                let payload = OutboxPayload.chained(
+                    after: open, resource: body, references: references, clientIdentifier: clientIdentifier,
+                    author: change.author, localTime: localTime)
+                return queued(
+                    try insertEntry(
+                        type: type, operation: change.operation, payload: payload, at: localTime, db: db))
+            case .newEntry:
+                guard let row else { throw OutboxError.notFound(resourceType: type) }
+                let payload = OutboxPayload.edit(
+                    of: row, resource: body, references: references, clientIdentifier: clientIdentifier,
+                    author: change.author, localTime: localTime)
+                return queued(
+                    try insertEntry(
+                        type: type, operation: change.operation, payload: payload, at: localTime, db: db))
+            }
         }
     }
 

@@ -40,9 +40,10 @@ extension OutboxStore {
         }
     }
 
-    func outboxWrite(_ body: (Database) throws -> Void) throws(OutboxError) {
+    /// A durable (fsync'd) transaction whose errors are outbox errors.
+    func outboxWrite<T>(_ body: (Database) throws -> T) throws(OutboxError) -> T {
         do {
-            try durablePoolWrite(body)
+            return try durablePoolWrite(body)
         } catch let error as OutboxError {
             throw error
         } catch let error as ReplicaError {
