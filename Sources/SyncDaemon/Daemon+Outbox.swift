@@ -102,7 +102,7 @@ extension Daemon {
             logger.info("replay starts after a random wait", metadata: ["wait_s": "\(String(format: "%.1f", wait))"])
             try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
         }
-        let caps = try await puller.capabilities.current()
+        let caps = try await capabilities.current()
         logger.notice("replay started", metadata: ["pending": "\(counts[.pending] ?? 0)"])
         let started = ContinuousClock.now
         let outcome = try await reconciler.replay(conditionalCreate: { caps.conditionalCreateTypes.contains($0) })

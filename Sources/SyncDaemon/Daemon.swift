@@ -21,6 +21,7 @@ final class Daemon: Sendable {
     let replica: Replica
     let client: FHIRClient
     let puller: Puller
+    let capabilities: CapabilityCache
     let reconciler: Reconciler
     let access: AccessLog
     let sessions: SessionStore
@@ -73,6 +74,7 @@ final class Daemon: Sendable {
         self.replica = replica
         self.client = client
         self.puller = puller
+        self.capabilities = puller.capabilities
         self.liveness = liveness
         self.logger = logger
     }
@@ -134,9 +136,11 @@ final class Daemon: Sendable {
             connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
             logger: logger, authorization: authorization, activity: { liveness.beat() },
             observe: { monitor.record($0) })
+        // Read once, shared by pull (which types) and replay (conditional creates).
+        let capabilities = CapabilityCache(transport: client, logger: logger)
         let puller = Puller(
             transport: client, replica: replica, settings: Puller.Settings(config), logger: logger,
-            heartbeat: { liveness.beat() })
+            capabilities: capabilities, heartbeat: { liveness.beat() })
         var replay = Reconciler.Settings()
         replay.provenance = config.replay.provenance
         replay.concurrency = config.replay.concurrency
