@@ -18,6 +18,8 @@ import Testing
             "Type=notify", "WatchdogSec=", "Restart=on-failure", "User=ehr-sync", "StateDirectory=ehr-sync",
             "RuntimeDirectory=ehr-sync", "ConfigurationDirectory=ehr-sync", "UMask=0077",
             "LoadCredentialEncrypted=replica-key",
+            // No core dump (it would hold the data key); bounded files, tasks and memory.
+            "LimitCORE=0", "LimitNOFILE=", "TasksMax=", "MemoryMax=",
         ] {
             #expect(text.contains(directive), "missing \(directive)")
         }
