@@ -116,6 +116,10 @@ private func isInstant(_ text: String?) -> Bool {
         let read = try await api.read("Patient", patient.id)
         #expect(read.status == 200)
         #expect(isInstant(read.headers["x-data-as-of"]), "X-Data-As-Of on a read")
+        // A version read (vread) returns the record and is attributed like a read.
+        let version = try #require(value(read.json, "meta", "versionId") as? String)
+        let vread = try await api.request(.GET, "Patient/\(patient.id)/_history/\(version)")
+        #expect(vread.status == 200)
 
         // The real clients.
         let output = fixture.dir.file("fhir-clients-check.json")
@@ -181,5 +185,13 @@ private func isInstant(_ text: String?) -> Bool {
         #expect(int(summary, "validated", "failed") == 0)
         #expect(int(summary, "search_vs_stored_exact", "mismatched") == 0)
         #expect(fixture.stop() == 0, "daemon log:\n\(fixture.log.suffix(2000))")
+        let replica = try fixture.openReplica()
+        defer { replica.close() }
+        let trail = try replica.audit.records()
+        #expect(
+            trail.contains {
+                $0.action == "read" && $0.actor == "interop-check" && $0.patient == patient.id
+                    && $0.target == "Patient/\(patient.id)/_history/\(version)"
+            }, "the version read is in the audit trail")
     }
 }

@@ -268,6 +268,10 @@ struct Routes: Sendable {
             }
             do {
                 if case .server(let stored) = try handlers.read(type, id), stored.versionId == vid {
+                    // A version read exposes the record like a read: recorded first.
+                    try await handlers.audit(
+                        context.author, "read", Self.patient(of: stored.json, type: type, id: id),
+                        "\(type)/\(id)/_history/\(vid)")
                     return respond(.ok, json: stored.json, extra: [("ETag", "W/\"\(vid)\"")])
                 }
                 return outcome(
