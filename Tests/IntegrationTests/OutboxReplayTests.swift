@@ -781,6 +781,10 @@ private func inventedName(_ prefix: String) -> String {
         // Exactly the two creates were queued; no name reached the log or the disk in clear.
         let replica = try fixture.openReplica()
         #expect(try replica.outbox.entries().map(\.state) == [.done, .done])
+        // Who queued them is in the audit trail, one line each, naming the new patients.
+        let writes = try replica.audit.records().filter { $0.action == "local-create" }
+        #expect(writes.map(\.actor) == [access.author, access.author])
+        #expect(Set(writes.compactMap(\.patient)) == [firstID, secondID])
         replica.close()
         let needles = [family, given, secondFamily]
         #expect(PHINeedles.find(needles, in: Array(fixture.log.utf8)).isEmpty, "PHI in the daemon's log")

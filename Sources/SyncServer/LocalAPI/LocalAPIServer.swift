@@ -317,6 +317,15 @@ struct Routes: Sendable {
             logger.info(
                 "local change queued",
                 metadata: ["entry": "\(queued.seq)", "type": "\(type)", "op": "\(operation.rawValue)"])
+            // Who queued what, in the trail. The change is already durable: a trail that
+            // cannot be written is logged, the change stands.
+            let patient =
+                type == "Patient" ? queued.localID : body.flatMap { Self.patient(of: $0, type: type, id: "") }
+            do {
+                try await handlers.audit(author, "local-\(operation.rawValue)", patient, "\(type)/\(queued.localID)")
+            } catch {
+                logger.error("local change not recorded in the audit trail", metadata: ["entry": "\(queued.seq)"])
+            }
             var extra = [(LocalAPIServer.entryHeader, "\(queued.seq)")]
             switch operation {
             case .create:
