@@ -133,10 +133,7 @@ extension Daemon {
     /// Who asked, for the replica's audit trail: syncctl's user, or `syncctl` when it did
     /// not say. Control characters are dropped and the length bounded.
     static func actor(_ text: String?) -> String {
-        let cleaned = String(
-            String.UnicodeScalarView(
-                (text ?? "").unicodeScalars.filter { !CharacterSet.controlCharacters.contains($0) })
-        ).trimmingCharacters(in: .whitespaces)
-        return cleaned.isEmpty ? "syncctl" : String(cleaned.prefix(120))
+        let cleaned = printableArgument(text ?? "", limit: 120).trimmingCharacters(in: .whitespaces)
+        return cleaned.isEmpty ? "syncctl" : cleaned
     }
 }

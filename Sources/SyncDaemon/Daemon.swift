@@ -43,8 +43,6 @@ final class Daemon: Sendable {
         var paused = false
         /// A cycle is running.
         var running = false
-        var consecutiveFailures = 0
-        var failingSince: Date?
         /// Set when the EHR was down: the next replay waits a random moment first.
         var replayJitterDue = false
     }
@@ -205,28 +203,16 @@ final class Daemon: Sendable {
     private func cycle() async throws {
         loop.withLock { $0.running = true }
         defer { loop.withLock { $0.running = false } }
-        do {
-            try await puller.runCycle()
-            // Replay only once the EHR is confirmed online (after an outage: the health probe,
-            // then enough successes); a pull that merely outlived an outage does not qualify.
-            if monitor.replayAllowed {
-                try await replayOutbox()
-            } else if try replica.outbox.counts()[.pending, default: 0] > 0 {
-                logger.info(
-                    "replay waits until the EHR is confirmed online", metadata: ["state": "\(monitor.state.rawValue)"])
-                // Recovering: the next cycle's successes confirm it; no need to wait a poll interval.
-                if monitor.state == .recovering { wakeup.wake() }
-            }
-            loop.withLock {
-                $0.consecutiveFailures = 0
-                $0.failingSince = nil
-            }
-        } catch {
-            loop.withLock {
-                $0.consecutiveFailures += 1
-                if $0.failingSince == nil { $0.failingSince = Date() }
-            }
-            throw error
+        try await puller.runCycle()
+        // Replay only once the EHR is confirmed online (after an outage: the health probe,
+        // then enough successes); a pull that merely outlived an outage does not qualify.
+        if monitor.replayAllowed {
+            try await replayOutbox()
+        } else if try replica.outbox.counts()[.pending, default: 0] > 0 {
+            logger.info(
+                "replay waits until the EHR is confirmed online", metadata: ["state": "\(monitor.state.rawValue)"])
+            // Recovering: the next cycle's successes confirm it; no need to wait a poll interval.
+            if monitor.state == .recovering { wakeup.wake() }
         }
     }
 

@@ -60,7 +60,7 @@ public final class Reconciler: Sendable {
         self.logger = logger
     }
 
-    /// Queues a local change (see ``Replica/enqueue(_:now:isInFlight:)``), never squashing
+    /// Queues a local change (see ``OutboxStore/enqueue(_:now:isInFlight:)``), never squashing
     /// into an entry being sent.
     public func enqueue(_ change: LocalChange) throws(OutboxError) -> QueuedChange {
         do {

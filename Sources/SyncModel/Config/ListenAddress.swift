@@ -51,14 +51,20 @@ public struct ListenAddress: Sendable, Equatable {
     /// A `[metrics] listen` value: like ``parse(_:)``, and on loopback only (metrics are not
     /// authenticated).
     public static func parseLoopback(_ text: String) throws(ListenAddressError) -> ListenAddress {
-        let address = try parse(text)
-        guard address.isLoopback else {
-            let shown = address.host.count > 64 ? address.host.prefix(64) + "…" : Substring(address.host)
-            throw ListenAddressError(
-                "metrics host \"\(shown)\" is not a loopback address; "
-                    + "metrics are served on loopback only: use 127.0.0.1, ::1 or localhost")
+        try parse(text).requireLoopback()
+    }
+
+    /// This address, refused unless it is an IP literal on loopback.
+    public func requireLoopback() throws(ListenAddressError) -> ListenAddress {
+        let shown = host.count > 64 ? host.prefix(64) + "…" : Substring(host)
+        let hint = "metrics are served on loopback only: use 127.0.0.1, ::1 or localhost"
+        guard addressBytes != nil else {
+            throw ListenAddressError("metrics host \"\(shown)\" is not an IP address; \(hint)")
         }
-        return address
+        guard isLoopback else {
+            throw ListenAddressError("metrics host \"\(shown)\" is not a loopback address; \(hint)")
+        }
+        return self
     }
 
     /// The IP literal to bind (`localhost` is 127.0.0.1).

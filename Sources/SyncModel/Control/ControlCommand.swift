@@ -86,15 +86,6 @@ public enum ControlCommand: Sendable, Equatable {
         "user-passwd", "user-disable", "user-enable", "user-list", "audit-verify", "audit-list",
     ]
 
-    /// True for commands that change something (the audit trail and logs name their actor).
-    public var isAction: Bool {
-        switch self {
-        case .status, .held, .verify, .outbox, .conflicts, .userList, .auditVerify: false
-        case .conflictShow, .auditList: false
-        default: true
-        }
-    }
-
     // MARK: Wire form
 
     /// The arguments as sent (`{"seq": "12", "keep": "local"}`): strings, as since version 1.

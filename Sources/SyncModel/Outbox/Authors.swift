@@ -27,12 +27,6 @@ public struct Authors: Sendable, Equatable, Codable, CustomStringConvertible {
         names.append(name)
     }
 
-    public func appending(_ name: String) -> Authors {
-        var copy = self
-        copy.append(name)
-        return copy
-    }
-
     /// `alice; bob`
     public var description: String { names.joined(separator: "; ") }
 

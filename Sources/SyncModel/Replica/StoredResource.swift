@@ -27,7 +27,7 @@ public struct StoredResource: Sendable, Equatable {
     }
 }
 
-/// What one ``Replica/apply(_:)`` did.
+/// What one ``ResourceStore/apply(_:state:)`` did.
 public struct ApplyOutcome: Sendable, Equatable {
     public var inserted = 0
     public var updated = 0

@@ -62,14 +62,12 @@ public final class MetricsServer: Sendable {
     /// a host that is not a loopback address is refused here already, so that configuration
     /// loading can reject it.
     public static func parseListen(_ text: String) throws(MetricsServerError) -> (host: String, port: Int) {
-        let address: ListenAddress
         do {
-            address = try ListenAddress.parse(text)
+            let address = try ListenAddress.parseLoopback(text)
+            return (address.host, address.port)
         } catch {
             throw MetricsServerError(error.description)
         }
-        _ = try loopbackAddress(host: address.host, port: address.port)
-        return (address.host, address.port)
     }
 
     /// The socket address for `host`, refused unless it is a loopback address.
@@ -79,14 +77,14 @@ public final class MetricsServer: Sendable {
         }
         var literal = Substring(host)
         if literal.hasPrefix("[") && literal.hasSuffix("]") { literal = literal.dropFirst().dropLast() }
-        let listen = ListenAddress(host: String(literal), port: port)
-        let shown = host.count > 64 ? host.prefix(64) + "…" : host
-        let hint = "metrics are served on loopback only: use 127.0.0.1, ::1 or localhost"
-        guard let address = try? SocketAddress(ipAddress: listen.ipLiteral, port: listen.port) else {
-            throw MetricsServerError("metrics host \"\(shown)\" is not an IP address; \(hint)")
+        let listen: ListenAddress
+        do {
+            listen = try ListenAddress(host: String(literal), port: port).requireLoopback()
+        } catch {
+            throw MetricsServerError(error.description)
         }
-        guard listen.isLoopback else {
-            throw MetricsServerError("metrics host \"\(shown)\" is not a loopback address; \(hint)")
+        guard let address = try? SocketAddress(ipAddress: listen.ipLiteral, port: listen.port) else {
+            throw MetricsServerError("metrics host \"\(listen.host.prefix(64))\" is not an IP address")
         }
         return address
     }
