@@ -62,6 +62,9 @@ import Testing
         // Malformed and oversized requests get errors; the daemon carries on.
         #expect(try rawRequest(fixture.socketPath, Data("garbage\n".utf8)).contains("malformed request"))
         #expect(try rawRequest(fixture.socketPath, Data(repeating: 0x41, count: 70_000)).contains("too large"))
+        // Also when the oversized line ends with its newline.
+        let longLine = Data(#"{"command":""#.utf8) + Data(repeating: 0x61, count: 70_000) + Data("\"}\n".utf8)
+        #expect(try rawRequest(fixture.socketPath, longLine).contains("too large"))
         #expect(
             try rawRequest(fixture.socketPath, Data(#"{"command":"drop tables"}"#.utf8 + [0x0A])).contains(
                 "unknown command"))

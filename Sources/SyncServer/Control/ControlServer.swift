@@ -69,12 +69,13 @@ final class ControlConnection: ChannelInboundHandler {
         var incoming = unwrapInboundIn(data)
         buffer.writeBuffer(&incoming)
         let view = buffer.readableBytesView
-        guard let newline = view.firstIndex(of: 0x0A) else {
-            if buffer.readableBytes > ControlRequest.maxBytes {
-                respond(context: context, .failure("request too large (limit \(ControlRequest.maxBytes) bytes)"))
-            }
+        let newline = view.firstIndex(of: 0x0A)
+        // The limit holds for the line, however the bytes arrived (one chunk or several).
+        if (newline ?? view.endIndex) - view.startIndex > ControlRequest.maxBytes {
+            respond(context: context, .failure("request too large (limit \(ControlRequest.maxBytes) bytes)"))
             return
         }
+        guard let newline else { return }
         let line = Data(view[view.startIndex..<newline])
         answered = true
         let request: ControlRequest
