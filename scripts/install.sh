@@ -14,7 +14,7 @@ usage() {
 Usage: scripts/install.sh [--root DIR] [--no-build] [--bin-dir DIR]
 
 Installs ehr-syncd and syncctl (/usr/local/bin), the system user and group ehr-sync, the group
-ehr-sync-staff (staff allowed to run syncctl), the systemd unit, the example configuration
+ehr-sync-staff (staff allowed to run syncctl), ehr-sync-admin (administrators), the systemd unit, the example configuration
 /etc/ehr-sync/ehr-sync.toml (only if absent) and the replica's key (only if absent).
 
   --root DIR     install into the system tree at DIR (an image or chroot; its etc/passwd,
@@ -214,8 +214,9 @@ done
 install_file 0755 "$bin_dir/ehr-syncd" "$bindir/ehr-syncd"
 install_file 0755 "$bin_dir/syncctl" "$bindir/syncctl"
 
-# Accounts: the service's own user and group, and the staff group for syncctl.
-for g in ehr-sync ehr-sync-staff; do
+# Accounts: the service's own user and group, the staff group (everyday syncctl) and the
+# admin group (accounts, keys, held decisions, conflict review, the audit trail).
+for g in ehr-sync ehr-sync-staff ehr-sync-admin; do
     if have_group "$g"; then
         note "kept       group $g"
     else
@@ -327,6 +328,7 @@ ehr-sync is installed${ROOT:+ in $ROOT}. Next steps${ROOT:+ (on the machine that
        systemctl daemon-reload && systemctl enable --now ehr-syncd
   3. Check it: syncctl status   (and journalctl -u ehr-syncd)
      Staff who may run syncctl join the group: usermod -aG ehr-sync-staff NAME
+     Administrators join both groups: usermod -aG ehr-sync-staff,ehr-sync-admin NAME
   4. Back up the key: without it the replica cannot be read.
      $backup
 EOF

@@ -127,7 +127,7 @@ if [ "$purge" -eq 0 ]; then
 ehr-sync is uninstalled${ROOT:+ from $ROOT}. Kept, so that a reinstall picks them up:
   /var/lib/ehr-sync   the encrypted replica
   /etc/ehr-sync       the configuration and the replica's key
-  user ehr-sync, groups ehr-sync and ehr-sync-staff
+  user ehr-sync, groups ehr-sync, ehr-sync-staff and ehr-sync-admin
 Delete them too with: scripts/uninstall.sh${ROOT:+ --root $ROOT} --purge
 EOF
     exit 0
@@ -143,7 +143,7 @@ if have_user ehr-sync; then
     userdel "${account_opts[@]}" ehr-sync
     note "deleted    user ehr-sync"
 fi
-for g in ehr-sync ehr-sync-staff; do
+for g in ehr-sync ehr-sync-staff ehr-sync-admin; do
     if have_group "$g"; then
         groupdel "${account_opts[@]}" "$g"
         note "deleted    group $g"

@@ -5,11 +5,64 @@ import SyncModel
 import SyncServer
 import SyncStore
 
-/// The control socket's commands (``ControlCommand``). Every operator action is logged (without PHI) as an
-/// audit trail; errors are answers, never crashes.
+/// The control socket's commands (``ControlCommand``). The peer is named by the kernel and
+/// its role checked first (``ControlAccessPolicy``); every administrator action, and every
+/// refusal, goes into the audit trail under the peer's real user; errors are answers, never
+/// crashes.
 extension Daemon {
-    func handle(_ request: ControlRequest) async -> ControlResponse {
-        let actor = Self.actor(request.actor)
+    var accessPolicy: ControlAccessPolicy {
+        ControlAccessPolicy(
+            staffGroup: config.controlStaffGroup, adminGroup: config.controlAdminGroup, serviceUID: getuid())
+    }
+
+    func handle(_ request: ControlRequest, from peer: ControlPeer) async -> ControlResponse {
+        let actor = peer.actor
+        if let refusal = accessPolicy.refusal(of: request.command, by: peer) {
+            logger.warning(
+                "control request refused", metadata: ["command": "\(request.command.name)", "peer": "\(actor)"])
+            do {
+                try trail(actor, "control-refused", target: request.command.name)
+            } catch {
+                return .failure("refused (and the refusal could not be recorded: \(error))")
+            }
+            return .failure(refusal)
+        }
+        let response = await handle(request, actor: actor)
+        if case .failure = response { return response }
+        do {
+            try trailAdminAction(request.command, actor: actor)
+        } catch {
+            logger.error("operator action not recorded in the audit trail", metadata: ["reason": "\(error)"])
+        }
+        return response
+    }
+
+    /// Appends one operator line to the audit trail.
+    func trail(_ actor: String, _ action: String, target: String? = nil, detail: String? = nil, patient: String? = nil)
+        throws
+    {
+        try replica.audit.append(
+            AuditRecord(
+                at: FHIRInstant.format(Date().timeIntervalSince1970), actor: actor, action: action, target: target,
+                detail: detail, patient: patient))
+    }
+
+    /// The trail line of an administrator action whose store does not write one itself
+    /// (accounts, retries and resolutions are recorded in the same transaction as the change).
+    func trailAdminAction(_ command: ControlCommand, actor: String) throws {
+        switch command {
+        case .status, .syncNow, .outbox, .conflicts, .userAdd, .userPasswd, .userSetDisabled, .userList, .outboxRetry,
+            .conflictResolve, .conflictShow:
+            return
+        case .decideHeld(_, let rows):
+            try trail(
+                actor, command.name, detail: rows.map { $0.map(String.init).joined(separator: ",") } ?? "all")
+        case .keyRotate, .keyBackup, .pause, .resume, .held, .verify, .auditVerify, .auditList:
+            try trail(actor, command.name)
+        }
+    }
+
+    func handle(_ request: ControlRequest, actor: String) async -> ControlResponse {
         do {
             switch request.command {
             case .status:
@@ -89,6 +142,24 @@ extension Daemon {
             guard entry.state == .conflict else {
                 throw OutboxError.wrongState(seq: seq, state: entry.state, expected: "conflict")
             }
+            // The review shows clinical content: the patients it exposes are in the trail first.
+            var patients: [String] = []
+            let payload = entry.payload
+            let id = payload.serverID ?? payload.localID
+            for body in [payload.base, payload.resource, payload.remote].compactMap({ $0 }) {
+                for patient in PatientAttribution.patients(in: body, type: entry.resourceType, id: id)
+                where !patients.contains(patient) {
+                    patients.append(patient)
+                }
+            }
+            let at = FHIRInstant.format(Date().timeIntervalSince1970)
+            let target = "outbox #\(seq)"
+            try replica.audit.append(
+                patients.isEmpty
+                    ? [AuditRecord(at: at, actor: actor, action: "conflict-show", target: target)]
+                    : patients.map {
+                        AuditRecord(at: at, actor: actor, action: "conflict-show", target: target, patient: $0)
+                    })
             logger.notice("operator action", metadata: ["action": "conflict-show", "entry": "\(seq)"])
             return .conflict(ConflictDetail(entry))
         case .outboxRetry(let seq):
@@ -128,12 +199,5 @@ extension Daemon {
     func nextSend() -> String {
         isPaused
             ? "once sync resumes (`syncctl resume`)" : "with the next sync cycle, starting now"
-    }
-
-    /// Who asked, for the replica's audit trail: syncctl's user, or `syncctl` when it did
-    /// not say. Control characters are dropped and the length bounded.
-    static func actor(_ text: String?) -> String {
-        let cleaned = printableArgument(text ?? "", limit: 120).trimmingCharacters(in: .whitespaces)
-        return cleaned.isEmpty ? "syncctl" : cleaned
     }
 }

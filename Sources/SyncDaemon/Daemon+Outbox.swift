@@ -59,8 +59,8 @@ extension Daemon {
         let puller = self.puller
         handlers.types = { puller.mirroredTypes }
         let access = self.access
-        handlers.audit = { actor, action, patient, target throws(ReplicaError) in
-            try await access.record(actor: actor, action: action, patient: patient, target: target)
+        handlers.audit = { actor, action, patients, target throws(ReplicaError) in
+            try await access.record(actor: actor, action: action, patients: patients, target: target)
         }
         var web: WebViewer?
         if config.web.enabled {

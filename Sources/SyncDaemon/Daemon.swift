@@ -63,7 +63,12 @@ final class Daemon: Sendable {
         reconciler: Reconciler, liveness: Liveness, monitor: OutageMonitor, logger: Logger
     ) {
         self.reconciler = reconciler
-        self.access = AccessLog(replica: replica, logger: logger)
+        self.access = AccessLog(
+            replica: replica,
+            monitor: AccessMonitor(
+                threshold: config.audit.alertPatients, window: config.audit.alertWindow,
+                overrides: config.audit.alertOverrides),
+            logger: logger)
         self.sessions = SessionStore(
             idleTimeout: config.web.sessionIdleTimeout, absoluteTimeout: config.web.sessionAbsoluteTimeout)
         self.monitor = monitor
@@ -152,8 +157,10 @@ final class Daemon: Sendable {
         let resources = (try? replica.records.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
-            let server = try await ControlServer.start(path: config.controlSocket, logger: logger) { request in
-                await daemon.handle(request)
+            let server = try await ControlServer.start(
+                path: config.controlSocket, group: config.controlStaffGroup, logger: logger
+            ) { request, peer in
+                await daemon.handle(request, from: peer)
             }
             daemon.listeners.withLock { $0.control = server }
             daemon.notifier.notify("READY=1\nSTATUS=\(daemon.summary())")

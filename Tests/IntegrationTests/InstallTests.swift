@@ -45,6 +45,7 @@ struct InstallTests {
         let user = try #require(try Self.entry(root, "passwd", "ehr-sync"), "no user ehr-sync in the root's passwd")
         let group = try #require(try Self.entry(root, "group", "ehr-sync"), "no group ehr-sync")
         #expect(try Self.entry(root, "group", "ehr-sync-staff") != nil, "no group ehr-sync-staff")
+        #expect(try Self.entry(root, "group", "ehr-sync-admin") != nil, "no group ehr-sync-admin")
         #expect(user[3] == group[2], "ehr-sync's primary group is not ehr-sync")
         #expect(user[5] == "/nonexistent" && user[6] == "/usr/sbin/nologin", "user ehr-sync: \(user)")
         #expect(!FileManager.default.fileExists(atPath: root + "/nonexistent"))
@@ -134,6 +135,7 @@ struct InstallTests {
         #expect(try Self.entry(root, "passwd", "ehr-sync") == nil)
         #expect(try Self.entry(root, "group", "ehr-sync") == nil)
         #expect(try Self.entry(root, "group", "ehr-sync-staff") == nil)
+        #expect(try Self.entry(root, "group", "ehr-sync-admin") == nil)
         #expect(try Self.entry(root, "shadow", "ehr-sync") == nil)
     }
 

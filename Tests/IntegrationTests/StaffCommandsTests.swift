@@ -123,7 +123,8 @@ import Testing
         #expect(try users(fixture).map(\.disabled) == [false, true])
 
         // Every change is in the audit trail, by the operator; nothing secret in the log.
-        let trail = try audit(fixture)
+        // (Reading the trail is itself recorded: `audit-list` lines between them.)
+        let trail = try audit(fixture).filter { $0.target?.hasPrefix("account ") == true }
         #expect(
             trail.map(\.action) == [
                 "user-add", "user-add", "user-passwd", "user-disable", "user-enable", "user-disable",
@@ -136,11 +137,13 @@ import Testing
         #expect(table.status == 0)
         #expect(table.output.contains("user-passwd"))
         #expect(table.output.contains("account bpetit"))
-        #expect(try audit(fixture, ["--limit", "2"]).map(\.action) == ["user-enable", "user-disable"])
+        #expect(try audit(fixture, ["--limit", "2"]).map(\.action) == ["audit-list", "audit-list"])
+        #expect(try audit(fixture).filter { $0.action == "audit-list" }.allSatisfy { $0.actor == trail[0].actor })
         #expect(try audit(fixture, ["--user", "nobody"]).isEmpty)
         #expect(try audit(fixture, ["--patient", "pat-1"]).isEmpty)
         #expect(try audit(fixture, ["--since", "2999-01-01"]).isEmpty)
-        #expect(try audit(fixture, ["--since", "2000-01-01T00:00:00Z"]).count == 6)
+        #expect(
+            try audit(fixture, ["--since", "2000-01-01T00:00:00Z"]).filter { $0.action.hasPrefix("user-") }.count == 6)
         #expect(try ctl(fixture, ["audit", "list", "--since", "yesterday"]).status != 0)
         for secret in passwords + ["pbkdf2", "tiny"] {
             #expect(!fixture.log.contains(secret), "the daemon logged \(secret)")
@@ -148,7 +151,7 @@ import Testing
 
         let intact = try ctl(fixture, ["audit", "verify"])
         #expect(intact.status == 0)
-        #expect(intact.output == "audit trail intact: 6 records\n")
+        #expect(intact.output.hasPrefix("audit trail intact: "), "\(intact.output)")
         #expect(try fixture.status()?.accessAlerts == [])
 
         // A line's time edited while the daemon is stopped.
@@ -170,7 +173,7 @@ import Testing
         #expect(missing.status == 2, "\(missing.output)")
         #expect(missing.output.hasPrefix("audit trail BROKEN at record #4: line missing\n"), "\(missing.output)")
         // The rest of the trail still reads.
-        #expect(try audit(fixture).count == 5)
+        #expect(try audit(fixture).filter { $0.action.hasPrefix("user-") }.count == 5)
         #expect(fixture.stop() == 0)
     }
 }

@@ -85,7 +85,20 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var sessionAbsoluteTimeout: Double = 8 * 3600
     }
 
+    /// The audit trail's unusual-reading alert and its outside witness.
+    public struct Audit: Sendable, Equatable {
+        /// More distinct patients than this, read by one account or token within the window, alerts.
+        public var alertPatients = 30
+        public var alertWindow: Double = 600
+        /// Thresholds of their own, by account or token name.
+        public var alertOverrides: [String: Int] = [:]
+        /// Send the trail to the EHR as FHIR AuditEvents when it answers.
+        public var export = true
+        public init() {}
+    }
+
     public var ehr: EHR
+    public var audit = Audit()
     public var sync = Sync()
     public var web = Web()
     public var replay = Replay()
@@ -95,6 +108,10 @@ public struct SyncConfiguration: Sendable, Equatable {
     /// nil: the systemd credential `$CREDENTIALS_DIRECTORY/replica-key`.
     public var keyFile: String?
     public var controlSocket: String = "/run/ehr-sync/control.sock"
+    /// System groups whose members may use `syncctl` as staff, or as administrators
+    /// (``ControlAccessPolicy``).
+    public var controlStaffGroup = "ehr-sync-staff"
+    public var controlAdminGroup = "ehr-sync-admin"
     /// `host:port` on loopback for Prometheus `/metrics`; nil: not served.
     public var metricsListen: String?
 
@@ -118,7 +135,9 @@ public struct SyncConfiguration: Sendable, Equatable {
     /// Parses configuration text; `file` names it in error messages.
     public static func parse(_ text: String, file: String) throws(ConfigError) -> SyncConfiguration {
         let root = try TOMLReader(text: text, file: file)
-        try root.allowOnly(["ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api", "web"])
+        try root.allowOnly([
+            "ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api", "web", "audit",
+        ])
 
         let ehrTable = try root.requiredTable("ehr")
         try ehrTable.allowOnly([
@@ -155,8 +174,21 @@ public struct SyncConfiguration: Sendable, Equatable {
             config.keyFile = try key.requiredString("file")
         }
         if let control = try root.table("control") {
-            try control.allowOnly(["socket"])
+            try control.allowOnly(["socket", "staff_group", "admin_group"])
             config.controlSocket = try control.string("socket") ?? config.controlSocket
+            for (key, path) in [
+                ("staff_group", \SyncConfiguration.controlStaffGroup), ("admin_group", \.controlAdminGroup),
+            ] {
+                guard let name = try control.string(key) else { continue }
+                guard (1...32).contains(name.utf8.count),
+                    name.utf8.allSatisfy({ b in b > 32 && b < 127 && b != UInt8(ascii: ":") })
+                else {
+                    throw ConfigError(
+                        file: file, key: control.keyName(key),
+                        message: "a system group name: 1 to 32 printable characters, no spaces or ':'")
+                }
+                config[keyPath: path] = name
+            }
         }
         if let metrics = try root.table("metrics") {
             try metrics.allowOnly(["listen"])
@@ -271,6 +303,20 @@ public struct SyncConfiguration: Sendable, Equatable {
                 api.listen = listen
             }
             config.localAPI = api
+        }
+        if let audit = try root.table("audit") {
+            try audit.allowOnly(["alert_patients", "alert_window", "alert_overrides", "export"])
+            var a = Audit()
+            a.alertPatients = try audit.integer("alert_patients", in: 1...1_000_000) ?? a.alertPatients
+            a.alertWindow = try audit.number("alert_window", in: 10...(7 * 86_400)) ?? a.alertWindow
+            a.export = try audit.bool("export") ?? a.export
+            if let overrides = try audit.table("alert_overrides") {
+                for name in overrides.keys {
+                    guard let limit = try overrides.integer(name, in: 1...1_000_000) else { continue }
+                    a.alertOverrides[name] = limit
+                }
+            }
+            config.audit = a
         }
         if let web = try root.table("web") {
             try web.allowOnly(["enabled", "session_idle_timeout", "session_absolute_timeout"])

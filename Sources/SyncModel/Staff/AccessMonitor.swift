@@ -4,6 +4,9 @@ public struct AccessMonitor: Sendable {
     /// More than `threshold` distinct patients within `window` seconds raises an alert.
     public var threshold = 30
     public var window: Double = 600
+    /// Thresholds of their own for some accounts or local API tokens (an integration that
+    /// legitimately reads many patients), by account name.
+    public var overrides: [String: Int] = [:]
 
     public struct Alert: Codable, Sendable, Equatable {
         public var account: String
@@ -37,9 +40,15 @@ public struct AccessMonitor: Sendable {
     var recent: [String: Reading] = [:]
     public private(set) var alerts: [Alert] = []
 
-    public init(threshold: Int = 30, window: Double = 600) {
+    public init(threshold: Int = 30, window: Double = 600, overrides: [String: Int] = [:]) {
         self.threshold = threshold
         self.window = window
+        self.overrides = overrides
+    }
+
+    /// The number of distinct patients within the window above which `account` raises an alert.
+    public func threshold(for account: String) -> Int {
+        overrides[account] ?? threshold
     }
 
     /// Records one access; returns the alert it raised, if any (once per window per account).
@@ -47,7 +56,7 @@ public struct AccessMonitor: Sendable {
     public mutating func record(account: String, patient: String, now: Double) -> Alert? {
         recent[account, default: Reading()].record(patient, at: now, window: window)
         let distinct = distinctPatients(account: account)
-        guard distinct > threshold else { return nil }
+        guard distinct > threshold(for: account) else { return nil }
         if let last = alerts.last(where: { $0.account == account }), now - last.at < window { return nil }
         let alert = Alert(account: account, patients: distinct, windowSeconds: Int(window), at: now)
         alerts.append(alert)

@@ -6,16 +6,19 @@ import SyncEngine
 public import SyncModel
 import SyncStore
 
-/// The daemon's side of the control socket: a Unix socket (mode 0660) that answers one
-/// JSON request per connection. Malformed requests get an error response; the daemon
-/// carries on.
+/// The daemon's side of the control socket: a Unix socket (mode 0660, group `[control]
+/// staff_group` when the system has it) that answers one JSON request per connection.
+/// Each request reaches the handler with its peer as the kernel names it (``PeerIdentity``);
+/// malformed requests get an error response; the daemon carries on.
 public final class ControlServer: Sendable {
     let channel: any Channel
     public let path: String
 
-    public typealias Handler = @Sendable (ControlRequest) async -> ControlResponse
+    public typealias Handler = @Sendable (ControlRequest, ControlPeer) async -> ControlResponse
 
-    public static func start(path: String, logger: Logger, handler: @escaping Handler) async throws -> ControlServer {
+    public static func start(path: String, group: String?, logger: Logger, handler: @escaping Handler) async throws
+        -> ControlServer
+    {
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
             try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -35,6 +38,10 @@ public final class ControlServer: Sendable {
             }
         let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
         chmod(path, 0o660)
+        // Staff reach the socket through its group; a group the system lacks leaves it to root and the service.
+        if let group, let gid = PeerIdentity.groupID(group), chown(path, getuid(), gid) != 0 {
+            logger.warning("cannot give the control socket to its group", metadata: ["group": "\(group)"])
+        }
         return ControlServer(channel: channel, path: path)
     }
 
@@ -95,10 +102,21 @@ final class ControlConnection: ChannelInboundHandler {
         let handler = self.handler
         let loop = context.eventLoop
         let bound = NIOLoopBound((connection: self, context: context), eventLoop: loop)
-        let promise = loop.makePromise(of: ControlResponse.self)
-        promise.completeWithTask { await handler(request) }
-        promise.futureResult.whenSuccess { response in
-            bound.value.connection.respond(context: bound.value.context, response)
+        let response = PeerIdentity.credentials(of: context.channel).flatMap { credentials in
+            let promise = loop.makePromise(of: ControlResponse.self)
+            promise.completeWithTask { await handler(request, PeerIdentity.peer(credentials)) }
+            return promise.futureResult
+        }
+        let logger = self.logger
+        response.whenComplete { result in
+            switch result {
+            case .success(let response):
+                bound.value.connection.respond(context: bound.value.context, response)
+            case .failure:
+                logger.warning("control request refused: the peer's credentials are unknown")
+                bound.value.connection.respond(
+                    context: bound.value.context, .failure("refused: the peer's credentials cannot be read"))
+            }
         }
     }
 

@@ -25,10 +25,11 @@ public struct LocalAPIHandlers: Sendable {
     public var search: @Sendable (SearchRequest) throws(ReplicaError) -> SearchPage
     /// `Patient/[id]/$everything` on the local view; nil for an unknown patient.
     public var everything: @Sendable (String) throws(ReplicaError) -> [SearchBundle.Entry]?
-    /// Records an access to patient data (actor, action, patient id, target) in the audit
-    /// trail; a failure refuses the request.
+    /// Records an access to patient data (actor, action, the patients it exposed, target) in
+    /// the audit trail; a failure refuses the request.
     public var audit:
-        @Sendable (_ actor: String, _ action: String, _ patient: String?, _ target: String?) async throws(ReplicaError)
+        @Sendable (_ actor: String, _ action: String, _ patients: [String], _ target: String?)
+            async throws(ReplicaError)
             -> Void = { _, _, _, _ in }
 
     public init(
@@ -182,7 +183,8 @@ struct Routes: Sendable {
                     default: nil
                     }
                 if let body {
-                    try await handlers.audit(actor, "read", Self.patient(of: body, type: type, id: id), "\(type)/\(id)")
+                    try await handlers.audit(
+                        actor, "read", PatientAttribution.patients(in: body, type: type, id: id), "\(type)/\(id)")
                 }
                 switch view {
                 case .pending(let body, let seq, _):
@@ -214,9 +216,13 @@ struct Routes: Sendable {
             }
             do {
                 let page = try handlers.search(search)
-                var patient: String?
-                for case .patient(let id) in search.criteria { patient = id }
-                try await handlers.audit(actor, "search", patient, "\(type) search, \(page.total) results")
+                // Every patient the page shows, its matches and what they `_include`d, is
+                // named in the trail and counted by the unusual-reading alert.
+                let shown = (page.matches + page.included).lazy.map {
+                    (type: $0.resourceType, id: $0.id, json: $0.json)
+                }
+                try await handlers.audit(
+                    actor, "search", PatientAttribution.patients(in: shown), "\(type) search, \(page.total) results")
                 let base = baseURL(request)
                 func link(offset: Int) -> String {
                     var items = pairs.filter { $0.0 != "_offset" }
@@ -249,7 +255,7 @@ struct Routes: Sendable {
                 guard let resources = try handlers.everything(id) else {
                     return outcome(.notFound, "not-found", "no Patient with that id in the local copy")
                 }
-                try await handlers.audit(actor, "everything", id, "Patient/\(id)/$everything")
+                try await handlers.audit(actor, "everything", [id], "Patient/\(id)/$everything")
                 let base = baseURL(request)
                 let bundle = SearchBundle.searchsetBuffer(
                     base: base, links: .init(selfURL: "\(base)/Patient/\(id)/$everything"), total: resources.count,
@@ -270,7 +276,7 @@ struct Routes: Sendable {
                 if case .server(let stored) = try handlers.read(type, id), stored.versionId == vid {
                     // A version read exposes the record like a read: recorded first.
                     try await handlers.audit(
-                        context.author, "read", Self.patient(of: stored.json, type: type, id: id),
+                        context.author, "read", PatientAttribution.patients(in: stored.json, type: type, id: id),
                         "\(type)/\(id)/_history/\(vid)")
                     return respond(.ok, json: stored.json, extra: [("ETag", "W/\"\(vid)\"")])
                 }
@@ -319,10 +325,11 @@ struct Routes: Sendable {
                 metadata: ["entry": "\(queued.seq)", "type": "\(type)", "op": "\(operation.rawValue)"])
             // Who queued what, in the trail. The change is already durable: a trail that
             // cannot be written is logged, the change stands.
-            let patient =
-                type == "Patient" ? queued.localID : body.flatMap { Self.patient(of: $0, type: type, id: "") }
+            let patients =
+                type == "Patient"
+                ? [queued.localID] : body.map { PatientAttribution.patients(in: $0, type: type, id: "") } ?? []
             do {
-                try await handlers.audit(author, "local-\(operation.rawValue)", patient, "\(type)/\(queued.localID)")
+                try await handlers.audit(author, "local-\(operation.rawValue)", patients, "\(type)/\(queued.localID)")
             } catch {
                 logger.error("local change not recorded in the audit trail", metadata: ["entry": "\(queued.seq)"])
             }
@@ -347,20 +354,6 @@ struct Routes: Sendable {
                 return outcome(.internalServerError, "exception", "the change was not saved: \(inner)")
             }
         }
-    }
-
-    /// The patient a resource belongs to: itself, or its `subject`/`patient` reference.
-    static func patient(of body: Data, type: String, id: String) -> String? {
-        if type == "Patient" { return id }
-        guard case .object(let object)? = try? JSONValue(data: body) else { return nil }
-        for member in ["subject", "patient"] {
-            if let key = object[member]?["reference"]?.stringValue.flatMap(ResourceReferences.key),
-                key.hasPrefix("Patient/")
-            {
-                return String(key.dropFirst("Patient/".count))
-            }
-        }
-        return nil
     }
 
     func baseURL(_ request: Request) -> String {

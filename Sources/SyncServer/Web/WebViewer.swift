@@ -217,9 +217,16 @@ public final class WebViewer: Sendable {
     func audit(
         _ signed: Signed, action: String, patient: String?, target: String?, detail: String? = nil
     ) async -> Response? {
+        await audit(signed, action: action, patients: patient.map { [$0] } ?? [], target: target, detail: detail)
+    }
+
+    /// Records an access that showed several patients (a search's list): one line each.
+    func audit(
+        _ signed: Signed, action: String, patients: [String], target: String?, detail: String? = nil
+    ) async -> Response? {
         do {
             try await dependencies.access.record(
-                actor: signed.session.account, action: action, patient: patient, target: target, detail: detail)
+                actor: signed.session.account, action: action, patients: patients, target: target, detail: detail)
             return nil
         } catch {
             logger.error(
@@ -266,8 +273,7 @@ public final class WebViewer: Sendable {
         }
         let rows = page.matches.map(\.json).compactMap(PatientSearchPage.Row.init(json:))
         if let refused = await audit(
-            signed, action: "search", patient: rows.count == 1 ? rows[0].id : nil,
-            target: "Patient search, \(page.total) results", detail: rows.map(\.id).joined(separator: ","))
+            signed, action: "search", patients: rows.map(\.id), target: "Patient search, \(page.total) results")
         {
             return refused
         }

@@ -25,19 +25,41 @@ public final class AccessLog: Sendable {
     public func record(actor: String, action: String, patient: String?, target: String?, detail: String? = nil)
         async throws(ReplicaError)
     {
+        try await record(
+            actor: actor, action: action, patients: patient.map { [$0] } ?? [], target: target, detail: detail)
+    }
+
+    /// Appends one access that exposed `patients` (a search page, its `_include`d records, a
+    /// list): one line per distinct patient, committed together, each counted by the
+    /// unusual-reading alert; one line naming no patient when the list is empty.
+    public func record(actor: String, action: String, patients: [String], target: String?, detail: String? = nil)
+        async throws(ReplicaError)
+    {
         let now = Date().timeIntervalSince1970
+        let at = FHIRInstant.format(now)
+        var seen = Set<String>()
+        let distinct = patients.filter { seen.insert($0).inserted }
+        let records =
+            distinct.isEmpty
+            ? [AuditRecord(at: at, actor: actor, action: action, target: target, detail: detail)]
+            : distinct.map {
+                AuditRecord(at: at, actor: actor, action: action, target: target, detail: detail, patient: $0)
+            }
         do {
-            try await commits.submit(
-                AuditRecord(
-                    at: FHIRInstant.format(now), actor: actor, action: action, target: target, detail: detail,
-                    patient: patient))
+            try await commits.submit(records)
         } catch let error as ReplicaError {
             throw error
         } catch {
             throw .database(String(describing: error))
         }
-        guard let patient else { return }
-        let alert = monitor.withLock { $0.record(account: actor, patient: patient, now: now) }
+        guard !distinct.isEmpty else { return }
+        let alert = monitor.withLock { monitor in
+            var raised: AccessMonitor.Alert?
+            for patient in distinct {
+                if let alert = monitor.record(account: actor, patient: patient, now: now) { raised = alert }
+            }
+            return raised
+        }
         if let alert {
             logger.warning(
                 "unusual reading: one account opened many patients",

@@ -10,7 +10,7 @@ import Synchronization
 /// arrival order, on a queue of their own.
 final class GroupCommit<Item: Sendable>: Sendable {
     private struct Waiter {
-        var item: Item
+        var items: [Item]
         var continuation: CheckedContinuation<Void, any Error>
     }
 
@@ -38,9 +38,14 @@ final class GroupCommit<Item: Sendable>: Sendable {
 
     /// Returns once `item` is committed; throws the commit's error.
     func submit(_ item: Item) async throws {
+        try await submit([item])
+    }
+
+    /// Returns once `items` are committed, together and in order; throws the commit's error.
+    func submit(_ items: [Item]) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let (lead, waiting) = state.withLock { state in
-                state.waiting.append(Waiter(item: item, continuation: continuation))
+                state.waiting.append(Waiter(items: items, continuation: continuation))
                 if state.committing { return (false, state.waiting.count) }
                 state.committing = true
                 return (true, state.waiting.count)
@@ -59,7 +64,7 @@ final class GroupCommit<Item: Sendable>: Sendable {
                 return batch
             }
             if batch.isEmpty { return }
-            let outcome = Result { try commit(batch.map(\.item)) }
+            let outcome = Result { try commit(batch.flatMap(\.items)) }
             for waiter in batch { waiter.continuation.resume(with: outcome) }
         }
     }
