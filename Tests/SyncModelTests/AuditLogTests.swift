@@ -47,6 +47,21 @@ import Testing
         #expect(try open().audit.verify() == .success(0))
     }
 
+    /// The head exists from creation: a trail emptied of its lines and its head never verifies,
+    /// and reopening does not write a new head.
+    @Test func anEmptiedTrailNeverVerifies() throws {
+        try writeRecords()
+        try DatabaseQueue(path: dir.file(Replica.fileName)).write { db in
+            try db.execute(sql: "DELETE FROM audit_log")
+            try db.execute(sql: "DELETE FROM replica_meta WHERE name = 'audit_head'")
+        }
+        let reopened = try open()
+        #expect(try reopened.audit.verify() == .failure(AuditBreak(seq: 1, reason: "head missing")))
+        reopened.close()
+        // Not even on a second opening: the head is never made again.
+        #expect(try open().audit.verify() == .failure(AuditBreak(seq: 1, reason: "head missing")))
+    }
+
     @Test func recordsAreKeptInOrderAndVerify() throws {
         let replica = try open()
         for (n, record) in Self.records.enumerated() {

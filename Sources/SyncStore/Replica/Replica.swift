@@ -111,6 +111,7 @@ public final class Replica: Sendable {
             }
             let replica = Replica(
                 path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
+            try replica.audit.establishHead()
             try replica.records.buildPatientIndex()
             return replica
         } catch let error as ReplicaError {

@@ -136,6 +136,13 @@ enum ReplicaSchema {
             // the planner away from the patient index for a patient's records.
             try db.execute(sql: "CREATE INDEX resource_tombstones ON resource (type) WHERE deleted = 1;")
         }
+        migrator.registerMigration("v8-audit-head") { db in
+            // The trail's sealed head exists from now on, lines or not, so an emptied trail
+            // (lines and head deleted) never verifies. It is sealed with the data key, which a
+            // migration does not hold: `Replica.open` writes it right after.
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO replica_meta (name, value) VALUES ('audit_head_pending', x'01')")
+        }
         return migrator
     }
 }

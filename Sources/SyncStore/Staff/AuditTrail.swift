@@ -31,8 +31,30 @@ public struct AuditTrail: Sendable {
             link = chainLink(previous: link, seq: seq, at: record.at, body: sealed)
             try insert.execute(arguments: [seq, record.at, sealed, link])
         }
+        try writeHead(seq: seq, link: link, db: db)
+    }
+
+    func writeHead(seq: Int64, link: Data, db: Database) throws {
         try db.cachedStatement(sql: "INSERT OR REPLACE INTO replica_meta (name, value) VALUES ('audit_head', ?)")
             .execute(arguments: [try keys.seal(Data("\(seq)|".utf8) + link, context: Data("audit-head".utf8))])
+    }
+
+    /// Writes the head once, when the replica is created (or first opened by a version that
+    /// keeps one from the start): from then on a missing head is a broken trail, even with no
+    /// line. Never re-creates a head that went missing later.
+    func establishHead() throws(ReplicaError) {
+        try database.durableWrite { db in
+            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'audit_head_pending')")
+                ?? false
+            else { return }
+            let hasHead =
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'audit_head')") ?? false
+            if !hasHead {
+                let last = try Row.fetchOne(db, sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1")
+                try writeHead(seq: last?[0] ?? 0, link: last?[1] ?? Data(repeating: 0, count: 32), db: db)
+            }
+            try db.execute(sql: "DELETE FROM replica_meta WHERE name = 'audit_head_pending'")
+        }
     }
 
     /// Appends one record in its own transaction.
@@ -82,8 +104,9 @@ public struct AuditTrail: Sendable {
                     return .failure(
                         AuditBreak(seq: min(last, count) + 1, reason: last > count ? "line missing" : "line altered"))
                 }
-            } else if count > 0 {
-                return .failure(AuditBreak(seq: count, reason: "head missing"))
+            } else {
+                // The head exists from the replica's creation: without it the trail was emptied or cut.
+                return .failure(AuditBreak(seq: max(count, 1), reason: "head missing"))
             }
             return .success(Int(count))
         }
