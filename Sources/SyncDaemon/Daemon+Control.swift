@@ -114,7 +114,7 @@ extension Daemon {
             case .outbox, .outboxRetry, .conflicts, .conflictShow, .conflictResolve:
                 return try handleOutbox(request.command, actor: actor)
             case .userAdd, .userPasswd, .userSetDisabled, .userList, .auditVerify, .auditList:
-                return try handleStaff(request.command, actor: actor)
+                return try await handleStaff(request.command, actor: actor)
             }
         } catch let error as StaffRefusal {
             return .failure(error.description)

@@ -15,7 +15,7 @@ extension Daemon {
     static let maximumPasswordLength = 1024
 
     /// Answers the staff and audit commands.
-    func handleStaff(_ command: ControlCommand, actor: String) throws -> ControlResponse {
+    func handleStaff(_ command: ControlCommand, actor: String) async throws -> ControlResponse {
         switch command {
         case .userAdd(let name, let displayName, let language, let password):
             return try addUser(
@@ -33,7 +33,7 @@ extension Daemon {
         case .userList:
             return .users(try replica.accounts.all().map(StaffAccountSummary.init))
         case .auditVerify:
-            let result = try replica.audit.verify()
+            let result = try await verifyAuditTrailAndWitness()
             switch result {
             case .success(let count):
                 logger.notice("operator action", metadata: ["action": "audit-verify", "records": "\(count)"])

@@ -36,6 +36,10 @@ final class Daemon: Sendable {
     /// Cuts the wait between cycles short (`syncctl sync-now`, `resume`).
     let wakeup = Wakeup()
     let metrics = SyncMetrics()
+    /// The audit trail's last verification and the EHR's witness of it.
+    let auditState = Mutex(AuditState())
+    /// Sends the trail to the EHR; nil with `[audit] export = false`.
+    let auditExporter: AuditExporter?
 
     /// The sync loop's state, for status and the operator's commands.
     struct LoopState {
@@ -80,6 +84,12 @@ final class Daemon: Sendable {
         self.capabilities = puller.capabilities
         self.liveness = liveness
         self.logger = logger
+        self.auditExporter =
+            config.audit.export
+            ? AuditExporter(
+                transport: client, replica: replica,
+                observer: "ehr-sync \(EHRSync.version) on \(ProcessInfo.processInfo.hostName)", logger: logger)
+            : nil
     }
 
     static func start(configPath: String, logger: Logger) async throws(DaemonStartError) -> Daemon {
@@ -154,6 +164,8 @@ final class Daemon: Sendable {
         let daemon = Daemon(
             config: config, keySource: source, replica: replica, client: client, puller: puller,
             reconciler: reconciler, liveness: liveness, monitor: monitor, logger: logger)
+        // The trail is checked once at start: a broken one is critical in status from the first moment.
+        _ = try? daemon.verifyAuditTrail()
         let resources = (try? replica.records.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
@@ -215,6 +227,7 @@ final class Daemon: Sendable {
         // then enough successes); a pull that merely outlived an outage does not qualify.
         if monitor.replayAllowed {
             try await replayOutbox()
+            await exportAuditTrail()
         } else if try replica.outbox.counts()[.pending, default: 0] > 0 {
             logger.info(
                 "replay waits until the EHR is confirmed online", metadata: ["state": "\(monitor.state.rawValue)"])
@@ -385,6 +398,7 @@ final class Daemon: Sendable {
         report.conflicts = outbox.conflicts
         report.accessAlerts = access.alerts().map(AccessAlert.init)
         report.localAPICertificate = listeners.withLock { $0.tlsFingerprint }
+        report.auditTrail = auditTrailStatus()
         return report
     }
 }

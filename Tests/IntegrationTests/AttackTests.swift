@@ -1,5 +1,6 @@
 import Foundation
 import SyncModel
+import SyncStore
 import SyncTestSupport
 import Testing
 
@@ -123,8 +124,78 @@ import Testing
         #expect(refused.count == 5 && refused.allSatisfy { $0.actor == "nobody (uid 65534)" }, "\(refused)")
         #expect(refused.map(\.target) == ["key-backup", "user-list", "audit-list", "held", "pause"])
         #expect(!trail.contains { $0.action == "key-backup" }, "no recovery key was minted")
-        #expect(trail.contains { $0.action == "audit-verify" && $0.actor == "nobody (uid 65534)" }, "the admin's action")
-        #expect(!trail.contains { $0.actor.hasPrefix("root") && $0.action != "audit-list" }, "the claimed name is ignored")
+        #expect(
+            trail.contains { $0.action == "audit-verify" && $0.actor == "nobody (uid 65534)" }, "the admin's action")
+        #expect(
+            !trail.contains { $0.actor.hasPrefix("root") && $0.action != "audit-list" }, "the claimed name is ignored")
+    }
+}
+
+extension AttackTests {
+    /// 4. The trail emptied, or replaced by an older copy (a backup of the replica): the first
+    /// never verifies; the second verifies locally but not against the EHR, which holds the
+    /// reads as AuditEvents. Both are critical in status and exit 2 from `audit verify`.
+    @Test func emptiedOrRolledBackTrailIsFound() async throws {
+        let rig = try await Rig.start()
+        defer { rig.stop() }
+        let fixture = rig.fixture
+        let ids = try TestData.lines("small", type: "Patient").prefix(4).map {
+            try #require((try JSONSerialization.jsonObject(with: $0) as? [String: Any])?["id"] as? String)
+        }
+        func readAndWitness(_ patients: ArraySlice<String>) async throws {
+            for id in patients { #expect(try await rig.api.read("Patient", id).status == 200) }
+            #expect(try fixture.ctl(["sync-now"]).status == 0)
+            let held = DaemonFixture.waitUntil(timeout: 60) {
+                guard let trail = (try? fixture.status())??.auditTrail else { return false }
+                return trail.intact && trail.witness.hasPrefix("all ")
+            }
+            #expect(held, "\(String(describing: (try? fixture.status())??.auditTrail))")
+        }
+        try await readAndWitness(ids.prefix(2))
+        // The reads are on the EHR, as AuditEvents naming the patient and the reader.
+        let ehr = LocalAPIClient(baseURL: rig.fhir.baseURL, token: nil)
+        let events = try await ehr.request(.GET, "AuditEvent?patient=Patient/\(ids[0])")
+        #expect(events.status == 200)
+        let witnessed = (events.json?["entry"] as? [[String: Any]] ?? []).compactMap {
+            $0["resource"] as? [String: Any]
+        }
+        #expect(
+            witnessed.contains {
+                (($0["agent"] as? [[String: Any]])?.first?["who"] as? [String: Any])?["display"] as? String
+                    == "attacker"
+            }, "\(witnessed)")
+
+        // A copy of the replica taken now, more reads witnessed, then the copy put back.
+        #expect(fixture.stop() == 0)
+        let backup = fixture.dir.file("state-backup")
+        try FileManager.default.copyItem(atPath: fixture.stateDir, toPath: backup)
+        try fixture.start()
+        #expect(await eventually { (try? await rig.api.request(.GET, "metadata"))?.status == 200 })
+        try await readAndWitness(ids.dropFirst(2))
+        #expect(fixture.stop() == 0)
+        try FileManager.default.removeItem(atPath: fixture.stateDir)
+        try FileManager.default.copyItem(atPath: backup, toPath: fixture.stateDir)
+        try fixture.start()
+        #expect(DaemonFixture.waitUntil(timeout: 60) { ((try? fixture.status()) ?? nil) != nil })
+        let rolledBack = try fixture.ctl(["audit", "verify"])
+        #expect(rolledBack.status == 2 && rolledBack.output.contains("the EHR witnessed"), "\(rolledBack.output)")
+        let status = try fixture.ctl(["status"])
+        #expect(status.status == 2 && status.output.contains("Audit trail"), "\(status.output)")
+
+        // Emptied: every line and the head deleted.
+        #expect(fixture.stop() == 0)
+        let shell = try #require(
+            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
+        let replicaFile = fixture.stateDir + "/" + Replica.fileName
+        let emptied = try run(
+            shell, [replicaFile, "DELETE FROM audit_log; DELETE FROM replica_meta WHERE name = 'audit_head';"])
+        #expect(emptied.status == 0, "\(emptied.output)")
+        try fixture.start()
+        #expect(DaemonFixture.waitUntil(timeout: 60) { ((try? fixture.status()) ?? nil) != nil })
+        let verify = try fixture.ctl(["audit", "verify"])
+        #expect(verify.status == 2 && verify.output.contains("head missing"), "\(verify.output)")
+        let report = try #require(try fixture.status())
+        #expect(report.exitCode == 2 && report.auditTrail?.intact == false, "\(String(describing: report.auditTrail))")
     }
 }
 

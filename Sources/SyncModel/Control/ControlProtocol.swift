@@ -195,6 +195,25 @@ public struct AccessAlert: Codable, Sendable, Equatable {
     }
 }
 
+/// The audit trail's state in `syncctl status`: critical when it is not intact.
+public struct AuditTrailStatus: Codable, Sendable, Equatable {
+    /// The chain verifies and the EHR's witness agrees (or has not been asked yet).
+    public var intact: Bool
+    /// Lines in the trail.
+    public var lines: Int
+    /// What is wrong, when something is (`line 4 missing`, `head missing`, the witness's verdict).
+    public var problem: String?
+    /// What the EHR witnessed (``AuditWitness/Verdict/text``).
+    public var witness: String
+
+    public init(intact: Bool, lines: Int, problem: String?, witness: String) {
+        self.intact = intact
+        self.lines = lines
+        self.problem = problem
+        self.witness = witness
+    }
+}
+
 /// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
 public struct StatusReport: Codable, Sendable, Equatable {
     /// `starting`, `initial-sync`, `online`, `degraded`, `outage`, `recovering`, `paused`.
@@ -226,6 +245,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var accessAlerts: [AccessAlert] = []
     /// SHA-256 fingerprint of the local API's HTTPS certificate, when it serves HTTPS.
     public var localAPICertificate: String?
+    /// The audit trail: its own chain (checked at start and on `syncctl audit verify`) and
+    /// what the EHR witnessed of it. nil from daemons before this field.
+    public var auditTrail: AuditTrailStatus?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -267,7 +289,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
-        case accessAlerts, localAPICertificate
+        case accessAlerts, localAPICertificate, auditTrail
     }
 
     public init(from decoder: any Decoder) throws {
@@ -292,6 +314,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         conflicts = try c.decodeIfPresent(Int.self, forKey: .conflicts) ?? 0
         accessAlerts = try c.decodeIfPresent([AccessAlert].self, forKey: .accessAlerts) ?? []
         localAPICertificate = try c.decodeIfPresent(String.self, forKey: .localAPICertificate)
+        auditTrail = try c.decodeIfPresent(AuditTrailStatus.self, forKey: .auditTrail)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -318,10 +341,12 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(conflicts, forKey: .conflicts)
         try c.encode(accessAlerts, forKey: .accessAlerts)
         try c.encode(localAPICertificate, forKey: .localAPICertificate)
+        try c.encode(auditTrail, forKey: .auditTrail)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
     public var exitCode: Int32 {
+        if auditTrail?.intact == false { return 2 }
         switch state {
         case "outage": return 2
         case "degraded", "recovering", "initial-sync", "starting", "paused": return 1

@@ -49,6 +49,9 @@ extension StatusReport {
         }
         if conflicts > 0 { lines.append(("Conflicts", "\(conflicts) to review (syncctl conflicts)")) }
         if let error = lastError, state != "online" { lines.append(("Last error", error)) }
+        if let trail = auditTrail, !trail.intact {
+            lines.append(("Audit trail", "BROKEN: \(trail.problem ?? "see syncctl audit verify")"))
+        }
         lines.append(("Key", keySource))
         if let fingerprint = localAPICertificate { lines.append(("HTTPS", "certificate SHA-256 \(fingerprint)")) }
         let width = lines.map(\.0.count).max() ?? 0

@@ -29,6 +29,8 @@ public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
     public static let lastSweep = SyncStateKey("sweep.last")
     /// Local time of the last successful cycle.
     public static let lastSyncAt = SyncStateKey("lastSyncAt")
+    /// The last audit trail line the EHR holds as an AuditEvent (``AuditWitness``).
+    public static let auditExported = SyncStateKey("audit.exported")
     /// Attachment URLs still to fetch.
     public static let attachmentsPending = SyncStateKey("attachments.pending")
 }

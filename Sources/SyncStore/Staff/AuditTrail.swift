@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+public import Foundation
 import GRDB
 public import SyncModel
 
@@ -44,11 +44,14 @@ public struct AuditTrail: Sendable {
     /// line. Never re-creates a head that went missing later.
     func establishHead() throws(ReplicaError) {
         try database.durableWrite { db in
-            guard try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'audit_head_pending')")
-                ?? false
+            guard
+                try Bool.fetchOne(
+                    db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'audit_head_pending')")
+                    ?? false
             else { return }
             let hasHead =
-                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'audit_head')") ?? false
+                try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'audit_head')")
+                ?? false
             if !hasHead {
                 let last = try Row.fetchOne(db, sql: "SELECT seq, chain FROM audit_log ORDER BY seq DESC LIMIT 1")
                 try writeHead(seq: last?[0] ?? 0, link: last?[1] ?? Data(repeating: 0, count: 32), db: db)
@@ -109,6 +112,46 @@ public struct AuditTrail: Sendable {
                 return .failure(AuditBreak(seq: max(count, 1), reason: "head missing"))
             }
             return .success(Int(count))
+        }
+    }
+
+    /// The number of the trail's last line (0 when empty).
+    public func lastSeq() throws(ReplicaError) -> Int64 {
+        try database.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(seq) FROM audit_log") ?? 0 }
+    }
+
+    /// The replica's name towards the audit witness: the first 8 bytes of its random id, in hex.
+    public func witnessName() throws(ReplicaError) -> String {
+        try database.read { db in
+            let id = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'") ?? Data()
+            return AuditWitness.hex(id.prefix(8))
+        }
+    }
+
+    /// Lines after `seq`, at most `limit`, in order, each with its chain link.
+    public func lines(after seq: Int64, limit: Int) throws(ReplicaError) -> [(
+        seq: Int64, record: AuditRecord, link: Data
+    )] {
+        try database.read { db in
+            var result: [(seq: Int64, record: AuditRecord, link: Data)] = []
+            let rows = try Row.fetchCursor(
+                db, sql: "SELECT seq, body, chain FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                arguments: [seq, limit])
+            while let row = try rows.next() {
+                let seq: Int64 = row[0]
+                guard let plain = keys.open(row[1], context: Data("a1|\(seq)".utf8)),
+                    let record = try? JSONDecoder().decode(AuditRecord.self, from: plain)
+                else { throw ReplicaError.corruptState("audit line \(seq)") }
+                result.append((seq, record, row[2]))
+            }
+            return result
+        }
+    }
+
+    /// The chain link of line `seq`, or nil when there is no such line.
+    public func link(seq: Int64) throws(ReplicaError) -> Data? {
+        try database.read { db in
+            try Data.fetchOne(db, sql: "SELECT chain FROM audit_log WHERE seq = ?", arguments: [seq])
         }
     }
 
