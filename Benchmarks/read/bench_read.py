@@ -304,9 +304,14 @@ def web_session(root: str, socket_path: Path, syncctl: Path, log: Path) -> str |
     if r.returncode:
         info(f"syncctl user add failed (exit {r.returncode}, see {log}): no web summary scenario")
         return None
+    # The sign-in form's CSRF token and its cookie first, as a browser gets them.
+    _, page_headers, page = http("GET", f"{root}/login", {}, None)
+    login_cookie = page_headers.get("set-cookie", "").split(";", 1)[0]
+    found = re.search(r'name="csrf" value="([^"]+)"', page.decode("utf-8", "replace"))
+    csrf = found.group(1) if found else ""
     status, headers, _ = http("POST", f"{root}/login",
-                              {"Content-Type": "application/x-www-form-urlencoded"},
-                              urllib.parse.urlencode({"name": "bench", "password": password}).encode())
+                              {"Content-Type": "application/x-www-form-urlencoded", "Cookie": login_cookie},
+                              urllib.parse.urlencode({"name": "bench", "password": password, "csrf": csrf}).encode())
     cookie = headers.get("set-cookie", "").split(";", 1)[0]
     if status not in (302, 303) or "=" not in cookie:
         info(f"web sign-in answered HTTP {status} without a session cookie: no web summary scenario")

@@ -57,6 +57,8 @@ extension Daemon {
         case .decideHeld(_, let rows):
             try trail(
                 actor, command.name, detail: rows.map { $0.map(String.init).joined(separator: ",") } ?? "all")
+        case .userUnlock(let name):
+            try trail(actor, command.name, target: "account \(name)")
         case .keyRotate, .keyBackup, .pause, .resume, .held, .verify, .auditVerify, .auditList:
             try trail(actor, command.name)
         }
@@ -113,7 +115,7 @@ extension Daemon {
                 return .recoveryKey(recovery.text)
             case .outbox, .outboxRetry, .conflicts, .conflictShow, .conflictResolve:
                 return try handleOutbox(request.command, actor: actor)
-            case .userAdd, .userPasswd, .userSetDisabled, .userList, .auditVerify, .auditList:
+            case .userAdd, .userPasswd, .userSetDisabled, .userList, .userUnlock, .auditVerify, .auditList:
                 return try await handleStaff(request.command, actor: actor)
             }
         } catch let error as StaffRefusal {

@@ -80,7 +80,8 @@ extension Daemon {
         do {
             let server = try await LocalAPIServer.start(
                 host: host, port: port, credentials: credentials, maxBodyBytes: config.ehr.maxResourceBytes,
-                handlers: handlers, web: web, tls: tls, logger: logger)
+                handlers: handlers, web: web, tls: tls,
+                allowedHosts: Self.allowedHosts(listenHost: host, configured: local.hostNames), logger: logger)
             listeners.withLock { $0.localAPI = server }
         } catch {
             throw DaemonStartError(
@@ -117,6 +118,16 @@ extension Daemon {
                     "discarded": "\(outcome.discarded)", "waiting": "\(outcome.waiting)",
                 ])
         }
+    }
+
+    /// Names the local API answers to: localhost, this machine's name, the listen addresses
+    /// (every interface's when listening on all) and `[local_api] host_names`.
+    static func allowedHosts(listenHost: String, configured: [String]) -> AllowedHosts {
+        let bare = listenHost.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        let host = ProcessInfo.processInfo.hostName
+        return AllowedHosts(
+            ["localhost", host, host.split(separator: ".").first.map(String.init) ?? host]
+                + certificateAddresses(listenHost: bare) + configured)
     }
 
     /// Addresses a self-signed certificate names: the listen address, or every interface's

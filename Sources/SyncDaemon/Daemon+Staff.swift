@@ -32,6 +32,14 @@ extension Daemon {
             return try setDisabled(disabled, name: name, actor: actor)
         case .userList:
             return .users(try replica.accounts.all().map(StaffAccountSummary.init))
+        case .userUnlock(let name):
+            let account = try existingAccount(name)
+            let addresses = sessions.unlock(account: account.name)
+            logger.notice("operator action", metadata: ["action": "user-unlock", "account": "\(account.name)"])
+            return .done(
+                addresses == 0
+                    ? "\(account.name) was not slowed down; nothing to clear"
+                    : "\(account.name) may sign in again at once (slow-down cleared for \(addresses) address(es))")
         case .auditVerify:
             let result = try await verifyAuditTrailAndWitness()
             switch result {

@@ -16,7 +16,7 @@ struct UserCommand: ParsableCommand {
             which stores only a salted hash (PBKDF2-SHA256); at least \(PasswordHash.minimumLength) \
             characters. Every change is recorded in the audit trail with your user name.
             """,
-        subcommands: [List.self, Add.self, Passwd.self, Disable.self, Enable.self],
+        subcommands: [List.self, Add.self, Passwd.self, Disable.self, Enable.self, Unlock.self],
         defaultSubcommand: List.self)
 
     enum Language: String, ExpressibleByArgument, CaseIterable {
@@ -81,6 +81,16 @@ struct UserCommand: ParsableCommand {
         @OptionGroup var account: AccountArguments
 
         func run() throws { try account.setDisabled(false) }
+    }
+
+    struct Unlock: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Let an account sign in again at once after failed attempts slowed it down (administrators).")
+        @OptionGroup var account: AccountArguments
+
+        func run() throws {
+            print(try ask(.userUnlock(name: account.name), socket: account.socket).message ?? "cleared")
+        }
     }
 }
 

@@ -48,13 +48,14 @@ private struct Viewer {
 
     func request(
         _ method: String, _ path: String, token: String? = nil, form: [(String, String)]? = nil,
-        language: String = "fr-FR,fr;q=0.9"
+        language: String = "fr-FR,fr;q=0.9", cookie: String? = nil
     ) async throws -> WebAnswer {
         var request = HTTPClientRequest(url: base + path)
         request.method = .init(rawValue: method)
         request.headers.add(name: "Connection", value: "close")
         request.headers.add(name: "Accept-Language", value: language)
         if let token { request.headers.add(name: "Cookie", value: "ehr_sync_session=\(token)") }
+        if let cookie { request.headers.add(name: "Cookie", value: cookie) }
         if let form {
             request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
             request.body = .bytes(Array(Self.form(form).utf8))
@@ -76,8 +77,17 @@ private struct Viewer {
 
     /// Signs in; returns the session token (nil when refused).
     func signIn(_ name: String, _ password: String) async throws -> String? {
-        let answer = try await post("/login", form: [("name", name), ("password", password)])
+        let answer = try await attemptSignIn(name, password)
         return answer.status == 303 ? answer.sessionToken : nil
+    }
+
+    /// Posts the sign-in form as a browser does: the form's CSRF token and its cookie first.
+    func attemptSignIn(_ name: String, _ password: String) async throws -> WebAnswer {
+        let page = try await get("/login")
+        let csrf = try #require(Self.csrf(in: page.text), "no CSRF token in the sign-in form")
+        let cookie = try #require(page.setCookie?.split(separator: ";").first.map(String.init))
+        return try await request(
+            "POST", "/login", form: [("name", name), ("password", password), ("csrf", csrf)], cookie: cookie)
     }
 
     /// The CSRF token in a page's forms.
@@ -278,12 +288,15 @@ private func unsent(_ fixture: DaemonFixture) throws -> Int? {
 
         // 2. Sign-in: one message whatever went wrong; no cookie.
         for (name, pw) in [("dr.martin", "wrong password!"), ("nobody", password), ("old.locum", password)] {
-            let refused = try await viewer.post("/login", form: [("name", name), ("password", pw)])
+            let refused = try await viewer.attemptSignIn(name, pw)
             #expect(refused.status == 401, "\(name)")
             #expect(refused.text.contains("Échec de la connexion : identifiant ou mot de passe incorrect."), "\(name)")
-            #expect(refused.setCookie == nil, "\(name)")
+            #expect(refused.sessionToken == nil, "\(name)")
         }
-        let signIn = try await viewer.post("/login", form: [("name", "dr.martin"), ("password", password)])
+        // Login CSRF: a form posted without the sign-in page's token (another site's form) is refused.
+        let forgedLogin = try await viewer.post("/login", form: [("name", "dr.martin"), ("password", password)])
+        #expect(forgedLogin.status == 403 && forgedLogin.sessionToken == nil)
+        let signIn = try await viewer.attemptSignIn("dr.martin", password)
         #expect(signIn.status == 303)
         #expect(signIn.location == "/patients")
         let cookie = try #require(signIn.setCookie)
@@ -440,8 +453,7 @@ private func unsent(_ fixture: DaemonFixture) throws -> Int? {
         // Failed sign-ins are throttled: then even the right password waits.
         var throttled: WebAnswer?
         for _ in 0..<8 {
-            let answer = try await viewer.post(
-                "/login", form: [("name", "dr.martin"), ("password", "not the password")])
+            let answer = try await viewer.attemptSignIn("dr.martin", "not the password")
             if answer.status == 429 {
                 throttled = answer
                 break
@@ -449,9 +461,9 @@ private func unsent(_ fixture: DaemonFixture) throws -> Int? {
             #expect(answer.status == 401)
         }
         #expect(throttled != nil, "never throttled")
-        let right = try await viewer.post("/login", form: [("name", "dr.martin"), ("password", password)])
+        let right = try await viewer.attemptSignIn("dr.martin", password)
         #expect(right.status == 429)
-        #expect(right.setCookie == nil)
+        #expect(right.sessionToken == nil)
         let retryAfter = try #require(right.header("retry-after").flatMap { Int($0) })
         #expect(retryAfter > 0)
         #expect(right.text.contains("Réessayez dans") || right.text.contains("Try again in"))

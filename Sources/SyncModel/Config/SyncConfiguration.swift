@@ -71,6 +71,9 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var tlsKey: String?
         /// HTTPS with a certificate generated at first start (kept in the state directory).
         public var tlsSelfSigned = false
+        /// More names the local API and viewer answer to (the `Host` header), besides
+        /// localhost, the machine's name and its listen addresses (``AllowedHosts``).
+        public var hostNames: [String] = []
 
         /// Whether HTTPS is configured.
         public var usesTLS: Bool { tlsSelfSigned || tlsCertificate != nil }
@@ -272,11 +275,17 @@ public struct SyncConfiguration: Sendable, Equatable {
             config.replay = r
         }
         if let local = try root.table("local_api") {
-            try local.allowOnly(["listen", "token_file", "tls_certificate", "tls_key", "tls_self_signed"])
+            try local.allowOnly(["listen", "token_file", "tls_certificate", "tls_key", "tls_self_signed", "host_names"])
             var api = LocalAPI(tokenFile: try local.requiredString("token_file"))
             api.tlsCertificate = try local.string("tls_certificate")
             api.tlsKey = try local.string("tls_key")
             api.tlsSelfSigned = try local.bool("tls_self_signed") ?? false
+            api.hostNames = try local.stringArray("host_names") ?? []
+            for name in api.hostNames where AllowedHosts.host(of: name) == nil {
+                throw ConfigError(
+                    file: file, key: "[local_api] host_names",
+                    message: "\"\(ControlRequestError.printable(name))\" is not a host name or address")
+            }
             if (api.tlsCertificate == nil) != (api.tlsKey == nil) {
                 throw ConfigError(
                     file: file, key: "[local_api] tls_certificate", message: "set both tls_certificate and tls_key")

@@ -25,6 +25,8 @@ public enum ControlCommand: Sendable, Equatable {
     case userPasswd(name: String, password: String?)
     case userSetDisabled(name: String, disabled: Bool)
     case userList
+    /// Clears an account's sign-in slow-down (``LoginThrottle``).
+    case userUnlock(name: String)
     case auditVerify
     case auditList(AuditQuery)
 
@@ -74,6 +76,7 @@ public enum ControlCommand: Sendable, Equatable {
         case .userPasswd: "user-passwd"
         case .userSetDisabled(_, let disabled): disabled ? "user-disable" : "user-enable"
         case .userList: "user-list"
+        case .userUnlock: "user-unlock"
         case .auditVerify: "audit-verify"
         case .auditList: "audit-list"
         }
@@ -83,7 +86,7 @@ public enum ControlCommand: Sendable, Equatable {
     public static let names = [
         "status", "pause", "resume", "sync-now", "held", "held-approve", "held-reject", "verify", "key-rotate",
         "key-backup", "outbox", "outbox-retry", "conflicts", "conflict-show", "conflict-resolve", "user-add",
-        "user-passwd", "user-disable", "user-enable", "user-list", "audit-verify", "audit-list",
+        "user-passwd", "user-disable", "user-enable", "user-list", "user-unlock", "audit-verify", "audit-list",
     ]
 
     // MARK: Wire form
@@ -110,7 +113,7 @@ public enum ControlCommand: Sendable, Equatable {
                     value.map { (key, $0) }
                 }, uniquingKeysWith: { a, _ in a })
         case .userPasswd(let name, let password): password.map { ["name": name, "password": $0] } ?? ["name": name]
-        case .userSetDisabled(let name, _): ["name": name]
+        case .userSetDisabled(let name, _), .userUnlock(let name): ["name": name]
         case .auditList(let query):
             [
                 ("patient", query.patient), ("user", query.user), ("since", query.since),
@@ -177,6 +180,7 @@ public enum ControlCommand: Sendable, Equatable {
         case "user-disable", "user-enable":
             self = .userSetDisabled(name: try required("name"), disabled: name == "user-disable")
         case "user-list": self = .userList
+        case "user-unlock": self = .userUnlock(name: try required("name"))
         case "audit-verify": self = .auditVerify
         case "audit-list":
             var query = AuditQuery(patient: nonEmpty("patient"), user: nonEmpty("user"))

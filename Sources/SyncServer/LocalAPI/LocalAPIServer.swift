@@ -1,9 +1,10 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 public import Logging
-import NIOCore
+public import NIOCore
 import ServiceLifecycle
 import SyncEngine
 public import SyncModel
@@ -72,9 +73,11 @@ public final class LocalAPIServer: Sendable {
     /// Starts listening on `host:port` (loopback); returns once bound.
     public static func start(
         host: String, port: Int, credentials: LocalCredentials, maxBodyBytes: Int, handlers: LocalAPIHandlers,
-        web: WebViewer? = nil, tls: TLSIdentity? = nil, logger: Logger
+        web: WebViewer? = nil, tls: TLSIdentity? = nil, allowedHosts: AllowedHosts? = nil,
+        limits: ConnectionLimits = ConnectionLimits(), logger: Logger
     ) async throws -> LocalAPIServer {
         let router = Router(context: LocalRequestContext.self)
+        router.add(middleware: HostCheck(allowed: allowedHosts, https: tls != nil))
         let api = Routes(
             https: tls != nil, credentials: credentials, maxBodyBytes: maxBodyBytes, handlers: handlers, logger: logger)
         api.register(on: router)
@@ -82,9 +85,18 @@ public final class LocalAPIServer: Sendable {
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .warning)
         let (stream, continuation) = AsyncStream.makeStream(of: Result<Int, any Error>.self)
+        let count = ConnectionGuard.Count(limit: limits.maxConnections)
+        let headerTimeout = limits.headerTimeout
+        let guardLogger = quiet
+        let http1 = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [
+                ConnectionGuard(count: count, headerTimeout: headerTimeout, logger: guardLogger)
+            ],
+            idleTimeout: limits.idleTimeout)
         let app = Application(
             router: router,
-            server: try tls.map { try .tls(.http1(), tlsConfiguration: $0.serverConfiguration) } ?? .http1(),
+            server: try tls.map { try .tls(.http1(configuration: http1), tlsConfiguration: $0.serverConfiguration) }
+                ?? .http1(configuration: http1),
             configuration: .init(address: .hostname(host, port: port), serverName: "ehr-sync"),
             onServerRunning: { channel in
                 continuation.yield(.success(channel.localAddress?.port ?? port))
@@ -121,6 +133,39 @@ public final class LocalAPIServer: Sendable {
     public func stop() async {
         await group.triggerGracefulShutdown()
         _ = await task.result
+    }
+}
+
+/// What one listener lets clients hold.
+public struct ConnectionLimits: Sendable {
+    /// Open connections at once; more are closed as they arrive.
+    public var maxConnections = 256
+    /// Time to send a complete request head, after connecting or after the previous answer.
+    public var headerTimeout: TimeAmount = .seconds(20)
+    /// A connection with nothing read or written for this long is closed.
+    public var idleTimeout: TimeAmount = .seconds(60)
+
+    public init() {}
+}
+
+/// Refuses a request whose `Host` is not one of the practice's names for this machine
+/// (``AllowedHosts``): 421, before any route. Over HTTPS every answer also carries HSTS.
+struct HostCheck: RouterMiddleware {
+    typealias Context = LocalRequestContext
+    let allowed: AllowedHosts?
+    let https: Bool
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        if let allowed, !allowed.allows(authority: request.head.authority) {
+            return Response(
+                status: .misdirectedRequest, headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: "This address is not one of this ehr-sync's names.\n")))
+        }
+        var response = try await next(request, context)
+        if https { response.headers[.strictTransportSecurity] = "max-age=31536000" }
+        return response
     }
 }
 

@@ -107,9 +107,12 @@ public struct TLSIdentity: Sendable {
         return SHA256.hash(data: der).map { String(format: "%02X", $0) }.joined(separator: ":")
     }
 
+    /// TLS 1.2 or later only.
     var serverConfiguration: TLSConfiguration {
-        TLSConfiguration.makeServerConfiguration(
+        var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        return configuration
     }
 }
 

@@ -22,6 +22,13 @@ public final class SessionStore: Sendable {
     public let idleTimeout: Double
     public let absoluteTimeout: Double
     let sessions = Mutex<[String: StaffSession]>([:])
+    /// Sign-in attempts (``LoginThrottle``), shared with the control socket's `user unlock`.
+    let logins = Mutex(LoginThrottle())
+
+    /// Clears the sign-in slow-down of an account; returns how many addresses it covered.
+    public func unlock(account: String) -> Int {
+        logins.withLock { $0.unlock(account: account) }
+    }
 
     public init(idleTimeout: Double = 900, absoluteTimeout: Double = 8 * 3600) {
         self.idleTimeout = idleTimeout

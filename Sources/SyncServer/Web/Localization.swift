@@ -64,7 +64,7 @@ public struct Localization: Sendable {
     public enum Key: String, Sendable, CaseIterable {
         case appName, lang, titleWith
         // Sign-in
-        case signInTitle, accountName, password, signIn, signOut, loginFailed, loginThrottled, signedInAs
+        case signInTitle, accountName, password, signIn, signOut, loginFailed, loginThrottled, loginExpired, signedInAs
         case sessionRequired
         // Banner
         case stateOnline, stateDegraded, stateOutage, stateOutageSince, stateRecovering, statePaused, stateStarting
@@ -115,6 +115,11 @@ public struct Localization: Sendable {
             (
                 "Too many failed attempts. Try again in %1 seconds.",
                 "Trop de tentatives échouées. Réessayez dans %1 secondes."
+            )
+        case .loginExpired:
+            (
+                "The sign-in form has expired. Please sign in again.",
+                "Le formulaire de connexion a expiré. Veuillez vous reconnecter."
             )
         case .signedInAs: ("Signed in as %1", "Connecté : %1")
         case .sessionRequired: ("Sign in first.", "Connectez-vous d’abord.")

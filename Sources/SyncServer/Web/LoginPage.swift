@@ -8,15 +8,18 @@ enum LoginPage {
     enum Message: Equatable {
         case failed
         case throttled(seconds: Int)
+        case expired
     }
 
-    static func render(l10n: Localization, message: Message? = nil, name: String = "") -> HTML {
+    /// - Parameter csrf: the token also set in the sign-in cookie (``WebSession/loginCookieName``).
+    static func render(l10n: Localization, message: Message? = nil, name: String = "", csrf: String = "") -> HTML {
         let notice: HTML =
             switch message {
             case nil: .empty
             case .failed: "<p class=\"error\" role=\"alert\">\(l10n(.loginFailed))</p>"
             case .throttled(let seconds):
                 "<p class=\"error\" role=\"alert\">\(l10n(.loginThrottled, String(seconds)))</p>"
+            case .expired: "<p class=\"error\" role=\"alert\">\(l10n(.loginExpired))</p>"
             }
         let content: HTML = """
             <main><div class="login">
@@ -24,6 +27,7 @@ enum LoginPage {
             <p class="hint">\(l10n(.appName))</p>
             \(notice)
             <form method="post" action="/login" autocomplete="on">
+            <input type="hidden" name="csrf" value="\(csrf)">
             <label for="name">\(l10n(.accountName))</label>
             <input id="name" name="name" type="text" autocomplete="username" autocapitalize="none" spellcheck="false" required value="\(name)" autofocus>
             <label for="password">\(l10n(.password))</label>

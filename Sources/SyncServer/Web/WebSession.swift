@@ -10,14 +10,22 @@ import SyncStore
 /// `SameSite=Strict` (not sent with requests started by another site), `Path=/`.
 public enum WebSession {
     public static let cookieName = "ehr_sync_session"
+    /// The sign-in form's own CSRF cookie (before any session exists): its value must come
+    /// back in the form's `csrf` field, so another site cannot sign a browser in.
+    public static let loginCookieName = "ehr_sync_login"
 
     /// The session token in the `Cookie` header(s) (several joined with `; `), or nil. A
     /// value that cannot be a token (other characters, too long) is ignored.
     public static func token(cookieHeader: String?) -> String? {
+        token(cookieHeader: cookieHeader, named: cookieName)
+    }
+
+    /// The token-shaped value of the cookie `name`, or nil.
+    public static func token(cookieHeader: String?, named name: String) -> String? {
         guard let cookieHeader else { return nil }
         for item in cookieHeader.split(separator: ";") {
             let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces) == cookieName else { continue }
+            guard pair.count == 2, pair[0].trimmingCharacters(in: .whitespaces) == name else { continue }
             var value = Substring(pair[1].trimmingCharacters(in: .whitespaces))
             if value.count >= 2, value.first == "\"", value.last == "\"" { value = value.dropFirst().dropLast() }
             if isTokenShaped(value) { return String(value) }
@@ -36,6 +44,11 @@ public enum WebSession {
     /// `Set-Cookie` opening a session.
     public static func setCookie(token: String) -> String {
         "\(cookieName)=\(token); HttpOnly; Secure; SameSite=Strict; Path=/"
+    }
+
+    /// `Set-Cookie` carrying the sign-in form's CSRF token (sent back to `/login` only, for an hour).
+    public static func setLoginCookie(token: String) -> String {
+        "\(loginCookieName)=\(token); HttpOnly; Secure; SameSite=Strict; Path=/login; Max-Age=3600"
     }
 
     /// `Set-Cookie` removing the session cookie.

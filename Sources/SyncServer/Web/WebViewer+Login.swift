@@ -6,8 +6,9 @@ import SyncModel
 import SyncStore
 
 /// Signing in and out. A failed sign-in says the same thing whatever the cause and takes
-/// as long (an unknown account is checked against a decoy hash); failures are throttled per
-/// account and per client address, and the throttle is asked before the password is.
+/// as long (an unknown account is checked against a decoy hash); attempts are admitted and
+/// counted before the password is hashed, per (account, address) and per address
+/// (``LoginThrottle``), and failures are in the audit trail.
 extension WebViewer {
     /// A hash of nothing anyone knows, with the real cost: unknown accounts take as long.
     static let decoyHash =
@@ -16,7 +17,18 @@ extension WebViewer {
     func loginPage(_ request: Request) -> Response {
         if signedIn(request) != nil { return WebResponse.redirect("/patients") }
         let l10n = Localization(WebLanguage(acceptLanguage: request.headers[.acceptLanguage]))
-        return WebResponse.html(.ok, LoginPage.render(l10n: l10n))
+        return loginForm(.ok, l10n: l10n)
+    }
+
+    /// The sign-in page with a fresh CSRF token, in the page and in its cookie.
+    func loginForm(
+        _ status: HTTPResponse.Status, l10n: Localization, message: LoginPage.Message? = nil, name: String = "",
+        extra: [(HTTPField.Name, String)] = []
+    ) -> Response {
+        let token = SessionStore.randomToken()
+        return WebResponse.html(
+            status, LoginPage.render(l10n: l10n, message: message, name: name, csrf: token),
+            extra: extra + [(.setCookie, WebSession.setLoginCookie(token: token))])
     }
 
     func login(_ request: Request, address: String) async -> Response {
@@ -29,32 +41,55 @@ extension WebViewer {
         }
         let name = (form["name"] ?? "").trimmingCharacters(in: .whitespaces).lowercased()
         let password = form["password"] ?? ""
-        let keys = ["account:" + String(name.prefix(64)), "address:" + address]
+        // Login CSRF: the form must carry the token of the sign-in cookie this browser got.
+        let cookies = request.headers[values: .cookie].joined(separator: "; ")
+        let expected = WebSession.token(cookieHeader: cookies, named: WebSession.loginCookieName) ?? ""
+        guard WebSession.csrfMatches(form["csrf"], expected: expected) else {
+            logger.notice("web sign-in refused: missing or wrong sign-in form token")
+            return loginForm(.forbidden, l10n: l10n, message: .expired, name: name)
+        }
         let now = now()
-        let wait = throttle.withLock { throttle in keys.compactMap { throttle.retryAfter($0, now: now) }.max() }
-        if let wait {
+        // Admitted (and counted) before the password is hashed; at most two hashes at once.
+        let admission = dependencies.sessions.logins.withLock {
+            $0.admit(account: String(name.prefix(64)), address: address, now: now)
+        }
+        let ticket: LoginThrottle.Ticket
+        switch admission {
+        case .admitted(let admitted):
+            ticket = admitted
+        case .wait(let wait):
             let seconds = Int(wait.rounded(.up))
             logger.notice("web sign-in throttled", metadata: ["retry_after_s": "\(seconds)"])
-            return WebResponse.html(
-                .tooManyRequests, LoginPage.render(l10n: l10n, message: .throttled(seconds: seconds), name: name),
+            return loginForm(
+                .tooManyRequests, l10n: l10n, message: .throttled(seconds: seconds), name: name,
                 extra: [(.retryAfter, String(seconds))])
+        case .busy:
+            return loginForm(
+                .tooManyRequests, l10n: l10n, message: .throttled(seconds: 1), name: name, extra: [(.retryAfter, "1")])
         }
         let account: StaffAccount?
         do {
             account = StaffAccount.isValidName(name) ? try dependencies.replica.accounts.account(named: name) : nil
         } catch {
+            dependencies.sessions.logins.withLock { $0.finish(ticket, succeeded: false, now: now) }
             logger.error("web sign-in: accounts unreadable", metadata: ["reason": "\(error)"])
             return WebResponse.text(.internalServerError, l10n(.readFailed))
         }
         let matches = await Self.verify(password, against: account?.passwordHash ?? Self.decoyHash)
         guard let account, matches, !account.disabled else {
-            throttle.withLock { throttle in for key in keys { throttle.recordFailure(key, now: now) } }
+            dependencies.sessions.logins.withLock { $0.finish(ticket, succeeded: false, now: now) }
             logger.notice("web sign-in refused")
-            return WebResponse.html(.unauthorized, LoginPage.render(l10n: l10n, message: .failed, name: name))
+            do {
+                try await dependencies.access.record(
+                    actor: StaffAccount.isValidName(name) ? name : "unknown account", action: "sign-in-failed",
+                    patient: nil, target: "web viewer", detail: "from \(address)")
+            } catch {
+                logger.error("failed sign-in not recorded", metadata: ["reason": "\(error)"])
+            }
+            return loginForm(.unauthorized, l10n: l10n, message: .failed, name: name)
         }
-        throttle.withLock { $0.recordSuccess(keys[0]) }
+        dependencies.sessions.logins.withLock { $0.finish(ticket, succeeded: true, now: now) }
         // A new session every time (a token planted before sign-in is worth nothing).
-        let cookies = request.headers[values: .cookie].joined(separator: "; ")
         dependencies.sessions.close(WebSession.token(cookieHeader: cookies))
         let token = dependencies.sessions.open(account: account, now: now)
         do {

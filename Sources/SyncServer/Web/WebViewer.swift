@@ -79,7 +79,6 @@ public final class WebViewer: Sendable {
     }
 
     let dependencies: Dependencies
-    let throttle = Mutex(LoginThrottle())
     let logger: Logger
 
     /// Largest form body accepted (a long note, percent-encoded).
