@@ -27,8 +27,17 @@ extension Daemon {
             }
             return .failure(refusal)
         }
-        let response = await handle(request, actor: actor)
+        var response = await handle(request, actor: actor)
         if case .failure = response { return response }
+        // The EHR's own error text may echo record content: administrators only.
+        if accessPolicy.role(of: peer) == .staff, case .outbox(let items) = response {
+            response = .outbox(
+                items.map { item in
+                    var item = item
+                    item.reason = item.reason.map(OperationOutcomeText.withoutServerText)
+                    return item
+                })
+        }
         do {
             try trailAdminAction(request.command, actor: actor)
         } catch {

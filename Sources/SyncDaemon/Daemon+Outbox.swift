@@ -48,8 +48,17 @@ extension Daemon {
         let reconciler = self.reconciler
         let replica = self.replica
         let wakeup = self.wakeup
+        loop.withLock {
+            $0.localDeletes = LocalDeleteGuard(threshold: local.deleteBurst, window: local.deleteBurstWindow)
+        }
         var handlers = LocalAPIHandlers(
-            enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
+            enqueue: { [weak self] change throws(OutboxError) in
+                guard change.operation == .delete, let self else { return try reconciler.enqueue(change) }
+                let (hold, reason) = self.loop.withLock { state in
+                    (state.localDeletes.shouldHold(now: Date().timeIntervalSince1970), state.localDeletes.reason)
+                }
+                return try reconciler.enqueue(change, holdReason: hold ? reason : nil)
+            },
             read: { type, id throws(ReplicaError) in try replica.outbox.localView(type: type, id: id) },
             search: { request throws(ReplicaError) in try replica.search(request) },
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },

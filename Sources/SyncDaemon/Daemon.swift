@@ -49,6 +49,8 @@ final class Daemon: Sendable {
         var running = false
         /// Set when the EHR was down: the next replay waits a random moment first.
         var replayJitterDue = false
+        /// Deletions queued through the local API (a burst is held for an administrator).
+        var localDeletes = LocalDeleteGuard()
     }
 
     /// The listeners started with the daemon.

@@ -74,11 +74,14 @@ import Testing
         #expect(throws: Never.self) { try LocalCredentials(text: "bob \(short)z", file: "tokens") }
     }
 
-    @Test func moreThanTwoFieldsIsRefused() {
+    @Test func moreThanThreeFieldsIsRefused() {
         let error = #expect(throws: KeyError.self) {
-            try LocalCredentials(text: "dr martin \(Self.aliceToken)", file: "tokens")
+            try LocalCredentials(text: "dr martin \(Self.aliceToken) read", file: "tokens")
         }
-        #expect(error == .unreadable(source: "file tokens", reason: "line 1: expected `author token`"))
+        #expect(
+            error
+                == .unreadable(source: "file tokens", reason: "line 1: expected `author token [read|write|read,write]`")
+        )
         #expect(error?.description.contains(Self.aliceToken) == false)
     }
 
@@ -97,5 +100,88 @@ import Testing
         #expect(loaded.author(forAuthorization: "Bearer \(Self.bobToken)") == "bob")
         try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
         #expect(throws: KeyError.self) { try LocalCredentials.load(path: path) }
+    }
+}
+
+/// Token scopes: a third field `read`, `write` or `read,write`; none keeps read and write.
+@Suite struct TokenScopeTests {
+    static let reader = "reader-0123456789abcdefghijkl"
+    static let writer = "writer-0123456789abcdefghijkl"
+    static let both = "both-0123456789abcdefghijklmn"
+    static let old = "old-0123456789abcdefghijklmno"
+
+    @Test func scopesAreRead() throws {
+        let credentials = try LocalCredentials(
+            text:
+                "lab \(Self.reader) read\nscanner \(Self.writer) write\nemr \(Self.both) write,read\nlegacy \(Self.old)\n",
+            file: "t")
+        #expect(credentials.grant(forAuthorization: "Bearer \(Self.reader)")?.scope == .read)
+        #expect(credentials.grant(forAuthorization: "Bearer \(Self.writer)")?.scope == .write)
+        #expect(credentials.grant(forAuthorization: "Bearer \(Self.both)")?.scope == .all)
+        #expect(credentials.grant(forAuthorization: "Bearer \(Self.old)")?.scope == .all)
+        #expect(credentials.grant(forAuthorization: "Bearer \(Self.reader)")?.author == "lab")
+    }
+
+    @Test(arguments: ["admin", "read,", "READ", "read;write", "read,delete"])
+    func unknownScopesAreRefused(scope: String) {
+        #expect(throws: KeyError.self) { try LocalCredentials(text: "lab \(Self.reader) \(scope)\n", file: "t") }
+    }
+}
+
+/// A burst of local deletions is held for an administrator.
+@Suite struct LocalDeleteGuardTests {
+    @Test func deletionsBeyondTheThresholdWithinTheWindowAreHeld() {
+        var guard_ = LocalDeleteGuard(threshold: 3, window: 60)
+        var held: [Bool] = []
+        for now in [0.0, 1, 2, 3, 4, 200] { held.append(guard_.shouldHold(now: now)) }
+        // Once the window has passed, deleting goes on as usual.
+        #expect(held == [false, false, false, true, true, false])
+    }
+
+    @Test func zeroTurnsTheGuardOff() {
+        var guard_ = LocalDeleteGuard(threshold: 0, window: 60)
+        var held = 0
+        for n in 0..<100 where guard_.shouldHold(now: Double(n)) { held += 1 }
+        #expect(held == 0)
+    }
+}
+
+/// Outbound: no clear-text EHR off this machine, export files from allowed origins only.
+@Suite struct OutboundConfigTests {
+    func parse(_ ehr: String, sync: String = "") throws -> SyncConfiguration {
+        try SyncConfiguration.parse(
+            """
+            [ehr]
+            \(ehr)
+            [sync]
+            \(sync)
+            [replica]
+            state_dir = "/var/lib/ehr-sync"
+            """, file: "t.toml")
+    }
+
+    @Test func httpOffLoopbackIsRefusedUnlessAllowed() throws {
+        #expect(throws: ConfigError.self) { try parse(#"base_url = "http://ehr.example/fhir""#) }
+        #expect(throws: ConfigError.self) { try parse(#"base_url = "http://10.0.0.4:8080/fhir""#) }
+        _ = try parse(#"base_url = "http://127.0.0.1:8080/fhir""#)
+        _ = try parse(#"base_url = "http://localhost/fhir""#)
+        _ = try parse(#"base_url = "https://ehr.example/fhir""#)
+        _ = try parse("base_url = \"http://ehr.example/fhir\"\nallow_insecure_http = true")
+    }
+
+    @Test func exportOriginsAreOrigins() throws {
+        let config = try parse(
+            #"base_url = "https://ehr.example/fhir""#, sync: #"export_origins = ["https://files.ehr.example"]"#)
+        #expect(config.sync.exportOrigins == ["https://files.ehr.example"])
+        #expect(throws: ConfigError.self) {
+            try parse(#"base_url = "https://ehr.example/fhir""#, sync: #"export_origins = ["files.ehr.example"]"#)
+        }
+    }
+
+    @Test func staffSeeNoServerText() {
+        #expect(
+            OperationOutcomeText.withoutServerText("HTTP 422: error invalid: Patient Durand born 1950 (Patient.name)")
+                == "HTTP 422: error invalid (details: ask an administrator)")
+        #expect(OperationOutcomeText.withoutServerText("waiting for #3") == "waiting for #3")
     }
 }

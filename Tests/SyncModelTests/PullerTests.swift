@@ -24,6 +24,7 @@ import Testing
             """
             [ehr]
             base_url = "http://ehr.test/fhir"
+            allow_insecure_http = true
             [replica]
             state_dir = "\(dir.path)"
             [key]

@@ -133,7 +133,8 @@ import Testing
         let error = #expect(throws: ConfigError.self) {
             try Self.parse("[local_api]\ntoken_file = \"/etc/t\"\nport = 8090")
         }
-        #expect(error?.description.hasPrefix("f.toml: unknown key port in [local_api]; known: listen, ") == true)
+        #expect(error?.description.hasPrefix("f.toml: unknown key port in [local_api]; known: ") == true)
+        #expect(error?.description.contains("listen, ") == true)
         #expect(error?.description.contains("token_file") == true)
     }
 

@@ -62,10 +62,15 @@ public final class Reconciler: Sendable {
 
     /// Queues a local change (see ``OutboxStore/enqueue(_:now:isInFlight:)``), never squashing
     /// into an entry being sent.
-    public func enqueue(_ change: LocalChange) throws(OutboxError) -> QueuedChange {
+    public func enqueue(_ change: LocalChange, holdReason: String? = nil) throws(OutboxError) -> QueuedChange {
         do {
             return try inFlight.withLock { flying throws(OutboxError) -> QueuedChange in
-                try replica.outbox.enqueue(change, isInFlight: { flying.contains($0) })
+                let queued = try replica.outbox.enqueue(change, isInFlight: { flying.contains($0) })
+                // Held before the lock is let go: no replay pass can claim it in between.
+                if let holdReason {
+                    try replica.outbox.hold(seq: queued.seq, reason: holdReason, actor: change.author)
+                }
+                return queued
             }
         }
     }

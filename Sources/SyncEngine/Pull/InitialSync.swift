@@ -148,6 +148,18 @@ struct InitialSync: PullEngine {
             let done = try replica.records.count(type: type)
             context.publish { $0.setDone(type, done: done, total: perType[type]) }
         }
+        // Files only from the EHR's origin or one the practice allowed: a manifest cannot send
+        // the daemon (with or without credentials) to fetch from anywhere.
+        for output in manifest.output where wanted.contains(output.type) {
+            let origin = FHIRClient.origin(of: client.url(output.url))
+            guard let origin, origin == client.origin || settings.exportOrigins.contains(origin) else {
+                throw RemoteError.badResponse(
+                    route: "$export",
+                    reason:
+                        "an export file is on another server (\(origin ?? "an invalid URL")); allow it in [sync] export_origins if it is the EHR's file store"
+                )
+            }
+        }
         for (index, output) in manifest.output.enumerated() where wanted.contains(output.type) {
             try await importFile(
                 index: index, output: output, sendCredentials: manifest.requiresAccessToken ?? true,

@@ -20,6 +20,8 @@ public final class Puller: Sendable {
         public var overlap: Double
         public var massDelete: MassDeleteGuard
         public var maxResourceBytes: Int
+        /// Origins besides the EHR's that export files may come from (`[sync] export_origins`).
+        public var exportOrigins: Set<String> = []
         /// Waits between attempts to resume an interrupted export file.
         public var resumeBackoff = Backoff()
 
@@ -34,6 +36,7 @@ public final class Puller: Sendable {
                 percent: config.sync.massDeletePercent, count: config.sync.massDeleteCount,
                 floor: config.sync.massDeleteFloor)
             maxResourceBytes = config.ehr.maxResourceBytes
+            exportOrigins = Set(config.sync.exportOrigins.compactMap { FHIRClient.origin(of: $0) })
         }
     }
 

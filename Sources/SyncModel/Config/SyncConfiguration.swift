@@ -13,6 +13,8 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var connectTimeout: Double = 10
         public var requestTimeout: Double = 120
         public var maxResourceBytes: Int = 64 << 20
+        /// Accept `http://` for an EHR off this machine (never on a real network).
+        public var allowInsecureHTTP = false
     }
 
     /// SMART Backend Services client credentials (a signed JWT exchanged for a token).
@@ -41,6 +43,9 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var massDeleteFloor: Int = 10
         /// Seconds subtracted from the server-time cursor at each incremental cycle.
         public var overlap: Double = 120
+        /// Origins (`https://files.ehr.example`) besides the EHR's that `$export` files may
+        /// be fetched from.
+        public var exportOrigins: [String] = []
     }
 
     /// `[replay]`: how queued local changes go back to the EHR.
@@ -74,6 +79,10 @@ public struct SyncConfiguration: Sendable, Equatable {
         /// More names the local API and viewer answer to (the `Host` header), besides
         /// localhost, the machine's name and its listen addresses (``AllowedHosts``).
         public var hostNames: [String] = []
+        /// More local deletions than this within `deleteBurstWindow` seconds are held for an
+        /// administrator (``LocalDeleteGuard``); 0 turns the guard off.
+        public var deleteBurst = 20
+        public var deleteBurstWindow: Double = 600
 
         /// Whether HTTPS is configured.
         public var usesTLS: Bool { tlsSelfSigned || tlsCertificate != nil }
@@ -124,6 +133,12 @@ public struct SyncConfiguration: Sendable, Equatable {
         self.keyFile = keyFile
     }
 
+    /// `localhost`, `127.x.x.x` or `::1`.
+    static func isLoopbackHost(_ host: String) -> Bool {
+        let bare = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        return bare == "localhost" || bare == "::1" || bare.hasPrefix("127.")
+    }
+
     /// Reads and validates a configuration file.
     public static func load(path: String) throws(ConfigError) -> SyncConfiguration {
         let text: String
@@ -145,7 +160,7 @@ public struct SyncConfiguration: Sendable, Equatable {
         let ehrTable = try root.requiredTable("ehr")
         try ehrTable.allowOnly([
             "base_url", "bearer_token_file", "smart", "requests_per_second", "connect_timeout", "request_timeout",
-            "max_resource_bytes",
+            "max_resource_bytes", "allow_insecure_http",
         ])
         var ehr = EHR(baseURL: try ehrTable.requiredURL("base_url"))
         ehr.bearerTokenFile = try ehrTable.string("bearer_token_file")
@@ -153,6 +168,17 @@ public struct SyncConfiguration: Sendable, Equatable {
         ehr.connectTimeout = try ehrTable.number("connect_timeout", in: 0.1...3600) ?? ehr.connectTimeout
         ehr.requestTimeout = try ehrTable.number("request_timeout", in: 1...86_400) ?? ehr.requestTimeout
         ehr.maxResourceBytes = try ehrTable.integer("max_resource_bytes", in: 1024...(1 << 34)) ?? ehr.maxResourceBytes
+        ehr.allowInsecureHTTP = try ehrTable.bool("allow_insecure_http") ?? false
+        // Health data and credentials never cross a network in clear.
+        if !ehr.allowInsecureHTTP, let url = URLComponents(url: ehr.baseURL, resolvingAgainstBaseURL: false),
+            url.scheme?.lowercased() == "http", !Self.isLoopbackHost(url.host ?? "")
+        {
+            throw ConfigError(
+                file: file, key: "[ehr] base_url",
+                message:
+                    "http:// sends health data and the EHR's credentials in clear over the network: use https:// (or set allow_insecure_http = true for a test server)"
+            )
+        }
         if let smart = try ehrTable.table("smart") {
             try smart.allowOnly(["client_id", "private_key_file", "key_id", "token_url", "scopes"])
             ehr.smart = SMART(
@@ -207,7 +233,7 @@ public struct SyncConfiguration: Sendable, Equatable {
         if let sync = try root.table("sync") {
             try sync.allowOnly([
                 "resource_types", "poll_interval", "page_size", "bulk_export", "group_id", "sweep_interval",
-                "mass_delete_percent", "mass_delete_count", "mass_delete_floor", "overlap",
+                "mass_delete_percent", "mass_delete_count", "mass_delete_floor", "overlap", "export_origins",
             ])
             var s = Sync()
             if let types = try sync.stringArray("resource_types") {
@@ -240,6 +266,17 @@ public struct SyncConfiguration: Sendable, Equatable {
             s.massDeleteCount = try sync.integer("mass_delete_count", in: 0...Int.max) ?? s.massDeleteCount
             s.massDeleteFloor = try sync.integer("mass_delete_floor", in: 0...Int.max) ?? s.massDeleteFloor
             s.overlap = try sync.number("overlap", in: 0...86_400) ?? s.overlap
+            s.exportOrigins = try sync.stringArray("export_origins") ?? []
+            for origin in s.exportOrigins {
+                guard let url = URL(string: origin), url.scheme == "https" || url.scheme == "http", url.host != nil
+                else {
+                    throw ConfigError(
+                        file: file, key: "[sync] export_origins",
+                        message:
+                            "\"\(ControlRequestError.printable(origin))\" is not an origin like https://files.ehr.example"
+                    )
+                }
+            }
             config.sync = s
         }
         if let replay = try root.table("replay") {
@@ -275,12 +312,17 @@ public struct SyncConfiguration: Sendable, Equatable {
             config.replay = r
         }
         if let local = try root.table("local_api") {
-            try local.allowOnly(["listen", "token_file", "tls_certificate", "tls_key", "tls_self_signed", "host_names"])
+            try local.allowOnly([
+                "listen", "token_file", "tls_certificate", "tls_key", "tls_self_signed", "host_names", "delete_burst",
+                "delete_burst_window",
+            ])
             var api = LocalAPI(tokenFile: try local.requiredString("token_file"))
             api.tlsCertificate = try local.string("tls_certificate")
             api.tlsKey = try local.string("tls_key")
             api.tlsSelfSigned = try local.bool("tls_self_signed") ?? false
             api.hostNames = try local.stringArray("host_names") ?? []
+            api.deleteBurst = try local.integer("delete_burst", in: 0...1_000_000) ?? api.deleteBurst
+            api.deleteBurstWindow = try local.number("delete_burst_window", in: 1...86_400) ?? api.deleteBurstWindow
             for name in api.hostNames where AllowedHosts.host(of: name) == nil {
                 throw ConfigError(
                     file: file, key: "[local_api] host_names",

@@ -18,8 +18,23 @@ public enum OperationOutcomeText {
             }
             return text
         }
-        let joined = parts.filter { !$0.isEmpty }.joined(separator: "; ")
+        // Server text goes to logs and terminals: no control characters (no forged log lines).
+        let joined = String(
+            String.UnicodeScalarView(
+                parts.filter { !$0.isEmpty }.joined(separator: "; ").unicodeScalars.filter {
+                    !CharacterSet.controlCharacters.contains($0)
+                }))
         if joined.isEmpty { return "no details" }
         return joined.count > limit ? String(joined.prefix(limit - 1)) + "…" : joined
+    }
+
+    /// A reason as staff (not administrators) see it: the HTTP status and the issues'
+    /// severity and code, without the EHR's own text, which may echo record content.
+    /// `HTTP 422: error invalid: Patient "Durand" …` → `HTTP 422: error invalid (details: an administrator)`.
+    public static func withoutServerText(_ reason: String) -> String {
+        guard reason.hasPrefix("HTTP "), let first = reason.firstIndex(of: ":") else { return reason }
+        let rest = reason[reason.index(after: first)...]
+        guard let second = rest.firstIndex(of: ":") else { return reason }
+        return String(reason[..<second]) + " (details: ask an administrator)"
     }
 }

@@ -193,9 +193,26 @@ struct BearerAuthentication: RouterMiddleware {
     func handle(
         _ request: Request, context: Context, next: (Request, Context) async throws -> Response
     ) async throws -> Response {
-        guard let author = routes.author(request) else { return routes.unauthorized() }
+        guard let grant = routes.credentials.grant(forAuthorization: request.headers[.authorization]) else {
+            return routes.unauthorized()
+        }
+        // Least privilege: a read token never queues a change; a write-only token reads nothing.
+        let writes =
+            request.method == .post || request.method == .put || request.method == .delete
+            || request.method == .patch
+        let needed: LocalCredentials.Scope = writes ? .write : .read
+        let isMetadata = request.uri.path.hasSuffix("/metadata")
+        if !grant.scope.contains(needed) && !isMetadata {
+            routes.logger.notice(
+                "local API request refused: token scope", metadata: ["method": "\(request.method)"])
+            return routes.outcome(
+                .forbidden, "forbidden",
+                writes
+                    ? "this token may read only (its scope in the credentials file is read)"
+                    : "this token may write only (its scope in the credentials file is write)")
+        }
         var context = context
-        context.author = author
+        context.author = grant.author
         return try await next(request, context)
     }
 }

@@ -40,6 +40,25 @@ extension OutboxStore {
         }
     }
 
+    /// Holds a pending entry for an administrator: parked with `reason`, in the trail.
+    public func hold(seq: Int64, reason: String, actor: String) throws(OutboxError) {
+        let now = FHIRInstant.format(Date().timeIntervalSince1970)
+        try outboxWrite { db in
+            guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
+            guard entry.state == .pending else { return }
+            var payload = entry.payload
+            payload.reason = reason
+            try rewriteEntry(
+                seq: seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
+                state: .parked, payload: payload, at: now, db: db)
+            try audit.append(
+                AuditRecord(
+                    at: now, actor: actor, action: "outbox-hold",
+                    target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)", detail: "entry #\(seq)"),
+                db: db)
+        }
+    }
+
     /// A durable (fsync'd) transaction whose errors are outbox errors.
     func outboxWrite<T>(_ body: (Database) throws -> T) throws(OutboxError) -> T {
         do {
