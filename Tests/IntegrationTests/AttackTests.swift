@@ -14,12 +14,21 @@ import Testing
         let fixture: DaemonFixture
         let api: LocalAPIClient
 
-        static func start(sync: String = "", extra: String = "", author: String = "attacker") async throws -> Rig {
+        static func start(
+            sync: String = "", extra: String = "", author: String = "attacker", moreTokens: String = "",
+            localAPI: String = ""
+        ) async throws -> Rig {
             let fhir = try await FHIRTestServer.start(dataset: "small")
             let fixture = try DaemonFixture(
                 baseURL: fhir.baseURL,
                 sync: "resource_types = [\"Patient\", \"Encounter\", \"Observation\"]\npoll_interval = 3600\n\(sync)",
-                extra: extra, localAPIAuthor: author)
+                extra: extra, localAPIAuthor: author, localAPIExtra: localAPI)
+            if !moreTokens.isEmpty, let access = fixture.localAPI {
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: access.tokenFile))
+                handle.seekToEndOfFile()
+                handle.write(Data(moreTokens.utf8))
+                try handle.close()
+            }
             #expect(try fixture.runOnce() == 0, "daemon log:\n\(fixture.log.suffix(3000))")
             try fixture.start()
             let api = try #require(fixture.localAPI).client()
@@ -196,6 +205,162 @@ extension AttackTests {
         #expect(verify.status == 2 && verify.output.contains("head missing"), "\(verify.output)")
         let report = try #require(try fixture.status())
         #expect(report.exitCode == 2 && report.auditTrail?.intact == false, "\(String(describing: report.auditTrail))")
+    }
+}
+
+extension AttackTests {
+    /// Runs `syncctl ARGUMENTS` with `input` on standard input.
+    static func ctl(_ fixture: DaemonFixture, _ arguments: [String], input: String) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: DaemonFixture.binDir + "/syncctl")
+        p.arguments = arguments + ["--socket", fixture.socketPath]
+        let output = Pipe()
+        p.standardOutput = output
+        p.standardError = output
+        let stdin = Pipe()
+        p.standardInput = stdin
+        try p.run()
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    /// The viewer's sign-in, as a browser posts it (the form's token and its cookie).
+    static func signIn(_ web: LocalAPIClient, _ name: String, _ password: String) async throws -> LocalAPIResponse {
+        let page = try await web.request(.GET, "login")
+        let text = String(decoding: page.body, as: UTF8.self)
+        let start = try #require(text.range(of: "name=\"csrf\" value=\""))
+        let csrf = String(text[start.upperBound...].prefix { $0 != "\"" })
+        let cookie = try #require(page.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+        let form = "name=\(name)&password=\(password.replacingOccurrences(of: " ", with: "+"))&csrf=\(csrf)"
+        return try await web.request(
+            .POST, "login", body: Data(form.utf8),
+            headers: [("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded")])
+    }
+
+    /// 5. A burst of parallel password guesses: admitted and counted before hashing, so only
+    /// the free attempts are hashed and the rest wait; the failures are in the trail; an
+    /// administrator lets the doctor back in at once.
+    @Test func parallelPasswordGuessingIsThrottled() async throws {
+        let rig = try await Rig.start()
+        defer { rig.stop() }
+        let password = "correct horse battery staple"
+        let (added, output) = try Self.ctl(rig.fixture, ["user", "add", "drb"], input: password + "\n")
+        #expect(added == 0, "\(output)")
+        let web = LocalAPIClient(baseURL: "http://127.0.0.1:\(try #require(rig.fixture.localAPI).port)", token: nil)
+        let answers = try await withThrowingTaskGroup(of: Int.self) { group in
+            for n in 0..<20 { group.addTask { try await Self.signIn(web, "drb", "guess number \(n)").status } }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(answers.allSatisfy { $0 == 401 || $0 == 429 }, "\(answers)")
+        #expect(answers.filter { $0 == 401 }.count <= 5, "at most the free attempts were hashed: \(answers)")
+        #expect(answers.contains(429), "the burst was slowed down: \(answers)")
+        // Guessing on, one at a time, is slowed down with growing delays.
+        var slowed: LocalAPIResponse?
+        var refused = answers.filter { $0 == 401 }.count
+        for n in 0..<10 {
+            let answer = try await Self.signIn(web, "drb", "another guess \(n)")
+            if answer.status == 401 { refused += 1 }
+            if answer.status == 429, let wait = answer.headers["retry-after"].flatMap(Int.init), wait >= 2 {
+                slowed = answer
+                break
+            }
+        }
+        #expect(slowed != nil, "never slowed down")
+        // The right password from the same address now waits…
+        #expect((try? await Self.signIn(web, "drb", password))?.status == 429)
+        // …until an administrator clears it.
+        let unlock = try rig.fixture.ctl(["user", "unlock", "drb"])
+        #expect(unlock.status == 0, "\(unlock.output)")
+        // Signed in: the answer redirects to the patient list (followed here without the cookie).
+        _ = try? await Self.signIn(web, "drb", password)
+        let trail = try rig.audit()
+        #expect(trail.contains { $0.action == "sign-in" && $0.actor == "drb" }, "the doctor signed in")
+        #expect(trail.filter { $0.action == "sign-in-failed" }.count == refused, "every hashed failure is in the trail")
+        #expect(refused <= 5, "no more than the free attempts were ever hashed")
+        #expect(trail.contains { $0.action == "user-unlock" && $0.target == "account drb" })
+    }
+
+    /// 6. A connection flood and slow senders: connections past the cap are closed at once,
+    /// those that never send a request head are closed after the header timeout, and the
+    /// API answers again afterwards.
+    @Test func connectionFloodAndSlowSendersAreCut() async throws {
+        let rig = try await Rig.start()
+        defer { rig.stop() }
+        let port = try #require(rig.fixture.localAPI).port
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        for _ in 0..<300 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            #expect(connected == 0)
+            sockets.append(fd)
+        }
+        /// How many of the connections the daemon has closed (a read returns end of file).
+        func closedCount() -> Int {
+            sockets.filter { fd in
+                var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                guard poll(&entry, 1, 0) == 1 else { return false }
+                var byte: UInt8 = 0
+                return recv(fd, &byte, 1, Int32(MSG_PEEK)) <= 0
+            }.count
+        }
+        #expect(DaemonFixture.waitUntil(timeout: 10) { closedCount() >= 300 - 256 }, "\(closedCount()) closed")
+        #expect(DaemonFixture.waitUntil(timeout: 40) { closedCount() == 300 }, "slow senders kept: \(closedCount())")
+        #expect(try await rig.api.request(.GET, "metadata").status == 200)
+    }
+
+    /// 9. A read token tries to write; a write token deletes many records in a burst: the
+    /// first is refused, the burst beyond the threshold is held for an administrator.
+    @Test func readTokensCannotWriteAndDeleteBurstsAreHeld() async throws {
+        let reader = "reader-token-0123456789abcdefghij"
+        let rig = try await Rig.start(moreTokens: "lab \(reader) read\n", localAPI: "delete_burst = 20")
+        defer { rig.stop() }
+        let readOnly = LocalAPIClient(baseURL: try #require(rig.fixture.localAPI).baseURL, token: reader)
+        let ids = try TestData.lines("small", type: "Observation").prefix(25).map {
+            try #require((try JSONSerialization.jsonObject(with: $0) as? [String: Any])?["id"] as? String)
+        }
+        #expect(try await readOnly.read("Observation", ids[0]).status == 200)
+        let refused = try await readOnly.delete("Observation", ids[0])
+        #expect(refused.status == 403)
+        #expect(try rig.fixture.outbox(all: true)?.isEmpty == true, "nothing queued by the read token")
+        // 25 deletions in a burst (the threshold set to 20).
+        for id in ids { #expect(try await rig.api.delete("Observation", id).status == 204) }
+        let entries = try #require(try rig.fixture.outbox(all: true))
+        let held = entries.filter { $0.state == "parked" && ($0.reason ?? "").hasPrefix("held:") }
+        #expect(held.count == 5, "\(entries.map { "\($0.state) \($0.reason ?? "")" })")
+        #expect(try rig.audit().filter { $0.action == "outbox-hold" }.count == 5)
+    }
+
+    /// 10. DNS rebinding (a foreign `Host`), clear-text EHR URLs and foreign export files.
+    @Test func foreignHostsAndClearTextEHRsAreRefused() async throws {
+        let rig = try await Rig.start()
+        defer { rig.stop() }
+        let rebound = try await rig.api.request(.GET, "Patient?_count=1", headers: [("Host", "attacker.example")])
+        #expect(rebound.status == 421)
+        #expect(!String(decoding: rebound.body, as: UTF8.self).contains("Bundle"))
+        #expect(try await rig.api.request(.GET, "Patient?_count=1").status == 200)
+        let config = rig.fixture.dir.file("clear.toml")
+        try Data(
+            """
+            [ehr]
+            base_url = "http://ehr.example/fhir"
+            [replica]
+            state_dir = "/tmp/none"
+            """.utf8
+        ).write(to: URL(fileURLWithPath: config))
+        let check = try rig.fixture.syncctl(["config", "check", config])
+        #expect(check.status != 0 && check.output.contains("https://"), "\(check.output)")
     }
 }
 

@@ -27,7 +27,8 @@ public final class DaemonFixture: @unchecked Sendable {
     /// - Parameter localAPIAuthor: when given, `[local_api]` is enabled on a free loopback
     ///   port with a fresh token file (mode 0600) holding one `author token` line.
     public init(
-        baseURL: String, sync: String = "", ehr: String = "", extra: String = "", localAPIAuthor: String? = nil
+        baseURL: String, sync: String = "", ehr: String = "", extra: String = "", localAPIAuthor: String? = nil,
+        localAPIExtra: String = ""
     ) throws {
         dir = try TemporaryDirectory("ehr-syncd")
         configPath = dir.file("ehr-sync.toml")
@@ -48,6 +49,7 @@ public final class DaemonFixture: @unchecked Sendable {
                 [local_api]
                 listen = "127.0.0.1:\(access.port)"
                 token_file = "\(access.tokenFile)"
+                \(localAPIExtra)
                 """
             localAPI = access
         } else {

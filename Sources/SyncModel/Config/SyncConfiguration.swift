@@ -81,7 +81,7 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var hostNames: [String] = []
         /// More local deletions than this within `deleteBurstWindow` seconds are held for an
         /// administrator (``LocalDeleteGuard``); 0 turns the guard off.
-        public var deleteBurst = 20
+        public var deleteBurst = 100
         public var deleteBurstWindow: Double = 600
 
         /// Whether HTTPS is configured.

@@ -7,7 +7,7 @@ public struct LocalDeleteGuard: Sendable, Equatable {
     public var window: Double
     var recent: [Double] = []
 
-    public init(threshold: Int = 20, window: Double = 600) {
+    public init(threshold: Int = 100, window: Double = 600) {
         self.threshold = threshold
         self.window = window
     }
