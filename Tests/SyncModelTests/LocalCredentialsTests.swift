@@ -131,17 +131,17 @@ import Testing
 /// A burst of local deletions is held for an administrator.
 @Suite struct LocalDeleteGuardTests {
     @Test func deletionsBeyondTheThresholdWithinTheWindowAreHeld() {
-        var guard_ = LocalDeleteGuard(threshold: 3, window: 60)
+        var deletes = LocalDeleteGuard(threshold: 3, window: 60)
         var held: [Bool] = []
-        for now in [0.0, 1, 2, 3, 4, 200] { held.append(guard_.shouldHold(now: now)) }
+        for now in [0.0, 1, 2, 3, 4, 200] { held.append(deletes.shouldHold(now: now)) }
         // Once the window has passed, deleting goes on as usual.
         #expect(held == [false, false, false, true, true, false])
     }
 
     @Test func zeroTurnsTheGuardOff() {
-        var guard_ = LocalDeleteGuard(threshold: 0, window: 60)
+        var deletes = LocalDeleteGuard(threshold: 0, window: 60)
         var held = 0
-        for n in 0..<100 where guard_.shouldHold(now: Double(n)) { held += 1 }
+        for n in 0..<100 where deletes.shouldHold(now: Double(n)) { held += 1 }
         #expect(held == 0)
     }
 }
