@@ -15,7 +15,7 @@ import Testing
         .userAdd(name: "amartin", displayName: "Dr A. Martin", language: "en", password: "correct horse"),
         .userAdd(name: "amartin", displayName: nil, language: nil, password: "pw"),
         .userPasswd(name: "amartin", password: "pw2"), .userSetDisabled(name: "amartin", disabled: true),
-        .userSetDisabled(name: "amartin", disabled: false), .userList, .auditVerify,
+        .userSetDisabled(name: "amartin", disabled: false), .userList, .userUnlock(name: "amartin"), .auditVerify,
         .auditList(.init()),
         .auditList(.init(patient: "p1", user: "amartin", since: "2026-11-01T00:00:00.000Z", limit: nil)),
     ]
