@@ -1,4 +1,4 @@
-public import Foundation
+package import Foundation
 
 /// What a patient-wide read needs of a stored resource besides its bytes: its id and the
 /// references it makes. Worked out once at ingest and sealed with the body, after the JSON
