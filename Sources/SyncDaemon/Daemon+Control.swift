@@ -123,7 +123,7 @@ extension Daemon {
                 logger.notice("operator action", metadata: ["action": "key-backup", "replaced": "\(replace)"])
                 return .recoveryKey(recovery.text)
             case .outbox, .outboxRetry, .conflicts, .conflictShow, .conflictResolve:
-                return try handleOutbox(request.command, actor: actor)
+                return try await handleOutbox(request.command, actor: actor)
             case .userAdd, .userPasswd, .userSetDisabled, .userList, .userUnlock, .auditVerify, .auditList:
                 return try await handleStaff(request.command, actor: actor)
             }
@@ -139,7 +139,7 @@ extension Daemon {
     /// The outbox and the conflict review queue (`syncctl outbox`, `syncctl conflicts`).
     /// Refusals (no such entry, wrong state, an unusable merged record) are answered with
     /// the reason alone.
-    func handleOutbox(_ command: ControlCommand, actor: String) throws -> ControlResponse {
+    func handleOutbox(_ command: ControlCommand, actor: String) async throws -> ControlResponse {
         switch command {
         case .outbox(let all):
             let (open, plan) = try reconciler.plan()
@@ -153,24 +153,14 @@ extension Daemon {
             guard entry.state == .conflict else {
                 throw OutboxError.wrongState(seq: seq, state: entry.state, expected: "conflict")
             }
-            // The review shows clinical content: the patients it exposes are in the trail first.
-            var patients: [String] = []
+            // The review shows clinical content: the patients it exposes are in the trail first,
+            // and counted by the unusual-reading alert like any other read.
             let payload = entry.payload
             let id = payload.serverID ?? payload.localID
-            for body in [payload.base, payload.resource, payload.remote].compactMap({ $0 }) {
-                for patient in PatientAttribution.patients(in: body, type: entry.resourceType, id: id)
-                where !patients.contains(patient) {
-                    patients.append(patient)
-                }
+            let patients = [payload.base, payload.resource, payload.remote].compactMap { $0 }.flatMap {
+                PatientAttribution.patients(in: $0, type: entry.resourceType, id: id)
             }
-            let at = FHIRInstant.format(Date().timeIntervalSince1970)
-            let target = "outbox #\(seq)"
-            try replica.audit.append(
-                patients.isEmpty
-                    ? [AuditRecord(at: at, actor: actor, action: "conflict-show", target: target)]
-                    : patients.map {
-                        AuditRecord(at: at, actor: actor, action: "conflict-show", target: target, patient: $0)
-                    })
+            try await access.record(actor: actor, action: "conflict-show", patients: patients, target: "outbox #\(seq)")
             logger.notice("operator action", metadata: ["action": "conflict-show", "entry": "\(seq)"])
             return .conflict(ConflictDetail(entry))
         case .outboxRetry(let seq):

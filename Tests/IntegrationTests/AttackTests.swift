@@ -209,24 +209,6 @@ extension AttackTests {
 }
 
 extension AttackTests {
-    /// Runs `syncctl ARGUMENTS` with `input` on standard input.
-    static func ctl(_ fixture: DaemonFixture, _ arguments: [String], input: String) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: DaemonFixture.binDir + "/syncctl")
-        p.arguments = arguments + ["--socket", fixture.socketPath]
-        let output = Pipe()
-        p.standardOutput = output
-        p.standardError = output
-        let stdin = Pipe()
-        p.standardInput = stdin
-        try p.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     /// The viewer's sign-in, as a browser posts it (the form's token and its cookie).
     static func signIn(_ web: LocalAPIClient, _ name: String, _ password: String) async throws -> LocalAPIResponse {
         let page = try await web.request(.GET, "login")
@@ -247,7 +229,7 @@ extension AttackTests {
         let rig = try await Rig.start()
         defer { rig.stop() }
         let password = "correct horse battery staple"
-        let (added, output) = try Self.ctl(rig.fixture, ["user", "add", "drb"], input: password + "\n")
+        let (added, output) = try rig.fixture.ctl(["user", "add", "drb"], input: password + "\n")
         #expect(added == 0, "\(output)")
         let web = LocalAPIClient(baseURL: "http://127.0.0.1:\(try #require(rig.fixture.localAPI).port)", token: nil)
         let answers = try await withThrowingTaskGroup(of: Int.self) { group in

@@ -7,27 +7,10 @@ import Testing
 /// `syncctl user` and `syncctl audit` against a real daemon: accounts made over the control
 /// socket (passwords on standard input), and a tampered audit trail found after a restart.
 @Suite(.serialized) struct StaffCommandsTests {
-    /// Runs `syncctl ARGUMENTS --socket SOCKET` with `input` as standard input (never a
-    /// terminal: /dev/null when there is no input).
     func ctl(_ fixture: DaemonFixture, _ arguments: [String], input: String? = nil) throws -> (
         status: Int32, output: String
     ) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: DaemonFixture.binDir + "/syncctl")
-        p.arguments = arguments + ["--socket", fixture.socketPath]
-        let output = Pipe()
-        p.standardOutput = output
-        p.standardError = output
-        let stdin = Pipe()
-        p.standardInput = input == nil ? FileHandle.nullDevice : stdin
-        try p.run()
-        if let input {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try stdin.fileHandleForWriting.close()
-        }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        try fixture.ctl(arguments, input: input)
     }
 
     func users(_ fixture: DaemonFixture) throws -> [StaffAccountSummary] {

@@ -184,6 +184,27 @@ extension DaemonFixture {
         try syncctl(arguments + ["--socket", socketPath])
     }
 
+    /// Runs `syncctl ARGUMENTS --socket SOCKET` with `input` as standard input (never a
+    /// terminal: /dev/null when there is no input), e.g. a password.
+    public func ctl(_ arguments: [String], input: String?) throws -> (status: Int32, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binDir + "/syncctl")
+        p.arguments = arguments + ["--socket", socketPath]
+        let output = Pipe()
+        p.standardOutput = output
+        p.standardError = output
+        let stdin = Pipe()
+        p.standardInput = input == nil ? FileHandle.nullDevice : stdin
+        try p.run()
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// `syncctl outbox list --json [--all]`, decoded; nil when the command fails or its output
     /// does not decode (the command missing, the daemon not answering).
     public func outbox(all: Bool = false) throws -> [OutboxItem]? {

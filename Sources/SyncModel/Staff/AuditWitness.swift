@@ -124,14 +124,7 @@ public enum AuditWitness {
     }
 
     public static func hex(_ data: Data) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(data.count * 2)
-        for byte in data {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
+        data.map { String(format: "%02x", $0) }.joined()
     }
 
     /// What the witness says of the local trail.

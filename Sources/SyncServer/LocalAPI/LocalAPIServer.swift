@@ -427,10 +427,6 @@ struct Routes: Sendable {
         text.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(.init(charactersIn: "-._~:"))) ?? text
     }
 
-    func author(_ request: Request) -> String? {
-        credentials.author(forAuthorization: request.headers[.authorization])
-    }
-
     func unauthorized() -> Response {
         var response = outcome(.unauthorized, "login", "a bearer token from the local API credentials is required")
         response.headers[.wwwAuthenticate] = "Bearer realm=\"ehr-sync\""

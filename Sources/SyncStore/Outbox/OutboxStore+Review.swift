@@ -25,35 +25,37 @@ extension OutboxStore {
 
     /// Sends a parked entry again (after the cause was fixed on the server); audited.
     public func retryParked(seq: Int64, actor: String) throws(OutboxError) {
-        let now = FHIRInstant.format(Date().timeIntervalSince1970)
-        try outboxWrite { db in
-            guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
-            let payload = try ConflictResolution.retry(entry)
-            try rewriteEntry(
-                seq: seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
-                state: .pending, payload: payload, at: now, db: db)
-            try audit.append(
-                AuditRecord(
-                    at: now, actor: actor, action: "outbox-retry",
-                    target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)", detail: "entry #\(seq)"),
-                db: db)
+        try restate(seq: seq, actor: actor, action: "outbox-retry") { entry in
+            (.pending, try ConflictResolution.retry(entry))
         }
     }
 
     /// Holds a pending entry for an administrator: parked with `reason`, in the trail.
     public func hold(seq: Int64, reason: String, actor: String) throws(OutboxError) {
+        try restate(seq: seq, actor: actor, action: "outbox-hold") { entry in
+            guard entry.state == .pending else { return nil }
+            var payload = entry.payload
+            payload.reason = reason
+            return (.parked, payload)
+        }
+    }
+
+    /// Gives one entry the state and payload `change` returns (nil: left as it is), with its
+    /// trail line, in one durable transaction.
+    func restate(
+        seq: Int64, actor: String, action: String,
+        _ change: (OutboxEntry) throws -> (state: OutboxState, payload: OutboxPayload)?
+    ) throws(OutboxError) {
         let now = FHIRInstant.format(Date().timeIntervalSince1970)
         try outboxWrite { db in
             guard let entry = try entry(seq: seq, db: db) else { throw OutboxError.noSuchEntry(seq) }
-            guard entry.state == .pending else { return }
-            var payload = entry.payload
-            payload.reason = reason
+            guard let (state, payload) = try change(entry) else { return }
             try rewriteEntry(
                 seq: seq, type: entry.resourceType, localID: entry.localID, operation: entry.operation,
-                state: .parked, payload: payload, at: now, db: db)
+                state: state, payload: payload, at: now, db: db)
             try audit.append(
                 AuditRecord(
-                    at: now, actor: actor, action: "outbox-hold",
+                    at: now, actor: actor, action: action,
                     target: "\(entry.resourceType)/\(payload.serverID ?? entry.localID)", detail: "entry #\(seq)"),
                 db: db)
         }
