@@ -128,6 +128,7 @@ let package = Package(
             name: "SyncTestSupport",
             dependencies: [
                 "SyncModel", "SyncStore", "SyncEngine",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -95,3 +95,17 @@ extension Daemon {
         return AuditTrailStatus(intact: problem == nil, lines: lines, problem: problem, witness: witness)
     }
 }
+
+extension Daemon {
+    /// Checks the replica's row sets (``Replica/rowSetProblems(full:)``), remembers the outcome
+    /// for status and logs a break; returns the problems.
+    @discardableResult
+    func checkIntegrity(full: Bool) throws -> [String] {
+        let problems = try replica.rowSetProblems(full: full)
+        integrityState.withLock { $0 = ReplicaIntegrityStatus(problems: problems, checked: full ? "full" : "start") }
+        for problem in problems {
+            logger.critical("replica integrity broken", metadata: ["problem": "\(problem)"])
+        }
+        return problems
+    }
+}

@@ -60,7 +60,8 @@ extension Daemon {
     /// (accounts, retries and resolutions are recorded in the same transaction as the change).
     func trailAdminAction(_ command: ControlCommand, actor: String) throws {
         switch command {
-        case .status, .syncNow, .outbox, .conflicts, .userAdd, .userPasswd, .userSetDisabled, .userList, .outboxRetry,
+        case .status, .syncNow, .outbox, .conflicts, .userAdd, .userSetRole, .userPasswd, .userSetDisabled, .userList,
+            .outboxRetry,
             .conflictResolve, .conflictShow:
             return
         case .decideHeld(_, let rows):
@@ -103,7 +104,8 @@ extension Daemon {
                         ? "\(count) held change(s) applied to the replica"
                         : "\(count) held change(s) rejected; the replica keeps its versions")
             case .verify:
-                let report = try replica.records.verify()
+                var report = try replica.records.verify()
+                report.rowSetProblems = try checkIntegrity(full: true)
                 logger.notice("operator action", metadata: ["action": "verify", "ok": "\(report.ok)"])
                 return .verify(report)
             case .keyRotate(let file):
@@ -124,7 +126,8 @@ extension Daemon {
                 return .recoveryKey(recovery.text)
             case .outbox, .outboxRetry, .conflicts, .conflictShow, .conflictResolve:
                 return try await handleOutbox(request.command, actor: actor)
-            case .userAdd, .userPasswd, .userSetDisabled, .userList, .userUnlock, .auditVerify, .auditList:
+            case .userAdd, .userSetRole, .userPasswd, .userSetDisabled, .userList, .userUnlock, .auditVerify,
+                .auditList:
                 return try await handleStaff(request.command, actor: actor)
             }
         } catch let error as StaffRefusal {

@@ -17,9 +17,20 @@ extension Daemon {
     /// Answers the staff and audit commands.
     func handleStaff(_ command: ControlCommand, actor: String) async throws -> ControlResponse {
         switch command {
-        case .userAdd(let name, let displayName, let language, let password):
+        case .userAdd(let name, let displayName, let language, let password, let role):
             return try addUser(
-                name: name, displayName: displayName, language: language, password: password, actor: actor)
+                name: name, displayName: displayName, language: language, password: password,
+                role: role ?? .clinician, actor: actor)
+        case .userSetRole(let name, let role):
+            var account = try existingAccount(name)
+            // Signed out even when unchanged: a session never outlives the role it was opened with.
+            sessions.closeAll(account: account.name)
+            guard account.role != role else { return .done("user \(account.name) is already \(role.rawValue)") }
+            account.role = role
+            try replica.accounts.save(account, actor: actor, action: "user-role")
+            logger.notice(
+                "operator action", metadata: ["action": "user-role", "account": "\(account.name)", "role": "\(role)"])
+            return .done("user \(account.name) is now \(role.rawValue); their open sessions are closed")
         case .userPasswd(let name, let password):
             var account = try existingAccount(name)
             account.passwordHash = try Self.hash(password)
@@ -62,9 +73,9 @@ extension Daemon {
         }
     }
 
-    func addUser(name: String, displayName: String?, language: String?, password: String?, actor: String) throws
-        -> ControlResponse
-    {
+    func addUser(
+        name: String, displayName: String?, language: String?, password: String?, role: ViewerRole, actor: String
+    ) throws -> ControlResponse {
         let name = try Self.accountName(name)
         let language = language ?? "fr"
         guard StaffAccount.languages.contains(language) else {
@@ -78,11 +89,11 @@ extension Daemon {
         let hash = try Self.hash(password)
         let now = FHIRInstant.format(Date().timeIntervalSince1970)
         let account = StaffAccount(
-            name: name, displayName: displayName, language: language, passwordHash: hash, createdAt: now,
+            name: name, displayName: displayName, language: language, role: role, passwordHash: hash, createdAt: now,
             passwordChangedAt: now)
         try replica.accounts.save(account, actor: actor, action: "user-add")
-        logger.notice("operator action", metadata: ["action": "user-add", "account": "\(name)"])
-        return .done("user \(name) added (\(displayName), language \(language))")
+        logger.notice("operator action", metadata: ["action": "user-add", "account": "\(name)", "role": "\(role)"])
+        return .done("user \(name) added (\(displayName), language \(language), role \(role.rawValue))")
     }
 
     func setDisabled(_ disabled: Bool, name: String, actor: String) throws -> ControlResponse {

@@ -38,6 +38,8 @@ final class Daemon: Sendable {
     let metrics = SyncMetrics()
     /// The audit trail's last verification and the EHR's witness of it.
     let auditState = Mutex(AuditState())
+    /// The row sets' last check, for status.
+    let integrityState = Mutex<ReplicaIntegrityStatus?>(nil)
     /// Sends the trail to the EHR; nil with `[audit] export = false`.
     let auditExporter: AuditExporter?
 
@@ -168,6 +170,9 @@ final class Daemon: Sendable {
             reconciler: reconciler, liveness: liveness, monitor: monitor, logger: logger)
         // The trail is checked once at start: a broken one is critical in status from the first moment.
         _ = try? daemon.verifyAuditTrail()
+        // So are the row sets, cheaply (counts, and the small tables in full): a deleted row or a
+        // revived account is critical from the first moment; `syncctl verify` checks the rest.
+        _ = try? daemon.checkIntegrity(full: false)
         let resources = (try? replica.records.count()) ?? 0
         logger.info("replica open", metadata: ["resources": "\(resources)", "key": "\(source.description)"])
         do {
@@ -401,6 +406,7 @@ final class Daemon: Sendable {
         report.accessAlerts = access.alerts().map(AccessAlert.init)
         report.localAPICertificate = listeners.withLock { $0.tlsFingerprint }
         report.auditTrail = auditTrailStatus()
+        report.integrity = integrityState.withLock { $0 }
         return report
     }
 }

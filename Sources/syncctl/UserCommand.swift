@@ -16,12 +16,23 @@ struct UserCommand: ParsableCommand {
             which stores only a salted hash (PBKDF2-SHA256); at least \(PasswordHash.minimumLength) \
             characters. Every change is recorded in the audit trail with your user name.
             """,
-        subcommands: [List.self, Add.self, Passwd.self, Disable.self, Enable.self, Unlock.self],
+        subcommands: [List.self, Add.self, Role.self, Passwd.self, Disable.self, Enable.self, Unlock.self],
         defaultSubcommand: List.self)
 
     enum Language: String, ExpressibleByArgument, CaseIterable {
         case fr, en
     }
+
+    /// What the account sees in the web viewer (``ViewerRole``).
+    enum RoleName: String, ExpressibleByArgument, CaseIterable {
+        case clinician, reception
+
+        var role: ViewerRole { ViewerRole(rawValue: rawValue)! }
+    }
+
+    static let roleHelp = ArgumentHelp(
+        "clinician (everything clinical, downtime entry) or reception (search, demographics, day lists; "
+            + "no clinical content).")
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the staff accounts (the default).")
@@ -45,14 +56,27 @@ struct UserCommand: ParsableCommand {
         @Option(name: .long, help: "Name shown in pages and as author, e.g. \"Dr A. Martin\" (default: NAME).")
         var displayName: String?
         @Option(name: .long, help: "Language of the web viewer: fr or en.") var language: Language = .fr
+        @Option(name: .long, help: UserCommand.roleHelp) var role: RoleName = .clinician
 
         func validate() throws { try validateName(name) }
 
         func run() throws {
             let command = ControlCommand.userAdd(
                 name: name, displayName: displayName, language: language.rawValue,
-                password: try PasswordInput.read(for: name))
+                password: try PasswordInput.read(for: name), role: role.role)
             print(try ask(command, socket: socket).message ?? "added")
+        }
+    }
+
+    struct Role: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Change what an account sees in the web viewer; signs it out everywhere.")
+        @OptionGroup var account: AccountArguments
+        @Argument(help: UserCommand.roleHelp) var role: RoleName
+
+        func run() throws {
+            let answer = try ask(.userSetRole(name: account.name, role: role.role), socket: account.socket)
+            print(answer.message ?? "changed")
         }
     }
 

@@ -4,7 +4,9 @@ import SyncModel
 struct VerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check the replica: SQLite's integrity check, and opening every record.")
+        abstract:
+            "Check the replica: SQLite's integrity check, opening every record, and each table's rows against its sealed digest."
+    )
 
     @OptionGroup var socket: SocketOptions
 
@@ -21,6 +23,14 @@ struct VerifyCommand: ParsableCommand {
         } else {
             print("Records failing:  \(report.failures.count)")
             for failure in report.failures.prefix(20) { print("  \(failure)") }
+        }
+        if let problems = report.rowSetProblems {
+            if problems.isEmpty {
+                print("Row sets:         intact (no row deleted, put back or added outside ehr-syncd)")
+            } else {
+                print("Row sets:         BROKEN")
+                for problem in problems { print("  \(problem)") }
+            }
         }
         if !report.ok { throw ExitCode(2) }
     }

@@ -14,6 +14,8 @@ import Testing
         .conflictResolve(seq: 3, keep: .file(#"{"resourceType":"Patient"}"#)),
         .userAdd(name: "amartin", displayName: "Dr A. Martin", language: "en", password: "correct horse"),
         .userAdd(name: "amartin", displayName: nil, language: nil, password: "pw"),
+        .userAdd(name: "accueil", displayName: nil, language: "fr", password: "pw", role: .reception),
+        .userSetRole(name: "amartin", role: .reception), .userSetRole(name: "accueil", role: .clinician),
         .userPasswd(name: "amartin", password: "pw2"), .userSetDisabled(name: "amartin", disabled: true),
         .userSetDisabled(name: "amartin", disabled: false), .userList, .userUnlock(name: "amartin"), .auditVerify,
         .auditList(.init()),
@@ -31,7 +33,7 @@ import Testing
 
     @Test func everyNameIsACommand() throws {
         for name in ControlCommand.names {
-            let arguments = ["seq": "1", "name": "amartin", "keep": "local", "file": "/k"]
+            let arguments = ["seq": "1", "name": "amartin", "keep": "local", "file": "/k", "role": "reception"]
             #expect(try ControlCommand(name: name, arguments: arguments).name == name)
         }
     }
@@ -64,6 +66,11 @@ import Testing
         (#"{"command":"held-approve","arguments":{"rows":"3,x"}}"#, "expected `all` or row numbers"),
         (#"{"command":"key-rotate"}"#, "key-rotate needs the new key file"),
         (#"{"command":"user-passwd"}"#, "user-passwd needs name"),
+        (
+            #"{"command":"user-role","arguments":{"name":"a","role":"admin"}}"#,
+            "unknown role \"admin\"; expected clinician or reception"
+        ),
+        (#"{"command":"user-add","arguments":{"name":"a","role":"doctor"}}"#, "unknown role \"doctor\""),
         (#"{"command":"audit-list","arguments":{"since":"yesterday"}}"#, "since must be a date like 2026-11-01"),
         (#"{"command":"audit-list","arguments":{"limit":"-1"}}"#, "limit must be a number"),
         (#"{"version":2,"command":"status"}"#, "control protocol 1, the request is version 2"),

@@ -731,7 +731,7 @@ import Testing
         let queued = try enqueue(
             .update, "Condition", "c1", #"{"resourceType":"Condition","id":"c1","note":[{"text":"x"}]}"#)
         replica.close()
-        try DatabaseQueue(path: dir.file(Replica.fileName)).write { db in
+        try OutsideWriter.write(dir.file(Replica.fileName)) { db in
             try db.execute(sql: "UPDATE outbox SET state = 'done' WHERE seq = ?", arguments: [queued.seq])
         }
         let reopened = try Replica.open(directory: dir.path, kek: kek, keySource: "test key")

@@ -60,7 +60,7 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
             resourceJSON("Patient", "p1"), resourceJSON("Patient", "p2"), resourceJSON("Condition", "c1"),
         ])
         replica.close()
-        let rows = try DatabaseQueue(path: dbPath).write { db -> [Int64] in
+        let rows = try OutsideWriter.write(dbPath) { db -> [Int64] in
             let rows = try Int64.fetchAll(db, sql: "SELECT row FROM resource WHERE type = 'Patient' ORDER BY row")
             // Swap the two patients' sealed bodies.
             let a = try Data.fetchOne(db, sql: "SELECT body FROM resource WHERE row = ?", arguments: [rows[0]])!
@@ -87,7 +87,7 @@ func resourceJSON(_ type: String, _ id: String, version: String? = "1", extra: S
         try replica.records.applyDeletion(type: "Condition", id: "c1", versionId: "2")
         #expect(try replica.records.resource(type: "Condition", id: "c1") == nil)
         replica.close()
-        try DatabaseQueue(path: dbPath).write { db in
+        try OutsideWriter.write(dbPath) { db in
             try db.execute(sql: "UPDATE resource SET deleted = 0 WHERE deleted = 1")
             // Move c2's body under a different versionId.
             try db.execute(sql: "UPDATE resource SET version_id = '7' WHERE deleted = 0 AND version_id = '1'")

@@ -94,7 +94,7 @@ import Testing
     static func reseal(_ replica: Replica, _ path: String, outline: ResourceOutline? = nil, onlyRow: Int64? = nil)
         throws -> Int
     {
-        try DatabaseQueue(path: path).write { db in
+        try OutsideWriter.write(path) { db in
             let rows = try Row.fetchAll(
                 db, sql: "SELECT row, type, bid, version_id, body FROM resource WHERE deleted = 0 ORDER BY row")
             var count = 0

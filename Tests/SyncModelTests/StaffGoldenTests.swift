@@ -11,11 +11,11 @@ import Testing
 @Suite struct StaffGoldenTests {
     static func account(
         _ name: String, _ displayName: String, language: String = "fr", disabled: Bool = false,
-        created: String = "2026-11-02T08:00:00.000Z", changed: String? = nil
+        created: String = "2026-11-02T08:00:00.000Z", changed: String? = nil, role: ViewerRole = .clinician
     ) -> StaffAccountSummary {
         StaffAccountSummary(
             StaffAccount(
-                name: name, displayName: displayName, language: language, disabled: disabled,
+                name: name, displayName: displayName, language: language, disabled: disabled, role: role,
                 passwordHash: "pbkdf2-sha256$600000$c2FsdA==$aGFzaA==", createdAt: created,
                 passwordChangedAt: changed ?? created))
     }
@@ -23,7 +23,7 @@ import Testing
     static let users = [
         account("amartin", "Dr A. Martin"),
         account("bpetit", "Dr Bruno Petit", language: "en", changed: "2026-11-20T17:45:10.000Z"),
-        account("reception", "Accueil", disabled: true, created: "2026-11-03T07:30:00.000Z"),
+        account("reception", "Accueil", disabled: true, created: "2026-11-03T07:30:00.000Z", role: .reception),
     ]
 
     static let records = [
@@ -74,7 +74,18 @@ import Testing
         ("audit-verify-altered", AuditBreak.verifyText(.failure(brokenLine(3, "line altered")))),
         ("audit-verify-missing", AuditBreak.verifyText(.failure(brokenLine(7, "line missing")))),
         ("status-access-alert", statusWithAlerts().text(now: FHIRInstant.parse("2026-11-29T10:00:00Z")!)),
+        ("status-integrity-broken", statusWithBrokenRows().text(now: FHIRInstant.parse("2026-11-29T10:00:00Z")!)),
     ]
+
+    /// Status after the check at start found a queued change deleted outside ehr-syncd.
+    static func statusWithBrokenRows() -> StatusReport {
+        var report = StatusReport(
+            state: "online", resources: 5828, initialSyncComplete: true, lastSyncAt: "2026-11-29T09:59:30.000Z",
+            dataAsOf: "2026-11-29T09:59:00.000Z", keySource: "key file /etc/ehr-sync/replica.key")
+        report.integrity = ReplicaIntegrityStatus(
+            problems: ["outbox: 1 row(s) fewer than sealed (deleted outside ehr-syncd)"], checked: "start")
+        return report
+    }
 
     /// An `AuditBreak` as the control socket carries it.
     static func brokenLine(_ seq: Int64, _ reason: String) -> AuditBreak {
@@ -212,7 +223,7 @@ import Testing
     }
 
     func tamper(_ sql: String) throws {
-        try DatabaseQueue(path: dir.file(Replica.fileName)).write { db in try db.execute(sql: sql) }
+        try OutsideWriter.write(dir.file(Replica.fileName)) { db in try db.execute(sql: sql) }
     }
 
     @Test func intactTrail() throws {

@@ -21,7 +21,10 @@ public enum ControlCommand: Sendable, Equatable {
     case conflicts
     case conflictShow(seq: Int64)
     case conflictResolve(seq: Int64, keep: ConflictKeep)
-    case userAdd(name: String, displayName: String?, language: String?, password: String?)
+    /// A new viewer account; `role` nil is a clinician.
+    case userAdd(name: String, displayName: String?, language: String?, password: String?, role: ViewerRole? = nil)
+    /// Changes what a viewer account may see (signs it out everywhere).
+    case userSetRole(name: String, role: ViewerRole)
     case userPasswd(name: String, password: String?)
     case userSetDisabled(name: String, disabled: Bool)
     case userList
@@ -73,6 +76,7 @@ public enum ControlCommand: Sendable, Equatable {
         case .conflictShow: "conflict-show"
         case .conflictResolve: "conflict-resolve"
         case .userAdd: "user-add"
+        case .userSetRole: "user-role"
         case .userPasswd: "user-passwd"
         case .userSetDisabled(_, let disabled): disabled ? "user-disable" : "user-enable"
         case .userList: "user-list"
@@ -86,7 +90,8 @@ public enum ControlCommand: Sendable, Equatable {
     public static let names = [
         "status", "pause", "resume", "sync-now", "held", "held-approve", "held-reject", "verify", "key-rotate",
         "key-backup", "outbox", "outbox-retry", "conflicts", "conflict-show", "conflict-resolve", "user-add",
-        "user-passwd", "user-disable", "user-enable", "user-list", "user-unlock", "audit-verify", "audit-list",
+        "user-role", "user-passwd", "user-disable", "user-enable", "user-list", "user-unlock", "audit-verify",
+        "audit-list",
     ]
 
     // MARK: Wire form
@@ -106,14 +111,19 @@ public enum ControlCommand: Sendable, Equatable {
             case .remote: ["seq": String(seq), "keep": "remote"]
             case .file(let content): ["seq": String(seq), "keep": "file", "content": content]
             }
-        case .userAdd(let name, let displayName, let language, let password):
+        case .userAdd(let name, let displayName, let language, let password, let role):
             ["name": name].merging(
-                [("displayName", displayName), ("language", language), ("password", password)].compactMap {
+                [
+                    ("displayName", displayName), ("language", language), ("password", password),
+                    ("role", role?.rawValue),
+                ]
+                .compactMap {
                     key, value in
                     value.map { (key, $0) }
                 }, uniquingKeysWith: { a, _ in a })
         case .userPasswd(let name, let password): password.map { ["name": name, "password": $0] } ?? ["name": name]
         case .userSetDisabled(let name, _), .userUnlock(let name): ["name": name]
+        case .userSetRole(let name, let role): ["name": name, "role": role.rawValue]
         case .auditList(let query):
             [
                 ("patient", query.patient), ("user", query.user), ("since", query.since),
@@ -175,7 +185,9 @@ public enum ControlCommand: Sendable, Equatable {
         case "user-add":
             self = .userAdd(
                 name: try required("name"), displayName: arguments["displayName"], language: nonEmpty("language"),
-                password: arguments["password"])
+                password: arguments["password"], role: try nonEmpty("role").map(Self.viewerRole))
+        case "user-role":
+            self = .userSetRole(name: try required("name"), role: try Self.viewerRole(try required("role")))
         case "user-passwd": self = .userPasswd(name: try required("name"), password: arguments["password"])
         case "user-disable", "user-enable":
             self = .userSetDisabled(name: try required("name"), disabled: name == "user-disable")
@@ -202,6 +214,16 @@ public enum ControlCommand: Sendable, Equatable {
                 "unknown command \"\(ControlRequestError.printable(name, limit: 40))\"; known: "
                     + Self.names.joined(separator: ", "))
         }
+    }
+
+    /// A viewer role by name, or the error listing the roles.
+    static func viewerRole(_ text: String) throws(ControlRequestError) -> ViewerRole {
+        guard let role = ViewerRole(name: text) else {
+            throw ControlRequestError(
+                "unknown role \"\(ControlRequestError.printable(text, limit: 40))\"; expected "
+                    + ViewerRole.allCases.map(\.rawValue).joined(separator: " or "))
+        }
+        return role
     }
 
     /// `"all"` (or nothing) or a comma-separated list of row numbers.

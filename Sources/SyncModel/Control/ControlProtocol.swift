@@ -214,6 +214,22 @@ public struct AuditTrailStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// The replica's row sets in `syncctl status`: critical when a table's rows are not the set
+/// its sealed digest describes (checked cheaply at start, in full by `syncctl verify`).
+public struct ReplicaIntegrityStatus: Codable, Sendable, Equatable {
+    public var intact: Bool
+    /// What is wrong, in words without content.
+    public var problems: [String]
+    /// `start` (counts and small tables) or `full` (`syncctl verify`): the last check's depth.
+    public var checked: String
+
+    public init(problems: [String], checked: String) {
+        self.intact = problems.isEmpty
+        self.problems = problems
+        self.checked = checked
+    }
+}
+
 /// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
 public struct StatusReport: Codable, Sendable, Equatable {
     /// `starting`, `initial-sync`, `online`, `degraded`, `outage`, `recovering`, `paused`.
@@ -248,6 +264,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The audit trail: its own chain (checked at start and on `syncctl audit verify`) and
     /// what the EHR witnessed of it. nil from daemons before this field.
     public var auditTrail: AuditTrailStatus?
+    /// The row sets' last check (``ReplicaIntegrityStatus``); nil before the first.
+    public var integrity: ReplicaIntegrityStatus?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -289,7 +307,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
-        case accessAlerts, localAPICertificate, auditTrail
+        case accessAlerts, localAPICertificate, auditTrail, integrity
     }
 
     public init(from decoder: any Decoder) throws {
@@ -315,6 +333,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         accessAlerts = try c.decodeIfPresent([AccessAlert].self, forKey: .accessAlerts) ?? []
         localAPICertificate = try c.decodeIfPresent(String.self, forKey: .localAPICertificate)
         auditTrail = try c.decodeIfPresent(AuditTrailStatus.self, forKey: .auditTrail)
+        integrity = try c.decodeIfPresent(ReplicaIntegrityStatus.self, forKey: .integrity)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -342,11 +361,12 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(accessAlerts, forKey: .accessAlerts)
         try c.encode(localAPICertificate, forKey: .localAPICertificate)
         try c.encode(auditTrail, forKey: .auditTrail)
+        try c.encode(integrity, forKey: .integrity)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
     public var exitCode: Int32 {
-        if auditTrail?.intact == false { return 2 }
+        if auditTrail?.intact == false || integrity?.intact == false { return 2 }
         switch state {
         case "outage": return 2
         case "degraded", "recovering", "initial-sync", "starting", "paused": return 1

@@ -72,7 +72,8 @@ extension ControlCommand {
         switch self {
         case .status, .syncNow, .outbox, .conflicts: .staff
         case .pause, .resume, .held, .decideHeld, .verify, .keyRotate, .keyBackup, .outboxRetry, .conflictShow,
-            .conflictResolve, .userAdd, .userPasswd, .userSetDisabled, .userList, .userUnlock, .auditVerify, .auditList:
+            .conflictResolve, .userAdd, .userSetRole, .userPasswd, .userSetDisabled, .userList, .userUnlock,
+            .auditVerify, .auditList:
             .admin
         }
     }

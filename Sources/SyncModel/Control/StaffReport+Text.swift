@@ -4,10 +4,10 @@ extension StaffAccountSummary {
     /// The screen of `syncctl user list`: one line per account (never a password or hash).
     public static func listText(_ users: [StaffAccountSummary]) -> String {
         guard !users.isEmpty else { return "No staff accounts yet. Add one with `syncctl user add NAME`.\n" }
-        var rows = [["NAME", "DISPLAY NAME", "LANGUAGE", "STATUS", "CREATED", "PASSWORD CHANGED"]]
+        var rows = [["NAME", "DISPLAY NAME", "ROLE", "LANGUAGE", "STATUS", "CREATED", "PASSWORD CHANGED"]]
         for user in users {
             rows.append([
-                user.name, user.displayName, user.language, user.disabled ? "disabled" : "active",
+                user.name, user.displayName, user.role.rawValue, user.language, user.disabled ? "disabled" : "active",
                 StatusReport.human(user.createdAt), StatusReport.human(user.passwordChangedAt),
             ])
         }

@@ -52,6 +52,9 @@ extension StatusReport {
         if let trail = auditTrail, !trail.intact {
             lines.append(("Audit trail", "BROKEN: \(trail.problem ?? "see syncctl audit verify")"))
         }
+        if let integrity, !integrity.intact {
+            lines.append(("Integrity", "BROKEN: " + integrity.problems.joined(separator: "; ") + " (syncctl verify)"))
+        }
         lines.append(("Key", keySource))
         if let fingerprint = localAPICertificate { lines.append(("HTTPS", "certificate SHA-256 \(fingerprint)")) }
         let width = lines.map(\.0.count).max() ?? 0

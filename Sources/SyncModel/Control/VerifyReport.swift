@@ -7,6 +7,9 @@ public struct VerifyReport: Sendable, Equatable, Codable {
     public var rowsWithoutOutline = 0
     /// Rows whose seal failed, by type and position (never content).
     public var failures: [String] = []
+    /// What the row-set digests found (a row deleted, an older version put back, a table
+    /// rolled back), in words without content; nil from daemons before row-set integrity.
+    public var rowSetProblems: [String]?
 
     public init(sqlite: String, rowsChecked: Int = 0, rowsWithoutOutline: Int = 0, failures: [String] = []) {
         self.sqlite = sqlite
@@ -15,5 +18,5 @@ public struct VerifyReport: Sendable, Equatable, Codable {
         self.failures = failures
     }
 
-    public var ok: Bool { sqlite == "ok" && failures.isEmpty }
+    public var ok: Bool { sqlite == "ok" && failures.isEmpty && (rowSetProblems ?? []).isEmpty }
 }

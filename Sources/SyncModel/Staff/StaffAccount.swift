@@ -7,21 +7,36 @@ public struct StaffAccount: Codable, Sendable, Equatable {
     /// `fr` or `en`.
     public var language: String
     public var disabled: Bool
+    /// What the account sees in the web viewer; accounts stored before roles are clinicians.
+    public var role: ViewerRole
     public var passwordHash: String
     public var createdAt: String
     public var passwordChangedAt: String
 
     public init(
-        name: String, displayName: String, language: String, disabled: Bool = false, passwordHash: String,
-        createdAt: String, passwordChangedAt: String
+        name: String, displayName: String, language: String, disabled: Bool = false, role: ViewerRole = .clinician,
+        passwordHash: String, createdAt: String, passwordChangedAt: String
     ) {
         self.name = name
         self.displayName = displayName
         self.language = language
         self.disabled = disabled
+        self.role = role
         self.passwordHash = passwordHash
         self.createdAt = createdAt
         self.passwordChangedAt = passwordChangedAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        displayName = try c.decode(String.self, forKey: .displayName)
+        language = try c.decode(String.self, forKey: .language)
+        disabled = try c.decode(Bool.self, forKey: .disabled)
+        role = try c.decodeIfPresent(ViewerRole.self, forKey: .role) ?? .clinician
+        passwordHash = try c.decode(String.self, forKey: .passwordHash)
+        createdAt = try c.decode(String.self, forKey: .createdAt)
+        passwordChangedAt = try c.decode(String.self, forKey: .passwordChangedAt)
     }
 
     public static let languages: Set<String> = ["fr", "en"]
@@ -36,10 +51,22 @@ public struct StaffAccount: Codable, Sendable, Equatable {
 
 /// What `syncctl user list` shows (never the hash).
 public struct StaffAccountSummary: Codable, Sendable, Equatable {
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        displayName = try c.decode(String.self, forKey: .displayName)
+        language = try c.decode(String.self, forKey: .language)
+        disabled = try c.decode(Bool.self, forKey: .disabled)
+        role = try c.decodeIfPresent(ViewerRole.self, forKey: .role) ?? .clinician
+        createdAt = try c.decode(String.self, forKey: .createdAt)
+        passwordChangedAt = try c.decode(String.self, forKey: .passwordChangedAt)
+    }
+
     public var name: String
     public var displayName: String
     public var language: String
     public var disabled: Bool
+    public var role: ViewerRole
     public var createdAt: String
     public var passwordChangedAt: String
 
@@ -48,6 +75,7 @@ public struct StaffAccountSummary: Codable, Sendable, Equatable {
         displayName = account.displayName
         language = account.language
         disabled = account.disabled
+        role = account.role
         createdAt = account.createdAt
         passwordChangedAt = account.passwordChangedAt
     }

@@ -10,6 +10,8 @@ public struct StaffSession: Sendable, Equatable {
     public var account: String
     public var displayName: String
     public var language: String
+    /// The account's role when the session opened (a role change closes its sessions).
+    public var role: ViewerRole
     /// Sent with every form and checked on every POST.
     public var csrfToken: String
     public var createdAt: Double
@@ -45,7 +47,7 @@ public final class SessionStore: Sendable {
     public func open(account: StaffAccount, now: Double) -> String {
         let token = Self.randomToken()
         let session = StaffSession(
-            account: account.name, displayName: account.displayName, language: account.language,
+            account: account.name, displayName: account.displayName, language: account.language, role: account.role,
             csrfToken: Self.randomToken(), createdAt: now, lastSeen: now)
         sessions.withLock { all in
             all = all.filter { isLive($0.value, now: now) }

@@ -93,7 +93,7 @@ public struct Localization: Sendable {
         case errorNotANumber, errorOutOfRange, errorBloodPressureIncomplete, errorSystolicBelowDiastolic
         case errorNothingEntered, errorNoteTooLong, progressNote, vitalSigns
         // Errors
-        case forbidden, notFound, auditFailed, readFailed, queueFailed, badRequest
+        case forbidden, notFound, auditFailed, readFailed, queueFailed, badRequest, clinicalOnly, clinicalHidden
     }
 
     static func table(_ key: Key) -> (en: String, fr: String) {
@@ -269,6 +269,16 @@ public struct Localization: Sendable {
             (
                 "This form has expired or did not come from this viewer; nothing was saved. Reload the page and try again.",
                 "Ce formulaire a expiré ou ne vient pas de cette application ; rien n’a été enregistré. Rechargez la page et recommencez."
+            )
+        case .clinicalOnly:
+            (
+                "This page holds clinical content, which reception accounts do not see.",
+                "Cette page contient des données cliniques, que les comptes d’accueil ne voient pas."
+            )
+        case .clinicalHidden:
+            (
+                "Clinical content is not shown to reception accounts.",
+                "Les données cliniques ne sont pas affichées pour les comptes d’accueil."
             )
         case .notFound: ("Not found.", "Introuvable.")
         case .auditFailed:

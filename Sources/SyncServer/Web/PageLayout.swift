@@ -1,5 +1,5 @@
 import SyncEngine
-import SyncModel
+public import SyncModel
 import SyncStore
 
 /// What every signed-in page shows around its content: the EHR banner, the user, the
@@ -13,13 +13,19 @@ public struct PageFrame: Sendable {
     public var csrf: String
     /// Seconds since 1970 (printing time, ages).
     public var now: Double
+    /// What the signed-in account may see: pages leave out what the role does not cover.
+    public var role: ViewerRole
 
-    public init(l10n: Localization, banner: ViewerBanner, user: String, csrf: String, now: Double) {
+    public init(
+        l10n: Localization, banner: ViewerBanner, user: String, csrf: String, now: Double,
+        role: ViewerRole = .clinician
+    ) {
         self.l10n = l10n
         self.banner = banner
         self.user = user
         self.csrf = csrf
         self.now = now
+        self.role = role
     }
 }
 

@@ -13,6 +13,17 @@ enum PatientSummaryPage {
     static func render(_ summary: PatientSummary, frame: PageFrame) -> HTML {
         let l10n = frame.l10n
         let id = summary.patient.id
+        guard frame.role.seesClinicalContent else {
+            let content: HTML = """
+                <h1>\(summary.patient.name)\(PageLayout.badge(summary.patient.pending, l10n: l10n))</h1>
+                <div class="actions">
+                <a class="button" href="\(WebURL.with("/daysheet", query: [("ids", id)]))">\(l10n(.navDaySheet))</a>
+                </div>
+                \(demographics(summary.patient, l10n: l10n, now: frame.now))
+                <p class="none">\(l10n(.clinicalHidden))</p>
+                """
+            return PageLayout.page(title: summary.patient.name, frame: frame, content: content)
+        }
         let content: HTML = """
             <h1>\(summary.patient.name)\(PageLayout.badge(summary.patient.pending, l10n: l10n))</h1>
             <div class="actions">

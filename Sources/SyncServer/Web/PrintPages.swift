@@ -9,6 +9,14 @@ enum PrintPages {
     static func summary(_ summary: PatientSummary, frame: PageFrame) -> HTML {
         let l10n = frame.l10n
         let id = summary.patient.id
+        guard frame.role.seesClinicalContent else {
+            let content: HTML = """
+                <h1>\(l10n(.titleWith, l10n(.printTitle), summary.patient.name))</h1>
+                \(PatientSummaryPage.demographics(summary.patient, l10n: l10n, now: frame.now))
+                <p class="none">\(l10n(.clinicalHidden))</p>
+                """
+            return PageLayout.printPage(title: summary.patient.name, frame: frame, content: content)
+        }
         let content: HTML = """
             <h1>\(l10n(.titleWith, l10n(.printTitle), summary.patient.name))\(PageLayout.badge(summary.patient.pending, l10n: l10n))</h1>
             \(PatientSummaryPage.demographics(summary.patient, l10n: l10n, now: frame.now))
@@ -51,14 +59,21 @@ enum PrintPages {
                     <div class="sheet">
                     <h1>\(p.name)\(PageLayout.badge(p.pending, l10n: l10n))</h1>
                     <p>\(line.filter { !$0.isEmpty }.joined(separator: " · "))</p>
-                    \(PatientSummaryPage.allergies(s.allergies, l10n: l10n))
-                    \(PatientSummaryPage.problems(s.problems, l10n: l10n))
-                    \(PatientSummaryPage.medications(s.medications, l10n: l10n))
+                    \(frame.role.seesClinicalContent ? clinical(s, l10n: l10n) : .empty)
                     </div>
                     """
             }
         }
         return PageLayout.printPage(
             title: l10n(.daySheetTitle), frame: frame, content: HTML.join(sheets, separator: "\n"))
+    }
+
+    /// A day sheet's clinical part: allergies, active problems, current medications.
+    static func clinical(_ s: PatientSummary, l10n: Localization) -> HTML {
+        """
+        \(PatientSummaryPage.allergies(s.allergies, l10n: l10n))
+        \(PatientSummaryPage.problems(s.problems, l10n: l10n))
+        \(PatientSummaryPage.medications(s.medications, l10n: l10n))
+        """
     }
 }

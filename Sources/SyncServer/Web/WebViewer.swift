@@ -119,7 +119,8 @@ public final class WebViewer: Sendable {
         router.get(
             "/patients/{id}/entry",
             use: signedIn { _, context, signed in
-                await self.patientPage(signed, id: context.parameters.get("id"), action: "entry-form") {
+                if let refused = self.clinicianOnly(signed) { return refused }
+                return await self.patientPage(signed, id: context.parameters.get("id"), action: "entry-form") {
                     summary, frame in
                     DowntimeEntryPage.form(patient: summary.patient, input: .init(), problems: [], frame: frame)
                 }
@@ -127,12 +128,14 @@ public final class WebViewer: Sendable {
         router.post(
             "/patients/{id}/entry",
             use: signedIn { request, context, signed in
-                await self.entry(request, signed, id: context.parameters.get("id"))
+                if let refused = self.clinicianOnly(signed) { return refused }
+                return await self.entry(request, signed, id: context.parameters.get("id"))
             })
         router.get(
             "/patients/{id}/documents/{doc}/attachment/{n}",
             use: signedIn { _, context, signed in
-                await self.attachment(
+                if let refused = self.clinicianOnly(signed) { return refused }
+                return await self.attachment(
                     signed, id: context.parameters.get("id"), document: context.parameters.get("doc"),
                     index: context.parameters.get("n"))
             })
@@ -148,6 +151,14 @@ public final class WebViewer: Sendable {
             guard let signed = self.signedIn(request) else { return self.unauthenticated(request) }
             return await handler(request, context, signed)
         }
+    }
+
+    /// The refusal of a clinical-only page (downtime entry, attachments) to a reception
+    /// account; nil for a clinician. Nothing is read before it.
+    func clinicianOnly(_ signed: Signed) -> Response? {
+        guard !signed.session.role.seesClinicalContent else { return nil }
+        logger.notice("web page refused to a reception account", metadata: ["role": "\(signed.session.role)"])
+        return errorPage(.forbidden, signed, .clinicalOnly)
     }
 
     // MARK: Sessions
@@ -176,7 +187,8 @@ public final class WebViewer: Sendable {
         else { return nil }
         let l10n = Localization(WebLanguage(account: session.language), timeZone: dependencies.timeZone)
         let frame = PageFrame(
-            l10n: l10n, banner: dependencies.banner(), user: session.displayName, csrf: session.csrfToken, now: now)
+            l10n: l10n, banner: dependencies.banner(), user: session.displayName, csrf: session.csrfToken, now: now,
+            role: session.role)
         return Signed(session: session, token: token, frame: frame)
     }
 
@@ -296,9 +308,13 @@ public final class WebViewer: Sendable {
         }
     }
 
-    /// One patient's summary from the local view (only the types it shows); nil when unknown.
-    func loadSummary(_ id: String) throws(ReplicaError) -> PatientSummary? {
-        guard let resources = try dependencies.replica.everything(patientID: id, types: PatientSummary.resourceTypes)
+    /// One patient's summary from the local view (only the types it shows, and of those only
+    /// what `role` may read: a reception account's pages never load clinical records); nil
+    /// when unknown.
+    func loadSummary(_ id: String, role: ViewerRole) throws(ReplicaError) -> PatientSummary? {
+        let types =
+            role.readableTypes.map { PatientSummary.resourceTypes.intersection($0) } ?? PatientSummary.resourceTypes
+        guard let resources = try dependencies.replica.everything(patientID: id, types: types)
         else { return nil }
         return PatientSummary(patientID: id, resources: resources.map(\.json))
     }
@@ -306,7 +322,7 @@ public final class WebViewer: Sendable {
     func summary(_ id: String?, _ signed: Signed) -> Checked<PatientSummary> {
         guard let id, FHIRID.isValid(id) else { return .refused(errorPage(.notFound, signed, .patientNotFound)) }
         do {
-            guard let summary = try loadSummary(id) else {
+            guard let summary = try loadSummary(id, role: signed.session.role) else {
                 return .refused(errorPage(.notFound, signed, .patientNotFound))
             }
             return .value(summary)
@@ -333,7 +349,7 @@ public final class WebViewer: Sendable {
                 continue
             }
             do {
-                if let summary = try loadSummary(id) {
+                if let summary = try loadSummary(id, role: signed.session.role) {
                     entries.append(.patient(summary))
                     shown.append(id)
                 } else {

@@ -8,13 +8,15 @@ import SyncModel
 /// Three subkeys are derived from it with HKDF-SHA256, each for one purpose:
 /// - `sealing`: AES-256-GCM for every stored resource version;
 /// - `blinding`: HMAC-SHA256 blind indexes of resource ids and references;
-/// - `hashing`: keyed content hashes (so a hash cannot confirm a guessed record).
+/// - `hashing`: keyed content hashes (so a hash cannot confirm a guessed record);
+/// - `integrity`: the row-set digests (``RowSet``).
 struct KeyRing: Sendable {
     /// The DEK itself, kept only to rewrap it under a new KEK.
     let dataKeyForRotation: SymmetricKey
     let sealing: SymmetricKey
     let blinding: SymmetricKey
     let hashing: SymmetricKey
+    let integrity: SymmetricKey
     /// HMAC keyed with `blinding`, copied for each blind index (the key schedule is done once).
     let blindingMAC: HMAC<SHA256>
 
@@ -28,6 +30,7 @@ struct KeyRing: Sendable {
         sealing = derive("seal")
         blinding = derive("blind")
         hashing = derive("hash")
+        integrity = derive("rowset")
         blindingMAC = HMAC<SHA256>(key: blinding)
     }
 

@@ -75,8 +75,10 @@ public final class Replica: Sendable {
         // an audit line) SQLite can still answer SQLITE_BUSY while a write transaction waits
         // for a WAL read slot; wait for it rather than fail the request.
         config.busyMode = .timeout(10)
+        let integrityKey = RowSet.KeyBox()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA temp_store = MEMORY;")
+            try RowSet.register(on: db, keys: integrityKey)
         }
         let pool: DatabasePool
         do {
@@ -109,9 +111,11 @@ public final class Replica: Sendable {
             guard let dek = try unwrapDataKey(pool: pool, kek: kek, wrapped: wrapped, replicaID: rid) else {
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
-            let replica = Replica(
-                path: path, pool: pool, keys: KeyRing(dataKey: dek, replicaID: rid), sizeLimit: sizeLimit)
+            let keys = KeyRing(dataKey: dek, replicaID: rid)
+            integrityKey.set(keys.integrity)
+            let replica = Replica(path: path, pool: pool, keys: keys, sizeLimit: sizeLimit)
             try replica.audit.establishHead()
+            try replica.establishRowSet()
             try replica.records.buildPatientIndex()
             return replica
         } catch let error as ReplicaError {

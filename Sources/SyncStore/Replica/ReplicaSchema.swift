@@ -143,6 +143,12 @@ enum ReplicaSchema {
             try db.execute(
                 sql: "INSERT OR IGNORE INTO replica_meta (name, value) VALUES ('audit_head_pending', x'01')")
         }
+        migrator.registerMigration("v9-row-set") { db in
+            // Row-set digests (``RowSet``), kept by triggers from now on. The digests of the
+            // rows already there are computed by `Replica.open`, which holds the key.
+            try db.execute(sql: RowSet.schemaSQL)
+            try db.execute(sql: "INSERT INTO replica_meta (name, value) VALUES ('row_set_pending', x'01')")
+        }
         return migrator
     }
 }

@@ -1,0 +1,175 @@
+import Foundation
+import GRDB
+import SyncModel
+import SyncStore
+import SyncTestSupport
+import Testing
+
+/// Row-set integrity (#13 item 7): the sealed digest of each table follows every write the
+/// replica makes, and finds what sealing each row cannot: a row deleted, an older sealed
+/// version put back, an account revived, a queued change removed, a table rolled back.
+@Suite struct RowSetIntegrityTests {
+    let dir: TemporaryDirectory
+    let kek = KeyEncryptionKey.generate()
+
+    init() throws { dir = try TemporaryDirectory() }
+
+    func open() throws -> Replica {
+        try Replica.open(directory: dir.path, kek: kek, keySource: "test key")
+    }
+
+    var dbPath: String { dir.file(Replica.fileName) }
+
+    func account(_ name: String, disabled: Bool = false) -> StaffAccount {
+        StaffAccount(
+            name: name, displayName: name, language: "fr", disabled: disabled, passwordHash: "x",
+            createdAt: "2026-12-01T00:00:00.000Z", passwordChangedAt: "2026-12-01T00:00:00.000Z")
+    }
+
+    /// A replica that went through every kind of write: inserts, updates, tombstones, queued
+    /// changes sent and squashed, accounts replaced, attachments, held changes.
+    func busyReplica() throws -> Replica {
+        let replica = try open()
+        try replica.records.apply([
+            resourceJSON("Patient", "p1"), resourceJSON("Patient", "p2"),
+            resourceJSON("Condition", "c1", extra: #","subject":{"reference":"Patient/p1"}"#),
+        ])
+        try replica.records.apply([resourceJSON("Patient", "p1", version: "2")])
+        try replica.records.applyDeletion(type: "Condition", id: "c1", versionId: "2")
+        let queued = try replica.outbox.enqueue(
+            LocalChange(
+                operation: .create, resourceType: "Observation", id: nil,
+                resource: Data(#"{"resourceType":"Observation","status":"final"}"#.utf8), author: "dr"))
+        _ = try replica.outbox.enqueue(
+            LocalChange(operation: .delete, resourceType: "Patient", id: "p2", resource: nil, author: "dr"))
+        #expect(queued.seq > 0)
+        try replica.accounts.save(account("amartin"), actor: "test", action: "user-add")
+        try replica.accounts.save(account("amartin", disabled: true), actor: "test", action: "user-disable")
+        try replica.attachments.store(url: "http://ehr/Binary/1", data: Data("scan".utf8))
+        return replica
+    }
+
+    @Test func everyWriteOfTheReplicaKeepsTheDigests() throws {
+        let replica = try busyReplica()
+        #expect(try replica.rowSetProblems(full: true) == [])
+        #expect(try replica.rowSetProblems(full: false) == [])
+        replica.close()
+        #expect(try open().rowSetProblems(full: true) == [])
+    }
+
+    @Test func aPlainSQLiteClientCannotWriteProtectedRows() throws {
+        try busyReplica().close()
+        #expect(throws: DatabaseError.self) {
+            try DatabaseQueue(path: dbPath).write { db in try db.execute(sql: "DELETE FROM outbox") }
+        }
+        #expect(try open().rowSetProblems(full: true) == [])
+    }
+
+    @Test func aDeletedRecordIsFoundAtStartAndByVerify() throws {
+        try busyReplica().close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(sql: "DELETE FROM resource WHERE row = (SELECT MIN(row) FROM resource)")
+        }
+        let replica = try open()
+        let quick = try replica.rowSetProblems(full: false)
+        #expect(quick.count == 1 && quick[0].hasPrefix("resource: 1 row(s) fewer"))
+        #expect(try replica.rowSetProblems(full: true) == quick)
+    }
+
+    @Test func anOlderSealedVersionPutBackIsFoundByVerify() throws {
+        let replica = try open()
+        try replica.records.apply([resourceJSON("Patient", "p1"), resourceJSON("Patient", "p2")])
+        let columns = "version_id, last_updated, content_hash, size, body"
+        let old = try DatabaseQueue(path: dbPath).read { db in
+            try Row.fetchOne(db, sql: "SELECT row, \(columns) FROM resource ORDER BY row LIMIT 1")!
+        }
+        try replica.records.apply([resourceJSON("Patient", "p1", version: "2")])
+        replica.close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(
+                sql:
+                    "UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, body = ? WHERE row = ?",
+                arguments: [old[1], old[2], old[3], old[4], old[5], old[0]])
+        }
+        let reopened = try open()
+        // The row opens (it is a genuine older seal): only the digest tells.
+        #expect(try reopened.records.resource(type: "Patient", id: "p1")?.versionId == "1")
+        #expect(try reopened.records.verify().failures == [])
+        #expect(
+            try reopened.rowSetProblems(full: true) == [
+                "resource: rows differ from the sealed set (changed, or an older copy put back)"
+            ])
+    }
+
+    @Test func aRevivedAccountIsFoundAtStart() throws {
+        let replica = try open()
+        try replica.accounts.save(account("drb"), actor: "test", action: "user-add")
+        let enabled = try DatabaseQueue(path: dbPath).read { db in
+            try Data.fetchOne(db, sql: "SELECT body FROM staff_account WHERE name = 'drb'")!
+        }
+        try replica.accounts.save(account("drb", disabled: true), actor: "test", action: "user-disable")
+        replica.close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(sql: "UPDATE staff_account SET body = ? WHERE name = 'drb'", arguments: [enabled])
+        }
+        let reopened = try open()
+        #expect(try reopened.accounts.account(named: "drb")?.disabled == false)
+        #expect(
+            try reopened.rowSetProblems(full: false) == [
+                "staff_account: rows differ from the sealed set (changed, or an older copy put back)"
+            ])
+    }
+
+    @Test func aDeletedQueuedChangeIsFoundAtStart() throws {
+        try busyReplica().close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(sql: "DELETE FROM outbox WHERE seq = (SELECT MAX(seq) FROM outbox)")
+        }
+        let problems = try open().rowSetProblems(full: false)
+        #expect(problems.count == 1 && problems[0].hasPrefix("outbox: 1 row(s) fewer"))
+    }
+
+    @Test func aTableRolledBackWithItsDigestDisagreesWithTheWhole() throws {
+        let replica = try open()
+        try replica.accounts.save(account("drb"), actor: "test", action: "user-add")
+        let (body, digest) = try DatabaseQueue(path: dbPath).read { db in
+            (
+                try Data.fetchOne(db, sql: "SELECT body FROM staff_account WHERE name = 'drb'")!,
+                try Data.fetchOne(db, sql: "SELECT digest FROM row_set WHERE name = 'staff_account'")!
+            )
+        }
+        try replica.accounts.save(account("drb", disabled: true), actor: "test", action: "user-disable")
+        replica.close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(sql: "UPDATE staff_account SET body = ? WHERE name = 'drb'", arguments: [body])
+            try db.execute(sql: "UPDATE row_set SET digest = ? WHERE name = 'staff_account'", arguments: [digest])
+        }
+        #expect(
+            try open().rowSetProblems(full: false) == [
+                "the tables' digests disagree with the overall digest: a table was put back from an older copy"
+            ])
+    }
+
+    @Test func anEditedCountIsFoundAndNotLaunderedByLaterWrites() throws {
+        try busyReplica().close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(sql: "DELETE FROM outbox WHERE seq = (SELECT MAX(seq) FROM outbox)")
+            // Count one fewer in the stored digest (its 8 bytes after the 32 of the sum).
+            var digest = try Data.fetchOne(db, sql: "SELECT digest FROM row_set WHERE name = 'outbox'")!
+            digest[32] &-= 1
+            try db.execute(sql: "UPDATE row_set SET digest = ? WHERE name = 'outbox'", arguments: [digest])
+        }
+        let replica = try open()
+        #expect(try replica.rowSetProblems(full: false).contains("outbox: its sealed digest was altered"))
+        _ = try replica.outbox.enqueue(
+            LocalChange(operation: .delete, resourceType: "Patient", id: "p1", resource: nil, author: "dr"))
+        #expect(try replica.rowSetProblems(full: false).contains("outbox: its sealed digest was altered"))
+    }
+
+    @Test func droppedTriggersAreFound() throws {
+        try busyReplica().close()
+        try DatabaseQueue(path: dbPath).write { db in try db.execute(sql: "DROP TRIGGER rowset_outbox_delete") }
+        let problems = try open().rowSetProblems(full: false)
+        #expect(problems.first?.hasPrefix("integrity triggers missing (17 of 18)") == true)
+    }
+}
