@@ -209,6 +209,117 @@ extension AttackTests {
 }
 
 extension AttackTests {
+    /// 7. With the daemon stopped, someone with the replica file and the `sqlite3` shell
+    /// deletes a record, puts an older sealed version of a record back, revives a disabled
+    /// account from its earlier row and deletes a queued downtime note. A plain write fails
+    /// (the integrity triggers need the daemon's functions); with the triggers set aside and
+    /// put back, each tamper is found: the three the check at start covers are critical in
+    /// status from the first moment, and `syncctl verify` names all four.
+    @Test func rowsDeletedRestoredOrRevivedAreFound() async throws {
+        let rig = try await Rig.start()
+        defer { rig.stop() }
+        let fixture = rig.fixture
+        let shell = try #require(
+            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
+        let replicaFile = fixture.stateDir + "/" + Replica.fileName
+        func sql(_ text: String) throws -> (status: Int32, output: String) { try run(shell, [replicaFile, text]) }
+
+        // An account, as it is while enabled; then disabled.
+        #expect(try fixture.ctl(["user", "add", "drb"], input: "correct horse battery staple\n").status == 0)
+        let enabled = try sql("SELECT hex(body) FROM staff_account WHERE name = 'drb'").output
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(enabled.count > 64)
+        #expect(try fixture.ctl(["user", "disable", "drb"]).status == 0)
+
+        // The replica as it is now (an online backup); then the EHR changes a record and the
+        // mirror takes the new version.
+        let older = fixture.dir.file("older.sqlite")
+        #expect(try sql(".backup '\(older)'").status == 0)
+        let line = try #require(try TestData.lines("small", type: "Observation").first)
+        var observation = try #require(try JSONSerialization.jsonObject(with: line) as? [String: Any])
+        let id = try #require(observation["id"] as? String)
+        let before = try #require(try await rig.api.read("Observation", id).json?["meta"] as? [String: Any])
+        observation["status"] = "amended"
+        #expect(try await ServerClient(baseURL: rig.fhir.baseURL).put(observation) < 300)
+        #expect(try fixture.ctl(["sync-now"]).status == 0)
+        let mirrored = await eventually {
+            let meta = try? await rig.api.read("Observation", id).json?["meta"] as? [String: Any]
+            return meta?["versionId"] as? String != before["versionId"] as? String
+        }
+        try #require(mirrored, "the new version never reached the replica")
+
+        // A downtime note queued while the EHR is out (paused: nothing is sent).
+        #expect(try fixture.ctl(["pause"]).status == 0)
+        let note: [String: Any] = [
+            "resourceType": "Observation", "status": "final",
+            "code": ["text": "Downtime note"], "valueString": "seen during the outage",
+        ]
+        #expect(try await rig.api.create(note).status == 201)
+        #expect(fixture.stop() == 0)
+
+        // A plain write is refused by SQLite itself.
+        let plain = try sql("DELETE FROM outbox;")
+        #expect(plain.status != 0 && plain.output.contains("no such function"), "\(plain.output)")
+
+        let clean = fixture.dir.file("clean-replica")
+        try FileManager.default.copyItem(atPath: fixture.stateDir, toPath: clean)
+        let triggers = try sql("SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'rowset%';")
+            .output.split(separator: "\n").map(String.init)
+        let recreate = try sql("SELECT sql || ';' FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'rowset%';")
+            .output
+        #expect(triggers.count == 18)
+        let tampers: [(what: String, sql: String, atStart: Bool, problem: String)] = [
+            (
+                "deleted record", "DELETE FROM resource WHERE row = (SELECT MAX(row) FROM resource);", true,
+                "resource: 1 row(s) fewer"
+            ),
+            (
+                "older version put back",
+                "ATTACH '\(older)' AS old; UPDATE resource SET version_id = o.version_id, last_updated = o.last_updated, "
+                    + "content_hash = o.content_hash, size = o.size, body = o.body FROM old.resource AS o "
+                    + "WHERE resource.row = o.row AND resource.version_id IS NOT o.version_id;", false,
+                "resource: rows differ from the sealed set"
+            ),
+            (
+                "revived account", "UPDATE staff_account SET body = x'\(enabled)' WHERE name = 'drb';", true,
+                "staff_account: rows differ from the sealed set"
+            ),
+            ("deleted downtime note", "DELETE FROM outbox;", true, "outbox: 1 row(s) fewer"),
+        ]
+        for tamper in tampers {
+            try FileManager.default.removeItem(atPath: fixture.stateDir)
+            try FileManager.default.copyItem(atPath: clean, toPath: fixture.stateDir)
+            let script =
+                triggers.map { "DROP TRIGGER \($0);" }.joined(separator: "\n") + "\n" + tamper.sql + "\n" + recreate
+            let done = try sql(script)
+            #expect(done.status == 0, "\(tamper.what): \(done.output)")
+            try fixture.start()
+            #expect(DaemonFixture.waitUntil(timeout: 60) { ((try? fixture.status()) ?? nil) != nil })
+            let report = try #require(try fixture.status())
+            if tamper.atStart {
+                #expect(report.exitCode == 2, "\(tamper.what)")
+                #expect(
+                    report.integrity?.problems.contains { $0.hasPrefix(tamper.problem) } == true,
+                    "\(tamper.what): \(String(describing: report.integrity))")
+            }
+            let verify = try fixture.ctl(["verify"])
+            #expect(verify.status == 2, "\(tamper.what): \(verify.output)")
+            #expect(
+                verify.output.contains("Row sets:         BROKEN") && verify.output.contains(tamper.problem),
+                "\(tamper.what): \(verify.output)")
+            let after = try #require(try fixture.status())
+            #expect(after.exitCode == 2 && after.integrity?.checked == "full", "\(tamper.what)")
+            #expect(fixture.stop() == 0)
+        }
+        // Untouched, the same file verifies.
+        try FileManager.default.removeItem(atPath: fixture.stateDir)
+        try FileManager.default.copyItem(atPath: clean, toPath: fixture.stateDir)
+        try fixture.start()
+        #expect(DaemonFixture.waitUntil(timeout: 60) { ((try? fixture.status()) ?? nil) != nil })
+        let verify = try fixture.ctl(["verify"])
+        #expect(verify.status == 0 && verify.output.contains("Row sets:         intact"), "\(verify.output)")
+    }
+
     /// The viewer's sign-in, as a browser posts it (the form's token and its cookie).
     static func signIn(_ web: LocalAPIClient, _ name: String, _ password: String) async throws -> LocalAPIResponse {
         let page = try await web.request(.GET, "login")

@@ -432,6 +432,72 @@ private func unsent(_ fixture: DaemonFixture) throws -> Int? {
         }
     }
 
+    /// A reception account (`syncctl user add --role reception`) finds patients, sees who
+    /// they are and prints day lists, but no clinical content reaches it: no allergy, problem,
+    /// medication or note on any page, no attachment, no downtime entry. Made a clinician
+    /// (`syncctl user role`), it is signed out and sees everything once signed in again.
+    @Test func receptionSeesWhoButNoClinicalContent() async throws {
+        let patient = try TestPatient.load()
+        let fhir = try await FHIRTestServer.start(dataset: "small")
+        defer { fhir.stop() }
+        let types = try TestData.loadOrder("small")
+        let fixture = try DaemonFixture(
+            baseURL: fhir.baseURL, sync: "resource_types = \(typeList(types))\npoll_interval = 3600",
+            ehr: "requests_per_second = 1000", localAPIAuthor: "web-test")
+        #expect(try fixture.runOnce() == 0, "log:\n\(fixture.log.suffix(3000))")
+        let viewer = try await startViewer(fixture, online: true)
+        defer { fixture.stop() }
+        let added = try fixture.ctl(["user", "add", "accueil", "--role", "reception"], input: password + "\n")
+        #expect(added.status == 0 && added.output.contains("role reception"), "\(added.output)")
+        let badRole = try fixture.ctl(["user", "add", "other", "--role", "admin"], input: password + "\n")
+        #expect(badRole.status != 0)
+        let list = try fixture.ctl(["user", "list", "--json"])
+        let users = try JSONDecoder().decode([StaffAccountSummary].self, from: Data(list.output.utf8))
+        #expect(users.map(\.role) == [.reception])
+
+        let token = try #require(try await viewer.signIn("accueil", password))
+        let id = patient.id
+        let found = try await viewer.get("/patients?q=\(Viewer.encode(patient.family))", token: token)
+        #expect(found.status == 200 && found.text.contains("/patients/\(id)"), "search")
+        let clinical = [patient.allergy, patient.activeMedication, patient.note.text.prefix(40).description]
+        for path in ["/patients/\(id)", "/patients/\(id)/print", "/daysheet?ids=\(id)"] {
+            let page = try await viewer.get(path, token: token)
+            #expect(page.status == 200, "GET \(path)")
+            #expect(page.text.contains(patient.family), "GET \(path) shows who")
+            for text in clinical { #expect(!page.text.contains(text), "GET \(path) shows clinical content") }
+        }
+        let summary = try await viewer.get("/patients/\(id)", token: token)
+        #expect(summary.text.contains("Les données cliniques ne sont pas affichées"))
+        #expect(!summary.text.contains("/entry") && !summary.text.contains("/attachment/"))
+        for path in [
+            "/patients/\(id)/entry", "/patients/\(id)/documents/\(patient.note.documentID)/attachment/0",
+        ] {
+            let refused = try await viewer.get(path, token: token)
+            #expect(refused.status == 403, "GET \(path)")
+            for text in clinical { #expect(!refused.text.contains(text), "GET \(path)") }
+        }
+        let csrf = try #require(Viewer.csrf(in: summary.text))
+        let entry = try await viewer.post(
+            "/patients/\(id)/entry", token: token, form: [("csrf", csrf), ("note", "from reception")])
+        #expect(entry.status == 403)
+        #expect(try fixture.outbox(all: true)?.isEmpty == true, "nothing queued by a reception account")
+
+        // Made a clinician: signed out, then sees the clinical record.
+        let promoted = try fixture.ctl(["user", "role", "accueil", "clinician"])
+        #expect(promoted.status == 0, "\(promoted.output)")
+        #expect(try await viewer.get("/patients/\(id)", token: token).status == 303)
+        let again = try #require(try await viewer.signIn("accueil", password))
+        #expect(try await viewer.get("/patients/\(id)", token: again).text.contains(patient.allergy))
+
+        let trail = try fixture.ctl(["audit", "list", "--json", "--limit", "0", "--user", "accueil"])
+        let records = try JSONDecoder().decode([AuditRecord].self, from: Data(trail.output.utf8))
+        for action in ["search", "view-summary", "print", "daysheet"] {
+            #expect(records.contains { $0.action == action && $0.patient == id }, "\(action) attributed")
+        }
+        let changes = try fixture.ctl(["audit", "list", "--json", "--limit", "0"])
+        #expect(changes.output.contains("\"user-role\""))
+    }
+
     @Test func sessionsEndWhenIdleAndRepeatedFailuresAreThrottled() async throws {
         // No EHR at all: the viewer works on the local copy alone.
         let fixture = try DaemonFixture(
