@@ -69,7 +69,9 @@ extension Daemon {
                 actor, command.name, detail: rows.map { $0.map(String.init).joined(separator: ",") } ?? "all")
         case .userUnlock(let name):
             try trail(actor, command.name, target: "account \(name)")
-        case .keyRotate, .keyBackup, .pause, .resume, .held, .verify, .auditVerify, .auditList:
+        case .keyRotate(_, let reencrypt):
+            try trail(actor, command.name, detail: reencrypt ? "new data key, rows re-sealed" : "data key rewrapped")
+        case .keyBackup, .pause, .resume, .held, .verify, .auditVerify, .auditList:
             try trail(actor, command.name)
         }
     }
@@ -108,7 +110,13 @@ extension Daemon {
                 report.rowSetProblems = try checkIntegrity(full: true)
                 logger.notice("operator action", metadata: ["action": "verify", "ok": "\(report.ok)"])
                 return .verify(report)
-            case .keyRotate(let file):
+            case .keyRotate(let file, true):
+                let newKEK = try KeySource.file(path: file).load()
+                let recovery = try replica.beginReencryption(newKEK: newKEK)
+                reencryptionWakeup.wake()
+                logger.notice("operator action", metadata: ["action": "key-rotate", "reencrypt": "true"])
+                return .recoveryKey(recovery.text)
+            case .keyRotate(let file, false):
                 let newKEK = try KeySource.file(path: file).load()
                 try replica.rotateKey(to: newKEK)
                 logger.notice("operator action", metadata: ["action": "key-rotate"])

@@ -35,6 +35,8 @@ final class Daemon: Sendable {
     let notifier = SystemdNotifier()
     /// Cuts the wait between cycles short (`syncctl sync-now`, `resume`).
     let wakeup = Wakeup()
+    /// Starts the re-encryption pass at once when `key rotate --reencrypt` begins a re-key.
+    let reencryptionWakeup = Wakeup()
     let metrics = SyncMetrics()
     /// The audit trail's last verification and the EHR's witness of it.
     let auditState = Mutex(AuditState())
@@ -301,6 +303,41 @@ final class Daemon: Sendable {
         }
     }
 
+    /// A re-key's background work (``Replica/resealBatch(limit:)``): batches of rows re-sealed
+    /// with the new data key between other work, resumed after a restart, until a pass finds
+    /// nothing left under the old key. Idle otherwise, until `key rotate --reencrypt` wakes it.
+    func reencrypt() async {
+        while !Task.isCancelled {
+            var resealed = 0
+            var unreadable = 0
+            do {
+                while !Task.isCancelled {
+                    let step = try replica.resealBatch()
+                    resealed += step.resealed
+                    unreadable += step.unreadable
+                    if step.finished {
+                        logger.notice(
+                            "re-encryption done: every record is sealed with the new data key",
+                            metadata: ["rows": "\(resealed)", "unreadable": "\(unreadable)"])
+                        try? trail("ehr-syncd", "reencryption-done", detail: "\(resealed) rows re-sealed")
+                    }
+                    if !step.more { break }
+                    await Task.yield()
+                }
+            } catch {
+                logger.error("re-encryption paused", metadata: ["reason": "\(error)", "rows": "\(resealed)"])
+                await reencryptionWakeup.wait(.seconds(60))
+                continue
+            }
+            if unreadable > 0 {
+                logger.error(
+                    "re-encryption left rows that no key opens (altered); run syncctl verify",
+                    metadata: ["rows": "\(unreadable)"])
+            }
+            await reencryptionWakeup.wait(.seconds(3600))
+        }
+    }
+
     /// After an upgrade to replica schema v6: outlines for the rows stored before it, a batch
     /// at a time between other work (reads scan those rows meanwhile).
     func fillOutlines() async {
@@ -407,6 +444,7 @@ final class Daemon: Sendable {
         report.localAPICertificate = listeners.withLock { $0.tlsFingerprint }
         report.auditTrail = auditTrailStatus()
         report.integrity = integrityState.withLock { $0 }
+        report.reencryption = try? replica.reencryptionProgress()
         return report
     }
 }

@@ -25,6 +25,7 @@ extension Daemon {
             .init(
                 service: Background(name: "outline fill") { await self.fillOutlines() },
                 successTerminationBehavior: .ignore))
+        services.append(.init(service: Background(name: "re-encryption") { await self.reencrypt() }))
         services.append(.init(service: Background(name: "watchdog") { await self.watchdog() }))
         // Last in the list, so the first told to stop: it says so to the log and to systemd.
         let loop = Background(name: "sync loop") { await self.syncLoop() }

@@ -12,7 +12,7 @@ struct KeyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Turn a printed recovery key (read from standard input) into a key file (mode 0600).",
             discussion: """
-                Use when the key file is lost: point [key] file at the new file and start the service;                 then `syncctl key rotate` to a fresh key and make a new backup.
+                Use when the key file is lost: point [key] file at the new file and start the service; then `syncctl key rotate` to a fresh key and make a new backup.
                 """)
         @Argument(help: "Path of the key file to create.") var file: String
 
@@ -30,16 +30,38 @@ struct KeyCommand: ParsableCommand {
 
     struct Rotate: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Rewrap the replica's data key under a new key file (records are not rewritten).",
+            abstract: "Rewrap the replica's data key under a new key file; --reencrypt also replaces the data key.",
             discussion: """
-                Create the new key first with `syncctl key generate FILE` (owned by the service user,                 mode 0600), run this, then point [key] file at it before the next restart.
+                Create the new key first with `syncctl key generate FILE` (owned by the service user, \
+                mode 0600), run this, then point [key] file at it before the next restart. \
+                After a key leak use --reencrypt: a new data key, every record re-sealed with it in the \
+                background (records stay readable; `syncctl status` shows progress; a restart resumes \
+                it), and a new recovery key shown once (the old printed one stops working).
                 """)
         @OptionGroup var socket: SocketOptions
+        @Flag(name: .long, help: "Make a new data key and re-seal every record with it (after a key leak).")
+        var reencrypt = false
         @Argument(help: "The new key file (read by the daemon, not by syncctl).") var file: String
 
         func run() throws {
             let absolute = URL(fileURLWithPath: file).standardizedFileURL.path
-            print(try ask(.keyRotate(file: absolute), socket: socket).message ?? "rotated")
+            let response = try ask(.keyRotate(file: absolute, reencrypt: reencrypt), socket: socket)
+            guard reencrypt else {
+                print(response.message ?? "rotated")
+                return
+            }
+            guard let key = response.recoveryKeyText else { throw ExitCode(1) }
+            print(
+                "The replica has a new data key, wrapped by the key in \(absolute). Every record is being re-sealed "
+                    + "with it in the background (syncctl status shows progress; records stay readable).")
+            print(
+                "Point [key] file at \(absolute) (or re-encrypt the systemd credential from it) before the next "
+                    + "restart, then destroy the old key.")
+            print()
+            print("NEW RECOVERY KEY (shown once: print it, lock it away; the previous recovery key no longer works):")
+            print()
+            print("    \(key)")
+            print()
         }
     }
 
@@ -47,7 +69,7 @@ struct KeyCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show a printable recovery key, once. Print it and lock it away.",
             discussion: """
-                The recovery key opens the replica if the key file is lost: write it to a key file with                 `syncctl key recover FILE` and point [key] at it. It is shown only once; --replace makes                 a new one and the old one stops working.
+                The recovery key opens the replica if the key file is lost: write it to a key file with `syncctl key recover FILE` and point [key] at it. It is shown only once; --replace makes a new one and the old one stops working.
                 """)
         @OptionGroup var socket: SocketOptions
         @Flag(name: .long, help: "Make a new recovery key; the previous one stops working.") var replace = false

@@ -320,6 +320,88 @@ extension AttackTests {
         #expect(verify.status == 0 && verify.output.contains("Row sets:         intact"), "\(verify.output)")
     }
 
+    /// 8. The replica's key leaked, with a copy of the file. Rewrapping would leave the data key
+    /// the thief can unwrap from the copy; `key rotate --reencrypt` makes a new one and
+    /// re-seals every record with it while records stay readable. Afterwards the leaked key
+    /// opens nothing: neither the replica, nor the replica with the old key slot put back.
+    /// The operator points [key] at the new file; the new recovery key opens the replica too.
+    @Test func aLeakedKeyIsRetiredByAReKey() async throws {
+        let rig = try await Rig.start()
+        defer { rig.stop() }
+        let fixture = rig.fixture
+        let shell = try #require(
+            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
+        let replicaFile = fixture.stateDir + "/" + Replica.fileName
+        let line = try #require(try TestData.lines("small", type: "Patient").first)
+        let id = try #require((try JSONSerialization.jsonObject(with: line) as? [String: Any])?["id"] as? String)
+        let record = try await rig.api.read("Patient", id)
+        #expect(record.status == 200)
+
+        // What the thief holds: the key and a copy of the file.
+        let leakedKey = try KeySource.file(path: fixture.dir.file("replica.key")).load()
+        let stolen = fixture.dir.file("stolen.sqlite")
+        #expect(try run(shell, [replicaFile, ".backup '\(stolen)'"]).status == 0)
+
+        let newKeyFile = fixture.dir.file("new.key")
+        #expect(try fixture.syncctl(["key", "generate", newKeyFile]).status == 0)
+        let rotated = try fixture.ctl(["key", "rotate", "--reencrypt", newKeyFile])
+        #expect(rotated.status == 0, "\(rotated.output)")
+        let recoveryText = try #require(
+            rotated.output.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+                .first { RecoveryKey(text: $0) != nil }, "\(rotated.output)")
+        // Records are served while they are re-sealed, and the re-key ends by itself.
+        #expect(try await rig.api.read("Patient", id).body == record.body)
+        let done = DaemonFixture.waitUntil(timeout: 120) {
+            guard let status = try? fixture.status() else { return false }
+            return status.reencryption == nil
+        }
+        #expect(done, "\(String(describing: try? fixture.status()?.reencryption))")
+        #expect(try await rig.api.read("Patient", id).body == record.body)
+        let trail = try rig.audit()
+        #expect(trail.contains { $0.action == "key-rotate" && $0.detail == "new data key, rows re-sealed" })
+        #expect(trail.contains { $0.action == "reencryption-done" })
+        #expect(fixture.stop() == 0)
+
+        // The leaked key opens nothing: not the replica...
+        #expect(throws: ReplicaError.self) {
+            try Replica.open(directory: fixture.stateDir, kek: leakedKey, keySource: "leaked key")
+        }
+        // ...nor the replica with the old key slot put back from the stolen copy: the slot
+        // unwraps, but no record is sealed with the key inside it any more.
+        let transplanted = fixture.dir.file("transplanted")
+        try FileManager.default.copyItem(atPath: fixture.stateDir, toPath: transplanted)
+        let slot = try run(
+            shell,
+            [
+                transplanted + "/" + Replica.fileName,
+                "ATTACH '\(stolen)' AS old; UPDATE keyring SET wrapped_dek = (SELECT wrapped_dek FROM old.keyring);",
+            ])
+        #expect(slot.status == 0, "\(slot.output)")
+        let thief = Result { () throws -> Replica in
+            try Replica.open(directory: transplanted, kek: leakedKey, keySource: "leaked key")
+        }
+        switch thief {
+        case .success(let opened):
+            #expect(throws: ReplicaError.self) { try opened.records.resource(type: "Patient", id: id) }
+            opened.close()
+        case .failure(let error):
+            #expect("\(error)".contains("integrity error"), "\(error)")
+        }
+
+        // The operator's side: [key] points at the new key; the printed recovery key works too.
+        try FileManager.default.removeItem(atPath: fixture.dir.file("replica.key"))
+        try FileManager.default.copyItem(atPath: newKeyFile, toPath: fixture.dir.file("replica.key"))
+        let recovered = try #require(RecoveryKey(text: recoveryText))
+        let viaRecovery = try Replica.open(
+            directory: fixture.stateDir, kek: recovered.keyEncryptionKey, keySource: "recovery key")
+        #expect(try viaRecovery.records.resource(type: "Patient", id: id) != nil)
+        #expect(try viaRecovery.records.verify().ok)
+        #expect(try viaRecovery.rowSetProblems(full: true) == [])
+        viaRecovery.close()
+        try fixture.start()
+        #expect(await eventually { (try? await rig.api.read("Patient", id))?.body == record.body })
+    }
+
     /// The viewer's sign-in, as a browser posts it (the form's token and its cookie).
     static func signIn(_ web: LocalAPIClient, _ name: String, _ password: String) async throws -> LocalAPIResponse {
         let page = try await web.request(.GET, "login")

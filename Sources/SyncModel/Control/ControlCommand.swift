@@ -13,8 +13,9 @@ public enum ControlCommand: Sendable, Equatable {
     /// Apply (approve) or reject held changes: some rows, or all when nil.
     case decideHeld(HeldDecision, rows: [Int64]?)
     case verify
-    /// Rewrap the data key with the key in `file` (an absolute path on the daemon's machine).
-    case keyRotate(file: String)
+    /// Rewrap the data key with the key in `file` (an absolute path on the daemon's machine);
+    /// with `reencrypt`, a new data key and every row re-sealed with it (a re-key).
+    case keyRotate(file: String, reencrypt: Bool = false)
     case keyBackup(replace: Bool)
     case outbox(all: Bool)
     case outboxRetry(seq: Int64)
@@ -101,7 +102,7 @@ public enum ControlCommand: Sendable, Equatable {
         switch self {
         case .status, .pause, .resume, .syncNow, .held, .verify, .conflicts, .userList, .auditVerify: [:]
         case .decideHeld(_, let rows): ["rows": rows.map { $0.map(String.init).joined(separator: ",") } ?? "all"]
-        case .keyRotate(let file): ["file": file]
+        case .keyRotate(let file, let reencrypt): reencrypt ? ["file": file, "reencrypt": "true"] : ["file": file]
         case .keyBackup(let replace): replace ? ["replace": "true"] : [:]
         case .outbox(let all): all ? ["all": "true"] : [:]
         case .outboxRetry(let seq), .conflictShow(let seq): ["seq": String(seq)]
@@ -162,7 +163,7 @@ public enum ControlCommand: Sendable, Equatable {
             guard let file = nonEmpty("file") else {
                 throw ControlRequestError("key-rotate needs the new key file (syncctl key rotate FILE)")
             }
-            self = .keyRotate(file: file)
+            self = .keyRotate(file: file, reencrypt: flag("reencrypt"))
         case "key-backup": self = .keyBackup(replace: flag("replace"))
         case "outbox": self = .outbox(all: flag("all"))
         case "outbox-retry": self = .outboxRetry(seq: try seq())

@@ -230,6 +230,24 @@ public struct ReplicaIntegrityStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// A re-key's background re-sealing (`syncctl key rotate --reencrypt`), in status while it runs.
+public struct ReencryptionStatus: Codable, Sendable, Equatable {
+    /// Rows visited in this pass, of all rows with sealed values.
+    public var done: Int
+    public var total: Int
+    /// 1 for the pass that re-seals; 2 or more check that nothing sealed with the old key is left.
+    public var pass: Int
+
+    public init(done: Int, total: Int, pass: Int) {
+        self.done = done
+        self.total = total
+        self.pass = pass
+    }
+
+    /// `done` of `total` as a whole percentage (100 only when done).
+    public var percent: Int { total == 0 ? 100 : min(99, done * 100 / total) }
+}
+
 /// What `syncctl status --json` prints. Field names are an interface: extend, never rename.
 public struct StatusReport: Codable, Sendable, Equatable {
     /// `starting`, `initial-sync`, `online`, `degraded`, `outage`, `recovering`, `paused`.
@@ -266,6 +284,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var auditTrail: AuditTrailStatus?
     /// The row sets' last check (``ReplicaIntegrityStatus``); nil before the first.
     public var integrity: ReplicaIntegrityStatus?
+    /// A re-key's progress while it re-seals rows; nil otherwise.
+    public var reencryption: ReencryptionStatus?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -307,7 +327,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
-        case accessAlerts, localAPICertificate, auditTrail, integrity
+        case accessAlerts, localAPICertificate, auditTrail, integrity, reencryption
     }
 
     public init(from decoder: any Decoder) throws {
@@ -334,6 +354,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         localAPICertificate = try c.decodeIfPresent(String.self, forKey: .localAPICertificate)
         auditTrail = try c.decodeIfPresent(AuditTrailStatus.self, forKey: .auditTrail)
         integrity = try c.decodeIfPresent(ReplicaIntegrityStatus.self, forKey: .integrity)
+        reencryption = try c.decodeIfPresent(ReencryptionStatus.self, forKey: .reencryption)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -362,6 +383,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(localAPICertificate, forKey: .localAPICertificate)
         try c.encode(auditTrail, forKey: .auditTrail)
         try c.encode(integrity, forKey: .integrity)
+        try c.encode(reencryption, forKey: .reencryption)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.

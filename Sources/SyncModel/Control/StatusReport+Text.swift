@@ -55,6 +55,14 @@ extension StatusReport {
         if let integrity, !integrity.intact {
             lines.append(("Integrity", "BROKEN: " + integrity.problems.joined(separator: "; ") + " (syncctl verify)"))
         }
+        if let reencryption {
+            lines.append(
+                (
+                    "Re-encryption",
+                    "\(reencryption.percent)% (\(reencryption.done) of \(reencryption.total) rows, pass \(reencryption.pass)); "
+                        + "records are served meanwhile"
+                ))
+        }
         lines.append(("Key", keySource))
         if let fingerprint = localAPICertificate { lines.append(("HTTPS", "certificate SHA-256 \(fingerprint)")) }
         let width = lines.map(\.0.count).max() ?? 0

@@ -11,6 +11,8 @@ public enum ReplicaError: Error, Equatable, CustomStringConvertible {
     case unusableDirectory(path: String, reason: String)
     /// SQLite reported an error.
     case database(String)
+    /// The operation cannot start now; the text says why and what to do.
+    case refused(String)
 
     public var description: String {
         switch self {
@@ -27,6 +29,8 @@ public enum ReplicaError: Error, Equatable, CustomStringConvertible {
             "cannot use the state directory \(path): \(reason)"
         case .database(let message):
             "replica database error: \(message)"
+        case .refused(let reason):
+            reason
         }
     }
 }

@@ -14,14 +14,21 @@ public struct PreparedVersion: Sendable {
     /// The JSON and its ``ResourceOutline``, sealed together.
     let sealed: Data
     package let bytes: Data
+    /// The key ring that blinded and sealed it (``KeyRing/generation``): a version prepared
+    /// just before a re-key is prepared again by the writer.
+    let generation: Data
 }
 
 extension ResourceStore {
     /// Parses and seals one resource for ``apply(_:state:)``.
     public func prepare(_ bytes: Data) throws(ResourceError) -> PreparedVersion {
+        try prepare(bytes, keys: keys)
+    }
+
+    func prepare(_ bytes: Data, keys: KeyRing) throws(ResourceError) -> PreparedVersion {
         let env = try ResourceEnvelope.parse(bytes, sizeLimit: sizeLimit)
-        let bid = blind(type: env.resourceType, id: env.id)
-        let patient = env.patientID.map { blind(type: "Patient", id: $0) }
+        let bid = keys.blind(type: env.resourceType, id: env.id)
+        let patient = env.patientID.map { keys.blind(type: "Patient", id: $0) }
         let hash = keys.contentHash(bytes)
         let context = ResourceStore.context(type: env.resourceType, bid: bid, versionId: env.versionId, deleted: false)
         let references: [String]
@@ -41,7 +48,8 @@ extension ResourceStore {
             throw .tooLarge(bytes: bytes.count, limit: sizeLimit)
         }
         return PreparedVersion(
-            envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, bytes: bytes)
+            envelope: env, bid: bid, patient: patient, hash: hash, sealed: sealed, bytes: bytes,
+            generation: keys.generation)
     }
 
     /// Prepares resources on every core (parsing, HMAC and AES-GCM are CPU-bound and
@@ -130,7 +138,9 @@ extension ResourceStore {
                     UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,
                     patient = ?, body = ? WHERE row = ?
                     """)
-            for p in prepared {
+            let keys = self.keys
+            for prepared in prepared {
+                let p = prepared.generation == keys.generation ? prepared : try prepare(prepared.bytes, keys: keys)
                 let env = p.envelope
                 // Most rows of a first sync are new: try the insert first, decide only on conflict.
                 try insert.execute(arguments: [

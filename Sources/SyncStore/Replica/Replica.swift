@@ -42,8 +42,9 @@ public final class Replica: Sendable {
     /// Path of the SQLite file.
     public var path: String { database.path }
 
-    private init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
-        let database = ReplicaDatabase(path: path, pool: pool, keys: keys, sizeLimit: sizeLimit)
+    private init(path: String, pool: DatabasePool, keys: KeyRing, integrityKey: RowSet.KeyBox, sizeLimit: Int) {
+        let database = ReplicaDatabase(
+            path: path, pool: pool, keys: keys, integrityKey: integrityKey, sizeLimit: sizeLimit)
         self.database = database
         let audit = AuditTrail(database: database)
         let syncState = SyncStateStore(database: database)
@@ -102,18 +103,21 @@ public final class Replica: Sendable {
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
             try ReplicaSchema.migrator(kek: kek).migrate(pool)
-            let (wrapped, rid) = try pool.read { db in
+            let (wrapped, rid, resealing) = try pool.read { db in
                 (
                     try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1")!,
-                    try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
+                    try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!,
+                    try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM replica_meta WHERE name = 'reseal')")
+                        ?? false
                 )
             }
-            guard let dek = try unwrapDataKey(pool: pool, kek: kek, wrapped: wrapped, replicaID: rid) else {
+            guard let bundle = try unwrapDataKey(pool: pool, kek: kek, wrapped: wrapped, replicaID: rid),
+                let keys = KeyRing(bundle: bundle, replicaID: rid, resealing: resealing)
+            else {
                 throw ReplicaError.wrongKey(source: keySource, path: path)
             }
-            let keys = KeyRing(dataKey: dek, replicaID: rid)
-            integrityKey.set(keys.integrity)
-            let replica = Replica(path: path, pool: pool, keys: keys, sizeLimit: sizeLimit)
+            let replica = Replica(
+                path: path, pool: pool, keys: keys, integrityKey: integrityKey, sizeLimit: sizeLimit)
             try replica.audit.establishHead()
             try replica.establishRowSet()
             try replica.records.buildPatientIndex()
@@ -125,9 +129,9 @@ public final class Replica: Sendable {
         }
     }
 
-    /// Unwraps the DEK with the KEK, or with the same key taken as a recovery key.
+    /// Unwraps the key bundle with the KEK, or with the same key taken as a recovery key.
     private static func unwrapDataKey(pool: DatabasePool, kek: KeyEncryptionKey, wrapped: Data, replicaID: Data) throws
-        -> SymmetricKey?
+        -> Data?
     {
         if let dek = KeyRing.unwrap(wrapped, with: kek, replicaID: replicaID) { return dek }
         let recovery = try pool.read { db -> Data? in
@@ -146,8 +150,7 @@ public final class Replica: Sendable {
             let existing = try Data.fetchOne(db, sql: "SELECT recovery_dek FROM keyring WHERE id = 1")
             if existing != nil && !replace { return false }
             let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
-            let wrapped = try KeyRing.wrap(
-                dataKey: keys.dataKeyForRotation, with: recovery.keyEncryptionKey, replicaID: rid)
+            let wrapped = try KeyRing.wrap(bundle: keys.bundle, with: recovery.keyEncryptionKey, replicaID: rid)
             try db.execute(sql: "UPDATE keyring SET recovery_dek = ? WHERE id = 1", arguments: [wrapped])
             return true
         }
@@ -175,12 +178,11 @@ public final class Replica: Sendable {
 
     // MARK: Keys
 
-    /// Rewraps the data key under a new KEK. Records are not rewritten.
+    /// Rewraps the data key under a new KEK. Records are not rewritten (for that, and a new
+    /// data key, ``beginReencryption(newKEK:)``).
     public func rotateKey(to newKEK: KeyEncryptionKey) throws(ReplicaError) {
         try durableWrite { db in
-            let rid = try Data.fetchOne(db, sql: "SELECT value FROM replica_meta WHERE name = 'replica_id'")!
-            let dek = keys.dataKeyForRotation
-            let wrapped = try KeyRing.wrap(dataKey: dek, with: newKEK, replicaID: rid)
+            let wrapped = try KeyRing.wrap(bundle: keys.bundle, with: newKEK, replicaID: keys.replicaID)
             try db.execute(
                 sql: "UPDATE keyring SET wrapped_dek = ?, rotated_at = ? WHERE id = 1",
                 arguments: [wrapped, FHIRInstant.format(Date().timeIntervalSince1970)])

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SyncModel
+import Synchronization
 
 /// The replica's one SQLite database, shared by its stores (``ResourceStore``,
 /// ``HeldChangeStore``, ``OutboxStore``, ``AuditTrail``, ``AccountStore``, ``SyncStateStore``,
@@ -11,15 +12,30 @@ import SyncModel
 final class ReplicaDatabase: Sendable {
     let path: String
     let pool: DatabasePool
-    let keys: KeyRing
+    private let ring: Mutex<KeyRing>
+    /// The key the row-set triggers' SQL functions use (``RowSet``), kept with the ring.
+    let integrityKey: RowSet.KeyBox
     /// Largest resource accepted, in bytes.
     let sizeLimit: Int
 
-    init(path: String, pool: DatabasePool, keys: KeyRing, sizeLimit: Int) {
+    init(path: String, pool: DatabasePool, keys: KeyRing, integrityKey: RowSet.KeyBox, sizeLimit: Int) {
         self.path = path
         self.pool = pool
-        self.keys = keys
+        self.ring = Mutex(keys)
+        self.integrityKey = integrityKey
         self.sizeLimit = sizeLimit
+        integrityKey.set(keys.integrity)
+    }
+
+    /// The key ring now. A re-key replaces it (``replaceKeys(_:)``) inside the write
+    /// transaction that re-seals what must change at once; read it inside a transaction for
+    /// what a write seals.
+    var keys: KeyRing { ring.withLock { $0 } }
+
+    /// Puts a new ring in place (a re-key starting or finishing), the row-set key with it.
+    func replaceKeys(_ keys: KeyRing) {
+        ring.withLock { $0 = keys }
+        integrityKey.set(keys.integrity)
     }
 
     func blind(type: String, id: String) -> Data { keys.blind(type: type, id: id) }

@@ -71,6 +71,10 @@ public struct AuditTrail: Sendable {
     }
 
     func chainLink(previous: Data, seq: Int64, at: String, body: Data) -> Data {
+        chainLink(previous: previous, seq: seq, at: at, body: body, keys: keys)
+    }
+
+    func chainLink(previous: Data, seq: Int64, at: String, body: Data, keys: KeyRing) -> Data {
         var mac = HMAC<SHA256>(key: keys.hashing)
         mac.update(data: Data("audit|".utf8))
         mac.update(data: previous)
