@@ -97,6 +97,20 @@ extension Daemon {
 }
 
 extension Daemon {
+    /// The full row-set check, once after start, in the background (a few seconds for a large
+    /// practice): finds what the check at start cannot, such as an older sealed version of a
+    /// record put back, without waiting for an operator's `syncctl verify`.
+    func checkIntegrityInBackground() async {
+        await Task.yield()
+        guard !Task.isCancelled else { return }
+        do {
+            let problems = try checkIntegrity(full: true)
+            if problems.isEmpty { logger.info("replica integrity: every row matches its table's sealed digest") }
+        } catch {
+            logger.warning("replica integrity check not run", metadata: ["reason": "\(error)"])
+        }
+    }
+
     /// Checks the replica's row sets (``Replica/rowSetProblems(full:)``), remembers the outcome
     /// for status and logs a break; returns the problems.
     @discardableResult

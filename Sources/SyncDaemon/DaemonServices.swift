@@ -26,6 +26,11 @@ extension Daemon {
                 service: Background(name: "outline fill") { await self.fillOutlines() },
                 successTerminationBehavior: .ignore))
         services.append(.init(service: Background(name: "re-encryption") { await self.reencrypt() }))
+        // The check at start covers counts and the small tables; this one, once, every row.
+        services.append(
+            .init(
+                service: Background(name: "integrity check") { await self.checkIntegrityInBackground() },
+                successTerminationBehavior: .ignore))
         services.append(.init(service: Background(name: "watchdog") { await self.watchdog() }))
         // Last in the list, so the first told to stop: it says so to the log and to systemd.
         let loop = Background(name: "sync loop") { await self.syncLoop() }
