@@ -23,11 +23,11 @@ extension Daemon {
                 role: role ?? .clinician, actor: actor)
         case .userSetRole(let name, let role):
             var account = try existingAccount(name)
-            // Signed out even when unchanged: a session never outlives the role it was opened with.
-            sessions.closeAll(account: account.name)
             guard account.role != role else { return .done("user \(account.name) is already \(role.rawValue)") }
             account.role = role
             try replica.accounts.save(account, actor: actor, action: "user-role")
+            // After the save: a sign-in that read the old role opens no session (SessionStore.epoch).
+            sessions.closeAll(account: account.name)
             logger.notice(
                 "operator action", metadata: ["action": "user-role", "account": "\(account.name)", "role": "\(role)"])
             return .done("user \(account.name) is now \(role.rawValue); their open sessions are closed")
@@ -99,13 +99,15 @@ extension Daemon {
     func setDisabled(_ disabled: Bool, name: String, actor: String) throws -> ControlResponse {
         var account = try existingAccount(name)
         let action = disabled ? "user-disable" : "user-enable"
-        // Signed out even when already disabled: no session of a disabled account survives.
-        if disabled { sessions.closeAll(account: account.name) }
         guard account.disabled != disabled else {
+            // Signed out even when already disabled: no session of a disabled account survives.
+            if disabled { sessions.closeAll(account: account.name) }
             return .done("user \(account.name) is already \(disabled ? "disabled" : "enabled")")
         }
         account.disabled = disabled
         try replica.accounts.save(account, actor: actor, action: action)
+        // After the save: a sign-in that read the account before it opens no session.
+        if disabled { sessions.closeAll(account: account.name) }
         logger.notice("operator action", metadata: ["action": "\(action)", "account": "\(account.name)"])
         return .done(
             disabled

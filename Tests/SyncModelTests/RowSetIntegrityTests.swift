@@ -166,10 +166,57 @@ import Testing
         #expect(try replica.rowSetProblems(full: false).contains("outbox: its sealed digest was altered"))
     }
 
-    @Test func droppedTriggersAreFound() throws {
+    @Test func droppedOrAlteredTriggersAreFound() throws {
         try busyReplica().close()
-        try DatabaseQueue(path: dbPath).write { db in try db.execute(sql: "DROP TRIGGER rowset_outbox_delete") }
+        try DatabaseQueue(path: dbPath).write { db in
+            try db.execute(sql: "DROP TRIGGER rowset_outbox_delete")
+            try db.execute(sql: "DROP TRIGGER rowset_resource_delete")
+            try db.execute(sql: "CREATE TRIGGER rowset_resource_delete AFTER DELETE ON resource BEGIN SELECT 1; END")
+        }
         let problems = try open().rowSetProblems(full: false)
-        #expect(problems.first?.hasPrefix("integrity triggers missing (17 of 18)") == true)
+        #expect(
+            problems == [
+                "integrity triggers missing (1 of 18): the database was changed outside ehr-syncd",
+                "triggers added or altered outside ehr-syncd: rowset_resource_delete: the database was changed outside ehr-syncd",
+            ])
+    }
+
+    /// A trigger planted by hand would run inside the daemon's own writes, with its key (and
+    /// keep the digests right while it deletes): the replica is not opened at all.
+    @Test func aPlantedTriggerKeepsTheReplicaClosed() throws {
+        try busyReplica().close()
+        try DatabaseQueue(path: dbPath).write { db in
+            try db.execute(sql: "CREATE TRIGGER wipe AFTER UPDATE ON sync_state BEGIN DELETE FROM outbox; END")
+        }
+        let error = #expect(throws: ReplicaError.self) { try open() }
+        #expect(error?.description.contains("holds triggers ehr-syncd did not create (wipe)") == true)
+    }
+
+    @Test func deletedDigestsAreFoundAndNotRecomputed() throws {
+        try busyReplica().close()
+        try OutsideWriter.write(dbPath) { db in
+            try db.execute(sql: "DELETE FROM outbox")
+            try db.execute(sql: "DELETE FROM row_set")
+        }
+        let replica = try open()
+        #expect(
+            try replica.rowSetProblems(full: false) == [
+                "the digests are not sealed with this replica's key (altered or replaced)"
+            ])
+        replica.close()
+        #expect(try open().rowSetProblems(full: true).isEmpty == false, "a reopen does not make new digests")
+    }
+
+    /// A re-key recomputes the digests: it refuses to when the rows do not match them, so it
+    /// never seals tampered rows as they are.
+    @Test func aRekeyRefusesTamperedRows() throws {
+        try busyReplica().close()
+        try OutsideWriter.write(dbPath) { db in try db.execute(sql: "DELETE FROM outbox") }
+        let replica = try open()
+        let error = #expect(throws: ReplicaError.self) {
+            _ = try replica.beginReencryption(newKEK: KeyEncryptionKey.generate())
+        }
+        #expect(error?.description.contains("do not match their sealed digests (outbox: 2 row(s) fewer") == true)
+        #expect(try replica.isReencrypting() == false)
     }
 }

@@ -37,6 +37,23 @@ import Testing
         #expect(WebSession.token(cookieHeader: "ehr_sync_session=\(token)") == token)
     }
 
+    /// A sign-in that read the account before an administrator changed it (role, password,
+    /// disabled) opens no session: the change closed the account's sessions after saving it.
+    @Test func aSignInRacingAnAccountChangeOpensNoSession() {
+        let store = SessionStore()
+        let account = StaffAccount(
+            name: "accueil", displayName: "Accueil", language: "fr", role: .clinician, passwordHash: "x",
+            createdAt: "2026-12-01T00:00:00.000Z", passwordChangedAt: "2026-12-01T00:00:00.000Z")
+        let before = store.epoch(of: "accueil")
+        let open = store.open(account: account, now: 100, epoch: before)
+        #expect(open != nil && store.session(open, now: 101)?.role == .clinician)
+        store.closeAll(account: "accueil")
+        #expect(store.session(open, now: 102) == nil)
+        #expect(store.open(account: account, now: 103, epoch: before) == nil)
+        #expect(store.open(account: account, now: 104, epoch: store.epoch(of: "accueil")) != nil)
+        #expect(store.epoch(of: "other") == 0)
+    }
+
     @Test func theCookieIsHttpOnlySecureStrictForTheWholeSite() {
         let cookie = WebSession.setCookie(token: Self.token)
         #expect(cookie == "ehr_sync_session=\(Self.token); HttpOnly; Secure; SameSite=Strict; Path=/")

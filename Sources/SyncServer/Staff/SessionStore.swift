@@ -24,6 +24,10 @@ public final class SessionStore: Sendable {
     public let idleTimeout: Double
     public let absoluteTimeout: Double
     let sessions = Mutex<[String: StaffSession]>([:])
+    /// Per account, how many times its sessions were all closed (``closeAll(account:)``): a
+    /// sign-in that read the account before a change (role, password, disabled) opens no session
+    /// after it (``open(account:now:epoch:)``).
+    let epochs = Mutex<[String: Int]>([:])
     /// Sign-in attempts (``LoginThrottle``), shared with the control socket's `user unlock`.
     let logins = Mutex(LoginThrottle())
 
@@ -43,17 +47,24 @@ public final class SessionStore: Sendable {
             .replacingOccurrences(of: "=", with: "")
     }
 
-    /// Opens a session; returns its token.
-    public func open(account: StaffAccount, now: Double) -> String {
+    /// Where an account's sessions stand: read before reading the account to sign it in.
+    public func epoch(of account: String) -> Int { epochs.withLock { $0[account, default: 0] } }
+
+    /// Opens a session; returns its token, or nil when the account's sessions were closed
+    /// since `epoch` was read (the account changed while it was signing in: sign in again).
+    public func open(account: StaffAccount, now: Double, epoch: Int? = nil) -> String? {
         let token = Self.randomToken()
         let session = StaffSession(
             account: account.name, displayName: account.displayName, language: account.language, role: account.role,
             csrfToken: Self.randomToken(), createdAt: now, lastSeen: now)
-        sessions.withLock { all in
-            all = all.filter { isLive($0.value, now: now) }
-            all[token] = session
+        return epochs.withLock { epochs -> String? in
+            if let epoch, epochs[account.name, default: 0] != epoch { return nil }
+            sessions.withLock { all in
+                all = all.filter { isLive($0.value, now: now) }
+                all[token] = session
+            }
+            return token
         }
-        return token
     }
 
     /// The live session of a token, touched; nil when unknown or expired.
@@ -78,7 +89,10 @@ public final class SessionStore: Sendable {
 
     /// Signs an account out everywhere (disabled, password changed).
     public func closeAll(account: String) {
-        sessions.withLock { all in all = all.filter { $0.value.account != account } }
+        epochs.withLock { epochs in
+            epochs[account, default: 0] += 1
+            sessions.withLock { all in all = all.filter { $0.value.account != account } }
+        }
     }
 
     func isLive(_ s: StaffSession, now: Double) -> Bool {

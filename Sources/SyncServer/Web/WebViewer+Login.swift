@@ -68,6 +68,7 @@ extension WebViewer {
                 .tooManyRequests, l10n: l10n, message: .throttled(seconds: 1), name: name, extra: [(.retryAfter, "1")])
         }
         let account: StaffAccount?
+        let epoch = StaffAccount.isValidName(name) ? dependencies.sessions.epoch(of: name) : 0
         do {
             account = StaffAccount.isValidName(name) ? try dependencies.replica.accounts.account(named: name) : nil
         } catch {
@@ -91,7 +92,11 @@ extension WebViewer {
         dependencies.sessions.logins.withLock { $0.finish(ticket, succeeded: true, now: now) }
         // A new session every time (a token planted before sign-in is worth nothing).
         dependencies.sessions.close(WebSession.token(cookieHeader: cookies))
-        let token = dependencies.sessions.open(account: account, now: now)
+        guard let token = dependencies.sessions.open(account: account, now: now, epoch: epoch) else {
+            // The account was changed (role, password, disabled) while its password was checked.
+            logger.notice("web sign-in raced an account change; refused")
+            return loginForm(.unauthorized, l10n: l10n, message: .failed, name: name)
+        }
         do {
             try await dependencies.access.record(
                 actor: account.name, action: "sign-in", patient: nil, target: "web viewer")

@@ -27,6 +27,9 @@ struct KeyRing: Sendable {
     let blinding: SymmetricKey
     let hashing: SymmetricKey
     let integrity: SymmetricKey
+    /// The previous DEK's integrity key, during a re-key (digests read from a snapshot taken
+    /// just before it committed are sealed with it).
+    let previousIntegrity: SymmetricKey?
     /// Names the DEK (not secret: 8 bytes of a hash under it), to tell which ring sealed a
     /// prepared value.
     let generation: Data
@@ -47,9 +50,10 @@ struct KeyRing: Sendable {
         sealing = derive("seal", from: dataKey)
         previousSealing = previous.map { derive("seal", from: $0) }
         integrity = derive("rowset", from: dataKey)
+        previousIntegrity = previous.map { derive("rowset", from: $0) }
         blinding = derive("blind", from: indexKey)
         hashing = derive("hash", from: indexKey)
-        generation = Data(HMAC<SHA256>.authenticationCode(for: Data("generation".utf8), using: integrity).prefix(8))
+        generation = RowSet.generation(of: integrity)
         blindingMAC = HMAC<SHA256>(key: blinding)
     }
 

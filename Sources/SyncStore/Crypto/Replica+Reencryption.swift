@@ -62,16 +62,27 @@ extension Replica {
     ///   ``ReplicaError/corruptState(_:)`` when the audit trail does not verify (nothing is
     ///   changed then).
     public func beginReencryption(newKEK: KeyEncryptionKey) throws(ReplicaError) -> RecoveryKey {
-        let old = keys
-        let new = old.rekeyed()
         let recovery = RecoveryKey.generate()
-        var swapped = false
+        var restore: KeyRing?
         do {
             try durableWrite { db in
+                // Inside the writer: no other write runs, so the ring read here is the one
+                // every stored value was sealed with.
+                let old = keys
+                let new = old.rekeyed()
                 if let cursor = try resealCursor(db: db) {
                     throw ReplicaError.refused(
                         "a re-encryption is still running (pass \(cursor.pass)); wait until `syncctl status` no "
                             + "longer shows it, then start another")
+                }
+                // The digests are about to be recomputed: rows changed outside ehr-syncd would be
+                // taken in. Refuse then, and say so (the re-key waits for the investigation).
+                let problems = try RowSet.problems(db: db, keys: [old.integrity], full: true)
+                guard problems.isEmpty else {
+                    throw ReplicaError.refused(
+                        "the replica's rows do not match their sealed digests (\(problems.joined(separator: "; "))); "
+                            + "a re-key would seal them as they are. See `syncctl verify`; restore a backup or let the "
+                            + "daemon copy the practice again, then re-key")
                 }
                 try audit.reseal(from: old, to: new, db: db)
                 try db.execute(
@@ -87,11 +98,11 @@ extension Replica {
                 // From here on this transaction's writes use the new ring: the digests are
                 // recomputed under its integrity key.
                 database.replaceKeys(new)
-                swapped = true
+                restore = old
                 try RowSet.establish(db: db, key: new.integrity)
             }
         } catch {
-            if swapped { database.replaceKeys(old) }
+            if let restore { database.replaceKeys(restore) }
             throw error
         }
         return recovery
@@ -101,12 +112,17 @@ extension Replica {
     /// re-sealed, or the move to the next table, pass or the end. Returns false once nothing
     /// is left (or no re-key runs).
     public func resealBatch(limit: Int = 500) throws(ReplicaError) -> ResealStep {
-        let step: ResealStep = try durableWrite { db in
+        try durableWrite { db in
             guard var cursor = try resealCursor(db: db) else { return ResealStep(more: false) }
             var step = ResealStep(more: true)
             if cursor.table >= SealedColumn.all.count {
                 if cursor.resealed == 0 {
                     try db.execute(sql: "DELETE FROM replica_meta WHERE name = 'reseal'")
+                    // Nothing is sealed with the previous DEK any more: the ring drops it, in
+                    // this transaction (no re-key can start between the two).
+                    let current = keys
+                    database.replaceKeys(
+                        KeyRing(dataKey: current.dataKey, indexKey: current.indexKey, replicaID: current.replicaID))
                     step.more = false
                     step.finished = true
                     return step
@@ -129,13 +145,6 @@ extension Replica {
                 sql: "UPDATE replica_meta SET value = ? WHERE name = 'reseal'", arguments: [cursor.encoded])
             return step
         }
-        if step.finished {
-            // Nothing is sealed with the previous DEK any more: the ring drops it.
-            let current = keys
-            database.replaceKeys(
-                KeyRing(dataKey: current.dataKey, indexKey: current.indexKey, replicaID: current.replicaID))
-        }
-        return step
     }
 
     /// Where a running re-key stands; nil when none runs.

@@ -64,6 +64,9 @@ extension HeldChangeStore {
             throw .corruptState("held change \(row)")
         }
         try durableWrite { db in
+            // Prepared outside the writer: sealed again if a re-key started meanwhile.
+            let keys = self.keys
+            let prepared = prepared.generation == keys.generation ? prepared : try records.prepare(plain, keys: keys)
             try db.execute(
                 sql: """
                     UPDATE resource SET version_id = ?, last_updated = ?, content_hash = ?, size = ?, deleted = 0,

@@ -46,30 +46,65 @@ enum RowSet {
 
     // MARK: Schema
 
-    /// The `row_set` table and the triggers (created by a migration).
-    static var schemaSQL: String {
-        var sql = "CREATE TABLE row_set (name TEXT PRIMARY KEY, digest BLOB NOT NULL);\n"
-        for (table, columns) in tables {
+    /// The name of the `row_set` row naming the key the digests are sealed with (its
+    /// generation, not secret): a check reads it from the same snapshot as the digests, so a
+    /// re-key committing meanwhile is never mistaken for tampering.
+    static let generationRow = "#generation"
+
+    /// Every trigger, as created and as SQLite keeps it in `sqlite_master` (the check compares
+    /// the text: a trigger altered or added by hand is found).
+    static var triggers: [(name: String, sql: String)] {
+        tables.flatMap { table, columns -> [(name: String, sql: String)] in
             func element(_ row: String) -> String {
                 "\(elementFunction)('\(table)', " + columns.map { "\(row).\($0)" }.joined(separator: ", ") + ")"
             }
             let target = "WHERE name IN ('\(table)', '\(overall)')"
-            sql += """
-                CREATE TRIGGER rowset_\(table)_insert AFTER INSERT ON \(table) BEGIN
-                  UPDATE row_set SET digest = \(addFunction)(digest, name, \(element("NEW")), 1) \(target);
-                END;
-                CREATE TRIGGER rowset_\(table)_delete AFTER DELETE ON \(table) BEGIN
-                  UPDATE row_set SET digest = \(addFunction)(digest, name, \(element("OLD")), -1) \(target);
-                END;
-                CREATE TRIGGER rowset_\(table)_update AFTER UPDATE ON \(table) BEGIN
-                  UPDATE row_set SET digest =
-                    \(addFunction)(\(addFunction)(digest, name, \(element("OLD")), -1), name, \(element("NEW")), 1)
-                    \(target);
-                END;
-
-                """
+            return [
+                (
+                    "rowset_\(table)_insert",
+                    "CREATE TRIGGER rowset_\(table)_insert AFTER INSERT ON \(table) BEGIN "
+                        + "UPDATE row_set SET digest = \(addFunction)(digest, name, \(element("NEW")), 1) \(target); END"
+                ),
+                (
+                    "rowset_\(table)_delete",
+                    "CREATE TRIGGER rowset_\(table)_delete AFTER DELETE ON \(table) BEGIN "
+                        + "UPDATE row_set SET digest = \(addFunction)(digest, name, \(element("OLD")), -1) \(target); END"
+                ),
+                (
+                    "rowset_\(table)_update",
+                    "CREATE TRIGGER rowset_\(table)_update AFTER UPDATE ON \(table) BEGIN "
+                        + "UPDATE row_set SET digest = \(addFunction)(\(addFunction)(digest, name, \(element("OLD")), -1), "
+                        + "name, \(element("NEW")), 1) \(target); END"
+                ),
+            ]
         }
-        return sql
+    }
+
+    /// Creates the `row_set` table and the triggers, and computes the digests of the rows
+    /// already there, in the migration's transaction (so no state exists where a table is
+    /// protected without its digest, and nothing outside can ask for digests to be redone).
+    static func install(db: Database, key: SymmetricKey) throws {
+        try db.execute(sql: "CREATE TABLE row_set (name TEXT PRIMARY KEY, digest BLOB NOT NULL)")
+        for trigger in triggers { try db.execute(sql: trigger.sql) }
+        try establish(db: db, key: key)
+    }
+
+    /// Triggers that are not exactly the ones ehr-syncd creates: added (which would run inside
+    /// the daemon's own writes, with its key), altered or missing. Names only, bounded.
+    static func foreignTriggers(db: Database) throws -> (foreign: [String], missing: [String]) {
+        let expected = Dictionary(uniqueKeysWithValues: triggers.map { ($0.name, $0.sql) })
+        var foreign: [String] = []
+        var seen: Set<String> = []
+        for row in try Row.fetchAll(db, sql: "SELECT name, sql FROM sqlite_master WHERE type = 'trigger'") {
+            let name: String = row["name"]
+            let sql: String? = row["sql"]
+            seen.insert(name)
+            if expected[name] != sql {
+                foreign.append(
+                    String(name.unicodeScalars.filter { $0.isASCII && $0.value >= 32 }.map(Character.init).prefix(64)))
+            }
+        }
+        return (foreign.sorted(), expected.keys.filter { !seen.contains($0) }.sorted())
     }
 
     // MARK: SQL functions
@@ -132,7 +167,8 @@ enum RowSet {
         return digest
     }
 
-    /// Writes every digest from the rows as they are (a new replica, an upgraded one, a re-key).
+    /// Writes every digest from the rows as they are (a new replica, an upgraded one, a re-key
+    /// after the rows were checked).
     static func establish(db: Database, key: SymmetricKey) throws {
         var digests: [RowSetDigest] = []
         for (table, _) in tables {
@@ -141,6 +177,14 @@ enum RowSet {
             try store(digest, name: table, key: key, db: db)
         }
         try store(.sum(digests), name: overall, key: key, db: db)
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO row_set (name, digest) VALUES (?, ?)",
+            arguments: [generationRow, generation(of: key)])
+    }
+
+    /// Names an integrity key without revealing it: 8 bytes of an HMAC under it.
+    static func generation(of key: SymmetricKey) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: Data("generation".utf8), using: key).prefix(8))
     }
 
     private static func store(_ digest: RowSetDigest, name: String, key: SymmetricKey, db: Database) throws {
@@ -152,17 +196,26 @@ enum RowSet {
     /// What is wrong with the rows, in words without content: empty when every table matches
     /// its sealed digest. `full` recomputes every table; otherwise the large ones (records,
     /// attachments) are only counted, which is what the check at start does.
-    static func problems(db: Database, key: SymmetricKey, full: Bool) throws -> [String] {
+    /// `keys` are the integrity keys the digests may be sealed with (current first, then the
+    /// previous one during a re-key); the snapshot's generation row picks one.
+    static func problems(db: Database, keys: [SymmetricKey], full: Bool) throws -> [String] {
         var problems: [String] = []
-        let triggers =
-            try Int.fetchOne(
-                db,
-                sql: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'rowset\\_%' ESCAPE '\\'")
-            ?? 0
-        if triggers != tables.count * 3 {
+        let (foreign, missing) = try foreignTriggers(db: db)
+        if !missing.isEmpty {
             problems.append(
-                "integrity triggers missing (\(triggers) of \(tables.count * 3)): the database was changed outside ehr-syncd"
+                "integrity triggers missing (\(missing.count) of \(tables.count * 3)): the database was changed outside ehr-syncd"
             )
+        }
+        if !foreign.isEmpty {
+            problems.append(
+                "triggers added or altered outside ehr-syncd: \(foreign.prefix(5).joined(separator: ", ")): the database was changed "
+                    + "outside ehr-syncd")
+        }
+        let sealedWith = try Data.fetchOne(
+            db, sql: "SELECT digest FROM row_set WHERE name = ?", arguments: [generationRow])
+        guard let key = keys.first(where: { generation(of: $0) == sealedWith }) else {
+            problems.append("the digests are not sealed with this replica's key (altered or replaced)")
+            return problems
         }
         var stored: [RowSetDigest] = []
         for (table, _) in tables {

@@ -96,13 +96,19 @@ public final class Replica: Sendable {
                 else { return nil }
                 return (wrapped, rid)
             }
-            if let existing,
-                try unwrapDataKey(pool: pool, kek: kek, wrapped: existing.wrapped, replicaID: existing.replicaID) == nil
-            {
-                try? pool.close()
-                throw ReplicaError.wrongKey(source: keySource, path: path)
+            if let existing {
+                guard
+                    let bundle = try unwrapDataKey(
+                        pool: pool, kek: kek, wrapped: existing.wrapped, replicaID: existing.replicaID),
+                    let ring = KeyRing(bundle: bundle, replicaID: existing.replicaID, resealing: false)
+                else {
+                    try? pool.close()
+                    throw ReplicaError.wrongKey(source: keySource, path: path)
+                }
+                integrityKey.set(ring.integrity)
             }
-            try ReplicaSchema.migrator(kek: kek).migrate(pool)
+            try refuseForeignTriggers(pool: pool, path: path)
+            try ReplicaSchema.migrator(kek: kek, integrityKey: integrityKey).migrate(pool)
             let (wrapped, rid, resealing) = try pool.read { db in
                 (
                     try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1")!,
@@ -119,13 +125,29 @@ public final class Replica: Sendable {
             let replica = Replica(
                 path: path, pool: pool, keys: keys, integrityKey: integrityKey, sizeLimit: sizeLimit)
             try replica.audit.establishHead()
-            try replica.establishRowSet()
             try replica.records.buildPatientIndex()
             return replica
         } catch let error as ReplicaError {
             throw error
         } catch {
             throw .database(String(describing: error))
+        }
+    }
+
+    /// Refuses to open a replica holding triggers ehr-syncd did not create: they would run
+    /// inside the daemon's own writes, with its keys. (Missing or altered row-set triggers
+    /// are reported by the integrity check instead; nothing runs that should not.)
+    private static func refuseForeignTriggers(pool: DatabasePool, path: String) throws {
+        let foreign = try pool.read { db -> [String] in
+            let expected = Set(RowSet.triggers.map(\.name))
+            return try RowSet.foreignTriggers(db: db).foreign.filter { !expected.contains($0) }
+        }
+        guard foreign.isEmpty else {
+            try? pool.close()
+            throw ReplicaError.refused(
+                "the replica \(path) holds triggers ehr-syncd did not create (\(foreign.prefix(5).joined(separator: ", "))): "
+                    + "it was changed outside ehr-syncd. Keep the file for investigation and restore a backup, or "
+                    + "move it away and let the daemon copy the practice again")
         }
     }
 

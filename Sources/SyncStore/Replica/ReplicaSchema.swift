@@ -9,7 +9,9 @@ import SyncModel
 /// Everything that identifies a person or a record is sealed (bodies, sync state) or
 /// blinded (ids and patient references, HMAC-SHA256 under a key derived from the DEK).
 enum ReplicaSchema {
-    static func migrator(kek: KeyEncryptionKey) -> DatabaseMigrator {
+    /// `integrityKey` holds the row-set key once the data key is known: set by ``Replica/open``
+    /// before migrating an existing replica, and by the first migration for a new one.
+    static func migrator(kek: KeyEncryptionKey, integrityKey: RowSet.KeyBox) -> DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-replica") { db in
             try db.execute(
@@ -56,6 +58,7 @@ enum ReplicaSchema {
             let replicaID = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) })
             let dek = SymmetricKey(size: .bits256)
             let wrapped = try KeyRing.wrap(dataKey: dek, with: kek, replicaID: replicaID)
+            integrityKey.set(KeyRing(dataKey: dek, replicaID: replicaID).integrity)
             try db.execute(
                 sql: "INSERT INTO replica_meta (name, value) VALUES ('replica_id', ?)", arguments: [replicaID])
             try db.execute(
@@ -144,10 +147,9 @@ enum ReplicaSchema {
                 sql: "INSERT OR IGNORE INTO replica_meta (name, value) VALUES ('audit_head_pending', x'01')")
         }
         migrator.registerMigration("v9-row-set") { db in
-            // Row-set digests (``RowSet``), kept by triggers from now on. The digests of the
-            // rows already there are computed by `Replica.open`, which holds the key.
-            try db.execute(sql: RowSet.schemaSQL)
-            try db.execute(sql: "INSERT INTO replica_meta (name, value) VALUES ('row_set_pending', x'01')")
+            // Row-set digests (``RowSet``), kept by triggers from now on; those of the rows
+            // already there are computed here, in the same transaction.
+            try RowSet.install(db: db, key: try integrityKey.get())
         }
         return migrator
     }
