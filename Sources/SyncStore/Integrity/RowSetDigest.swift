@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GRDB
 
 /// An incremental, keyed hash of a set of rows (LtHash-style): the sum, lane by lane modulo
 /// 2⁶⁴, of each row's keyed element hash, with the number of rows. Adding a row adds its
@@ -9,20 +10,16 @@ import Foundation
 /// Elements are HMAC-SHA256 under the replica's integrity key: without the key no one can
 /// compute the element of a row, so no change to the rows (a row removed, an older sealed
 /// version put back, a row copied from elsewhere) can be matched by an edit to the digest.
-/// The stored form carries a MAC over (set name, sum, count) so the count, which the cheap
-/// check at start compares with `COUNT(*)`, cannot be edited either. A digest whose MAC does
-/// not verify stays invalid through later updates (``adding(_:sign:)`` never re-seals one),
-/// so a write after tampering does not launder it.
+/// Digests are stored together, sealed by one MAC (``RowSetState``), so the counts, which the
+/// cheap check at start compares with `COUNT(*)`, cannot be edited either; a state whose MAC
+/// does not verify stays invalid through later updates, so a write after tampering does not
+/// launder it.
 struct RowSetDigest: Equatable, Sendable {
     /// Four 64-bit lanes: the 256 bits of an element.
     var lanes: [UInt64] = [0, 0, 0, 0]
     var count: Int64 = 0
-    /// False once a stored digest failed its MAC.
-    var valid = true
 
     static let empty = RowSetDigest()
-    /// Stored size: lanes, count, MAC.
-    static let encodedSize = 32 + 8 + 32
 
     /// The digest with one element added (`sign` 1) or removed (`sign` -1).
     func adding(_ element: Data, sign: Int64) -> RowSetDigest {
@@ -37,91 +34,141 @@ struct RowSetDigest: Equatable, Sendable {
         return next
     }
 
-    /// The sum of several digests (the whole replica's from its tables').
-    static func sum(_ digests: some Sequence<RowSetDigest>) -> RowSetDigest {
-        digests.reduce(into: RowSetDigest()) { total, digest in
-            for lane in 0..<4 { total.lanes[lane] &+= digest.lanes[lane] }
-            total.count &+= digest.count
-            total.valid = total.valid && digest.valid
-        }
-    }
-
-    /// Whether two digests hold the same rows (validity aside).
+    /// Whether two digests hold the same rows.
     func sameRows(as other: RowSetDigest) -> Bool { lanes == other.lanes && count == other.count }
 
-    /// The element of one row: HMAC-SHA256 over its table and every column value, each
-    /// tagged with its kind and length, so no two different rows share an encoding.
-    static func element(table: String, values: [RowSetValue], key: SymmetricKey) -> Data {
-        var mac = HMAC<SHA256>(key: key)
-        mac.update(data: Data("rowset-element/v1|\(table)|".utf8))
+    /// The element of one row: HMAC-SHA256 (`mac`: keyed, prefix absorbed, copied per call)
+    /// over its table and every column value, each tagged with its kind and length, so no two
+    /// different rows share an encoding. One buffer, one update: this runs on every write.
+    static func element(table: String, values: ArraySlice<DatabaseValue>, mac: HMAC<SHA256>) -> Data {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(256)
+        func append(_ word: UInt64) { withUnsafeBytes(of: word.littleEndian) { buffer.append(contentsOf: $0) } }
+        buffer.append(contentsOf: table.utf8)
+        buffer.append(UInt8(ascii: "|"))
         for value in values {
-            switch value {
-            case .null: mac.update(data: [0])
-            case .integer(let n): mac.update(data: [1] + bytes(of: UInt64(bitPattern: n)))
-            case .real(let d): mac.update(data: [2] + bytes(of: d.bitPattern))
-            case .text(let s):
-                let utf8 = Data(s.utf8)
-                mac.update(data: [3] + bytes(of: UInt64(utf8.count)))
-                mac.update(data: utf8)
-            case .blob(let b):
-                mac.update(data: [4] + bytes(of: UInt64(b.count)))
-                mac.update(data: b)
+            switch value.storage {
+            case .null: buffer.append(0)
+            case .int64(let n):
+                buffer.append(1)
+                append(UInt64(bitPattern: n))
+            case .double(let d):
+                buffer.append(2)
+                append(d.bitPattern)
+            case .string(let text):
+                buffer.append(3)
+                append(UInt64(text.utf8.count))
+                buffer.append(contentsOf: text.utf8)
+            case .blob(let bytes):
+                buffer.append(4)
+                append(UInt64(bytes.count))
+                buffer.append(contentsOf: bytes)
             }
         }
+        var mac = mac
+        mac.update(data: buffer)
         return Data(mac.finalize())
     }
 
-    private static func bytes(of value: UInt64) -> [UInt8] {
-        withUnsafeBytes(of: value.littleEndian) { Array($0) }
-    }
-
-    /// The stored form: lanes, count, and the MAC binding them to the set's `name`. An
-    /// invalid digest is stored with a zero MAC, which never verifies.
-    func encoded(name: String, key: SymmetricKey) -> Data {
-        var body = Data(capacity: Self.encodedSize)
-        for lane in lanes { body.append(contentsOf: Self.bytes(of: lane)) }
-        body.append(contentsOf: Self.bytes(of: UInt64(bitPattern: count)))
-        let tag = valid ? Self.mac(body, name: name, key: key) : Data(repeating: 0, count: 32)
-        return body + tag
-    }
-
-    /// Reads a stored digest; `valid` is false when its MAC does not verify (altered, copied
-    /// from another set, or made without the key).
-    init(encoded: Data, name: String, key: SymmetricKey) {
-        guard encoded.count == Self.encodedSize else {
-            self.init(lanes: [0, 0, 0, 0], count: 0, valid: false)
-            return
-        }
-        let bytes = Array(encoded)
-        func word(_ at: Int) -> UInt64 {
-            (0..<8).reduce(UInt64(0)) { $0 | UInt64(bytes[at + $1]) << (8 * UInt64($1)) }
-        }
-        let body = Data(bytes[0..<40])
-        let tag = Data(bytes[40..<72])
-        self.init(
-            lanes: (0..<4).map { word($0 * 8) }, count: Int64(bitPattern: word(32)),
-            valid: Self.mac(body, name: name, key: key) == tag)
-    }
-
-    init(lanes: [UInt64] = [0, 0, 0, 0], count: Int64 = 0, valid: Bool = true) {
+    init(lanes: [UInt64] = [0, 0, 0, 0], count: Int64 = 0) {
         self.lanes = lanes
         self.count = count
-        self.valid = valid
-    }
-
-    private static func mac(_ body: Data, name: String, key: SymmetricKey) -> Data {
-        var mac = HMAC<SHA256>(key: key)
-        mac.update(data: Data("rowset-digest/v1|\(name)|".utf8))
-        mac.update(data: body)
-        return Data(mac.finalize())
     }
 }
 
-/// One column value of a row, as SQLite gives it.
-enum RowSetValue: Equatable, Sendable {
-    case null
-    case integer(Int64)
-    case real(Double)
-    case text(String)
-    case blob(Data)
+/// Every protected table's ``RowSetDigest`` in one sealed value (the `row_set` row `tables`):
+/// one MAC over all of them, so one table's digest cannot be put back from an older copy
+/// without every other table's; a write updates one lane group and re-seals the whole.
+struct RowSetState: Equatable, Sendable {
+    var digests: [RowSetDigest]
+    /// False once the stored state failed its MAC (kept false by later writes).
+    var valid = true
+
+    static let digestSize = 40
+
+    init(tables: Int) {
+        digests = Array(repeating: RowSetDigest(), count: tables)
+    }
+
+    init(digests: [RowSetDigest], valid: Bool = true) {
+        self.digests = digests
+        self.valid = valid
+    }
+
+    /// Reads a stored state of `tables` digests; `valid` is false when its MAC (`mac`: keyed,
+    /// prefix absorbed) does not verify. `trusted` skips the check, for bytes known to be the
+    /// ones this process last sealed.
+    init(encoded: Data, tables: Int, mac: HMAC<SHA256>, trusted: Bool = false) {
+        let size = tables * Self.digestSize
+        guard encoded.count == size + 32 else {
+            self.init(digests: Array(repeating: RowSetDigest(), count: tables), valid: false)
+            return
+        }
+        let digests = encoded.withUnsafeBytes { raw in
+            (0..<tables).map { t in
+                let base = t * Self.digestSize
+                return RowSetDigest(
+                    lanes: (0..<4).map {
+                        UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + $0 * 8, as: UInt64.self))
+                    },
+                    count: Int64(
+                        bitPattern: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 32, as: UInt64.self)))
+                )
+            }
+        }
+        let valid = trusted || Self.tag(encoded.prefix(size), mac: mac) == encoded.suffix(32)
+        self.init(digests: digests, valid: valid)
+    }
+
+    /// A stored state with one element added to (`sign` 1) or removed from (`sign` -1) the
+    /// digest of table `index`, worked on the stored bytes in place (this runs on every write);
+    /// an invalid state stays invalid (its MAC zeros).
+    static func adding(
+        _ element: Data, sign: Int64, to stored: Data, index: Int, tables: Int, mac: HMAC<SHA256>, trusted: Bool
+    ) -> (encoded: Data, valid: Bool) {
+        let size = tables * digestSize
+        guard stored.count == size + 32, element.count == 32, (0..<tables).contains(index) else {
+            return (
+                RowSetState(digests: Array(repeating: RowSetDigest(), count: tables), valid: false).encoded(mac: mac),
+                false
+            )
+        }
+        var bytes = Data(stored)
+        let valid = trusted || tag(bytes.prefix(size), mac: mac) == bytes.suffix(32)
+        let base = index * digestSize
+        element.withUnsafeBytes { add in
+            bytes.withUnsafeMutableBytes { raw in
+                for lane in 0..<4 {
+                    let offset = base + lane * 8
+                    let value = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                    let delta = add.loadUnaligned(fromByteOffset: lane * 8, as: UInt64.self)
+                    raw.storeBytes(
+                        of: (sign >= 0 ? value &+ delta : value &- delta).littleEndian, toByteOffset: offset,
+                        as: UInt64.self)
+                }
+                let count = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: base + 32, as: UInt64.self))
+                raw.storeBytes(
+                    of: (sign >= 0 ? count &+ 1 : count &- 1).littleEndian, toByteOffset: base + 32, as: UInt64.self)
+            }
+        }
+        let newTag = valid ? tag(bytes.prefix(size), mac: mac) : Data(repeating: 0, count: 32)
+        bytes.replaceSubrange(size..<(size + 32), with: newTag)
+        return (bytes, valid)
+    }
+
+    /// The stored form: every digest's lanes and count, then the MAC (zeros when invalid).
+    func encoded(mac: HMAC<SHA256>) -> Data {
+        var body = Data(capacity: digests.count * Self.digestSize + 32)
+        for digest in digests {
+            for lane in digest.lanes { withUnsafeBytes(of: lane.littleEndian) { body.append(contentsOf: $0) } }
+            withUnsafeBytes(of: UInt64(bitPattern: digest.count).littleEndian) { body.append(contentsOf: $0) }
+        }
+        return body + (valid ? Self.tag(body, mac: mac) : Data(repeating: 0, count: 32))
+    }
+
+    private static func tag(_ body: some DataProtocol, mac: HMAC<SHA256>) -> Data {
+        var mac = mac
+        mac.update(data: body)
+        return Data(mac.finalize())
+    }
 }
