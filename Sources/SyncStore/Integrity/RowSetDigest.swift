@@ -69,11 +69,6 @@ struct RowSetDigest: Equatable, Sendable {
         mac.update(data: buffer)
         return Data(mac.finalize())
     }
-
-    init(lanes: [UInt64] = [0, 0, 0, 0], count: Int64 = 0) {
-        self.lanes = lanes
-        self.count = count
-    }
 }
 
 /// Every protected table's ``RowSetDigest`` in one sealed value (the `row_set` row `tables`):
