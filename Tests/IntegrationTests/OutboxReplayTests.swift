@@ -791,6 +791,77 @@ private func inventedName(_ prefix: String) -> String {
         #expect(try PHINeedles.find(needles, inFilesBelow: fixture.stateDir).isEmpty, "PHI in the state directory")
     }
 
+    // MARK: Cycles among local creates
+
+    /// The clinician's way (#14): during an outage an Encounter, a Condition of that
+    /// Encounter, then the Encounter edited to list the Condition as its diagnosis; and a panel
+    /// Observation whose member derives from it. The creates reference each other; after the
+    /// EHR returns each is on it exactly once, referencing the other's server id.
+    @Test func cyclesAmongLocalCreatesReachTheEHR() async throws {
+        let fhir = try await FHIRTestServer.start()
+        defer { fhir.stop() }
+        let server = ServerClient(baseURL: fhir.baseURL)
+        #expect(try await server.put(["resourceType": "Patient", "id": "cycle-patient", "gender": "other"]) < 300)
+        let fixture = try outboxFixture(
+            baseURL: fhir.baseURL, types: ["Patient", "Encounter", "Condition", "Observation"])
+        let api = try #require(fixture.localAPI).client()
+        try startOnline(fixture, timeout: 60)
+        defer { fixture.stop() }
+        #expect(try fixture.ctl(["pause"]).status == 0)
+
+        func created(_ resource: [String: Any]) async throws -> String {
+            let response = try await api.create(resource)
+            try #require(response.status == 201, "\(response.status) \(response.diagnostics)")
+            return try #require(response.locationID)
+        }
+        let encounterID = try await created(encounter("cy-encounter", subject: "Patient/cycle-patient"))
+        let conditionID = try await created(
+            condition("cy-condition", subject: "Patient/cycle-patient", encounter: "Encounter/\(encounterID)"))
+        var diagnosed = try #require(try await api.read("Encounter", encounterID).json)
+        diagnosed["diagnosis"] = [["condition": ["reference": "Condition/\(conditionID)"], "rank": 1]]
+        diagnosed["meta"] = nil
+        #expect(try await api.update(diagnosed).status == 200)
+
+        var panel = minimalObservation("cy-panel", subject: "Patient/cycle-patient")
+        panel["valueQuantity"] = nil
+        let panelID = try await created(panel)
+        var member = minimalObservation("cy-member", subject: "Patient/cycle-patient")
+        member["derivedFrom"] = [["reference": "Observation/\(panelID)"]]
+        let memberID = try await created(member)
+        var withMembers = try #require(try await api.read("Observation", panelID).json)
+        withMembers["hasMember"] = [["reference": "Observation/\(memberID)"]]
+        withMembers["meta"] = nil
+        #expect(try await api.update(withMembers).status == 200)
+
+        #expect(try fixture.ctl(["resume"]).status == 0)
+        let (settled, final) = waitForStatus(fixture, timeout: 120) {
+            $0.state == "online" && converged($0) && $0.outboxParked == 0 && $0.conflicts == 0
+        }
+        let queue = (try? fixture.ctl(["outbox"]).output) ?? ""
+        #expect(settled, "\(describe(final))\n\(queue)\nlog:\n\(fixture.log.suffix(3000))")
+
+        let onEncounter = try #require(try await unique(server, "Encounter", marker: "cy-encounter"))
+        let onCondition = try #require(try await unique(server, "Condition", marker: "cy-condition"))
+        let encounterOnEHR = try #require(onEncounter["id"] as? String)
+        let conditionOnEHR = try #require(onCondition["id"] as? String)
+        let diagnosis = (onEncounter["diagnosis"] as? [[String: Any]])?.first?["condition"] as? [String: Any]
+        #expect(diagnosis?["reference"] as? String == "Condition/\(conditionOnEHR)")
+        #expect(reference(onCondition, "encounter") == "Encounter/\(encounterOnEHR)")
+
+        let onPanel = try #require(try await unique(server, "Observation", marker: "cy-panel"))
+        let onMember = try #require(try await unique(server, "Observation", marker: "cy-member"))
+        let members = (onPanel["hasMember"] as? [[String: Any]])?.compactMap { $0["reference"] as? String }
+        #expect(members == ["Observation/\(try #require(onMember["id"] as? String))"])
+        let derived = (onMember["derivedFrom"] as? [[String: Any]])?.compactMap { $0["reference"] as? String }
+        #expect(derived == ["Observation/\(try #require(onPanel["id"] as? String))"])
+        // Both pairs did form a cycle: one member of each went first without its reference.
+        let detached = fixture.log.components(separatedBy: "without its references into a cycle").count - 1
+        #expect(detached == 2, "\(fixture.log.suffix(3000))")
+        // The local view shows the records as the EHR has them, nothing left to send.
+        let view = try await api.read("Encounter", encounterID)
+        #expect(view.status == 200 && view.tags(system: syncStateSystem).isEmpty)
+    }
+
     // MARK: 5. Conflict resolution
 
     @Test func conflictsResolvedWithLocalRemoteAndAMergedFileReachTheEHR() async throws {

@@ -93,9 +93,14 @@ public final class Reconciler: Sendable {
     public func plan() throws(ReplicaError) -> (entries: [OutboxEntry], plan: ReplayPlan.Result) {
         let entries = try replica.outbox.entries(states: [.pending, .parked, .conflict])
         let items = entries.map { e in
-            ReplayPlan.Item(
+            // What a create could be sent without, should it be caught in a cycle of creates.
+            let detachable =
+                e.operation == .create && e.state == .pending && !e.payload.references.isEmpty
+                ? e.payload.resource.flatMap { try? JSONValue(data: $0) }.map(ResourceReferences.inArraysOnly) ?? []
+                : []
+            return ReplayPlan.Item(
                 seq: e.seq, state: e.state, operation: e.operation, target: "\(e.resourceType)/\(e.localID)",
-                after: e.payload.after, references: e.payload.references)
+                after: e.payload.after, references: e.payload.references, detachable: detachable)
         }
         var mapped: [String: Bool] = [:]
         for e in entries {
@@ -115,7 +120,7 @@ public final class Reconciler: Sendable {
             let (_, plan) = try plan()
             total.waiting = plan.waiting.count
             if plan.ready.isEmpty { break }
-            let steps = try await wave(plan.ready, conditionalCreate: conditionalCreate)
+            let steps = try await wave(plan.ready, detached: plan.detached, conditionalCreate: conditionalCreate)
             if steps.isEmpty { break }
             var progressed = false
             for step in steps {
@@ -134,9 +139,9 @@ public final class Reconciler: Sendable {
     }
 
     /// Sends ready entries with bounded concurrency; stops at the first unavailability.
-    private func wave(_ ready: [Int64], conditionalCreate: @escaping @Sendable (String) -> Bool) async throws
-        -> [Step]
-    {
+    private func wave(
+        _ ready: [Int64], detached: [Int64: [String]], conditionalCreate: @escaping @Sendable (String) -> Bool
+    ) async throws -> [Step] {
         try await withThrowingTaskGroup(of: Step.self) { group in
             var steps: [Step] = []
             var next = ready.makeIterator()
@@ -144,9 +149,10 @@ public final class Reconciler: Sendable {
             func launch() throws -> Bool {
                 while let seq = next.next() {
                     guard let entry = try claim(seq) else { continue }
+                    let detach = Set(detached[seq] ?? [])
                     group.addTask {
                         defer { self.release(seq) }
-                        return try await self.replayOne(entry, conditionalCreate: conditionalCreate)
+                        return try await self.replayOne(entry, detach: detach, conditionalCreate: conditionalCreate)
                     }
                     return true
                 }
@@ -164,18 +170,24 @@ public final class Reconciler: Sendable {
 
     // MARK: One entry
 
-    func replayOne(_ entry: OutboxEntry, conditionalCreate: (String) -> Bool) async throws -> Step {
+    /// Sends one entry; `detach`: references a create is sent without (it breaks a cycle of
+    /// creates; an update restoring them is queued with its result).
+    func replayOne(_ entry: OutboxEntry, detach: Set<String> = [], conditionalCreate: (String) -> Bool) async throws
+        -> Step
+    {
         switch entry.operation {
-        case .create: try await create(entry, conditionalCreate: conditionalCreate(entry.resourceType))
+        case .create:
+            try await create(entry, detach: detach, conditionalCreate: conditionalCreate(entry.resourceType))
         case .update: try await update(entry)
         case .delete: try await delete(entry)
         }
     }
 
-    /// Local ids of referenced creates mapped to server ids; nil when one is not on the server yet.
-    func referenceMap(_ entry: OutboxEntry) throws -> [String: String]? {
+    /// Local ids of referenced creates mapped to server ids; nil when one is not on the server
+    /// yet (those in `except` are not needed).
+    func referenceMap(_ entry: OutboxEntry, except: Set<String> = []) throws -> [String: String]? {
         var map: [String: String] = [:]
-        for reference in entry.payload.references {
+        for reference in entry.payload.references where !except.contains(reference) {
             let parts = reference.split(separator: "/")
             guard let id = try replica.outbox.serverID(ofLocal: String(parts[0]), String(parts[1])) else { return nil }
             map[reference] = id
@@ -183,20 +195,28 @@ public final class Reconciler: Sendable {
         return map
     }
 
-    func localContent(_ entry: OutboxEntry, serverID: String?) throws -> JSONObject? {
+    func localContent(_ entry: OutboxEntry, serverID: String?, detaching: Set<String> = []) throws -> JSONObject? {
         guard let data = entry.payload.resource, case .object(var object) = try JSONValue(data: data) else {
             return nil
         }
-        guard let map = try referenceMap(entry) else { return nil }
+        if !detaching.isEmpty, case .object(let detached) = ResourceReferences.detaching(.object(object), detaching) {
+            object = detached
+        }
+        guard let map = try referenceMap(entry, except: detaching) else { return nil }
         if case .object(let rewritten) = ResourceReferences.rewrite(.object(object), map) { object = rewritten }
         object = ResourceEdits.withoutServerMeta(object)
         object["id"] = serverID.map { .string($0) }
         return object
     }
 
-    private func create(_ entry: OutboxEntry, conditionalCreate: Bool) async throws -> Step {
+    private func create(_ entry: OutboxEntry, detach: Set<String>, conditionalCreate: Bool) async throws -> Step {
         let type = entry.resourceType
-        guard var object = try localContent(entry, serverID: nil) else { return .waiting }
+        guard var object = try localContent(entry, serverID: nil, detaching: detach) else { return .waiting }
+        if !detach.isEmpty {
+            logger.info(
+                "create sent without its references into a cycle of local creates; an update restores them",
+                metadata: ["entry": "\(entry.seq)", "type": "\(type)", "references": "\(detach.count)"])
+        }
         object = ResourceEdits.withClientIdentifier(object, resourceType: type, value: entry.payload.clientIdentifier)
         if !conditionalCreate {
             // The server may ignore If-None-Exist: look the identifier up before (re)sending.
@@ -204,7 +224,8 @@ public final class Reconciler: Sendable {
                 resourceType: type, value: entry.payload.clientIdentifier, forURL: true)
             let found = try await client.get("\(type)?\(query)")
             if found.status == 200, let existing = BundlePage.firstResource(found.body, type: type) {
-                try complete(entry, response: existing, status: 200, headers: [:], deleted: false)
+                try complete(
+                    entry, response: existing, status: 200, headers: [:], deleted: false, restoring: !detach.isEmpty)
                 return .done
             }
         }
@@ -216,7 +237,8 @@ public final class Reconciler: Sendable {
         switch ReplayResponse.classify(response.status) {
         case .written:
             let serverID = try complete(
-                entry, response: response.body, status: response.status, headers: response.headers, deleted: false)
+                entry, response: response.body, status: response.status, headers: response.headers, deleted: false,
+                restoring: !detach.isEmpty)
             if response.status == 201 { await provenance(entry, serverID: serverID, headers: response.headers) }
             return .done
         case .stop:
@@ -376,7 +398,7 @@ public final class Reconciler: Sendable {
     @discardableResult
     func complete(
         _ entry: OutboxEntry, response: Data?, status: Int, headers: [String: String], deleted: Bool,
-        serverID knownID: String? = nil, version knownVersion: String? = nil
+        serverID knownID: String? = nil, version knownVersion: String? = nil, restoring: Bool = false
     ) throws -> String {
         var prepared: PreparedVersion?
         if let response, !response.isEmpty, let p = try? replica.records.prepare(response),
@@ -391,8 +413,16 @@ public final class Reconciler: Sendable {
         let version =
             knownVersion ?? prepared?.envelope.versionId ?? location?.version
             ?? headers["etag"].flatMap(Self.parseETag)
+        // A create sent detached from a cycle: its full content, under its server id, goes back
+        // by an update queued in the same commit.
+        var restore: (resource: Data, base: Data?)?
+        if restoring, let data = entry.payload.resource, case .object(var full) = try JSONValue(data: data) {
+            full["id"] = .string(serverID)
+            restore = (JSONValue.object(full).data(), prepared?.bytes)
+        }
         try replica.outbox.complete(
-            entry, serverID: serverID, resultVersion: version, result: deleted ? nil : prepared, deleted: deleted)
+            entry, serverID: serverID, resultVersion: version, result: deleted ? nil : prepared, deleted: deleted,
+            restore: restore)
         logger.debug(
             "replayed",
             metadata: [

@@ -128,6 +128,21 @@ extension OutboxPayload {
             references: references, clientIdentifier: clientIdentifier, authors: Authors(author), localTime: localTime)
     }
 
+    /// The update that gives a create sent without its references into a cycle of local
+    /// creates (``ReplayPlan/Result/detached``) its full content back, queued with the create's
+    /// result: `resource` is the create's content under its server id, `base` and
+    /// `baseVersion` what the server made of the create; it waits for the referenced creates
+    /// like any change, and keeps the create's authors and time.
+    public static func restoring(
+        _ create: OutboxPayload, serverID: String, resource: Data, base: Data?, baseVersion: String?,
+        clientIdentifier: String
+    ) -> OutboxPayload {
+        OutboxPayload(
+            localID: serverID, serverID: serverID, resource: resource, base: base, baseVersion: baseVersion,
+            after: nil, references: create.references, clientIdentifier: clientIdentifier, authors: create.authors,
+            localTime: create.localTime)
+    }
+
     /// An edit of a mirrored resource: the replica's version is the merge base.
     public static func edit(
         of stored: StoredResource, resource: Data?, references: [String], clientIdentifier: String, author: String,

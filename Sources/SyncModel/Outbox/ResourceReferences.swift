@@ -20,6 +20,73 @@ public enum ResourceReferences {
         return transform(value, map)
     }
 
+    /// The references (`Type/id`) found only inside array elements: those a resource can be
+    /// sent without (the elements dropped) and still have every singular element it had.
+    public static func inArraysOnly(_ value: JSONValue) -> Set<String> {
+        var inArrays = Set<String>()
+        var outside = Set<String>()
+        func walk(_ value: JSONValue, inArray: Bool) {
+            switch value {
+            case .object(let object):
+                for member in object {
+                    if member.key == "reference", case .string(let s) = member.value, let key = key(s) {
+                        if inArray { inArrays.insert(key) } else { outside.insert(key) }
+                    } else {
+                        walk(member.value, inArray: inArray)
+                    }
+                }
+            case .array(let items):
+                for item in items { walk(item, inArray: true) }
+            default:
+                break
+            }
+        }
+        walk(value, inArray: false)
+        return inArrays.subtracting(outside)
+    }
+
+    /// `value` without its references to `targets`: an array element holding one (at any
+    /// depth) is dropped whole, an array left empty goes with it, and outside arrays the
+    /// element holding the reference is dropped. Used to send one member of a cycle of local
+    /// creates first; the references are restored by an update once every member exists.
+    public static func detaching(_ value: JSONValue, _ targets: Set<String>) -> JSONValue {
+        if targets.isEmpty { return value }
+        func refers(_ value: JSONValue) -> Bool {
+            switch value {
+            case .object(let object):
+                if case .string(let s)? = object["reference"], let key = key(s), targets.contains(key) { return true }
+                return object.contains { refers($0.value) }
+            case .array(let items):
+                return items.contains(where: refers)
+            default:
+                return false
+            }
+        }
+        func strip(_ value: JSONValue) -> JSONValue? {
+            switch value {
+            case .object(var object):
+                if case .string(let s)? = object["reference"], let key = key(s), targets.contains(key) { return nil }
+                var removed = false
+                for member in object {
+                    if let kept = strip(member.value) {
+                        object[member.key] = kept
+                    } else {
+                        object[member.key] = nil
+                        removed = true
+                    }
+                }
+                // An element emptied by the removal goes too (FHIR has no empty elements).
+                return removed && object.isEmpty ? nil : .object(object)
+            case .array(let items):
+                let kept = items.filter { !refers($0) }
+                return kept.isEmpty ? nil : .array(kept)
+            default:
+                return value
+            }
+        }
+        return strip(value) ?? value
+    }
+
     /// `Type/id` of a relative literal reference, or nil for absolute URLs, fragments,
     /// `urn:` references and malformed ones.
     public static func key(_ reference: String) -> String? {

@@ -162,8 +162,12 @@ extension OutboxStore {
 
     /// Records a replayed change: the entry is done, a create's id is mapped, and the
     /// server's result (when it sent one) replaces the replica's version, all in one commit.
+    /// `restore` (a create sent without its references into a cycle) is queued in the same
+    /// commit as an update of the new record (``OutboxPayload/restoring(_:serverID:resource:base:baseVersion:clientIdentifier:)``),
+    /// unless a later local edit of it is already queued (that edit carries the full content).
     public func complete(
-        _ entry: OutboxEntry, serverID: String, resultVersion: String?, result: PreparedVersion?, deleted: Bool
+        _ entry: OutboxEntry, serverID: String, resultVersion: String?, result: PreparedVersion?, deleted: Bool,
+        restore: (resource: Data, base: Data?)? = nil
     ) throws(ReplicaError) {
         let changed = try write { db -> [PreparedVersion] in
             var payload = entry.payload
@@ -181,6 +185,13 @@ extension OutboxStore {
                 // Changes chained behind the create (made while it was being sent) now target the
                 // server id, like every later change of this record.
                 try rekeyOpenEntries(type: entry.resourceType, from: entry.localID, to: serverID, db: db)
+                if let restore, try latestOpenEntry(type: entry.resourceType, id: serverID, db: db) == nil {
+                    let now = FHIRInstant.format(Date().timeIntervalSince1970)
+                    let update = OutboxPayload.restoring(
+                        payload, serverID: serverID, resource: restore.resource, base: restore.base,
+                        baseVersion: resultVersion, clientIdentifier: "urn:uuid:" + UUID().uuidString.lowercased())
+                    _ = try insertEntry(type: entry.resourceType, operation: .update, payload: update, at: now, db: db)
+                }
             }
             if deleted {
                 _ = try records.tombstone(
