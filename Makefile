@@ -58,6 +58,14 @@ bench-read:
 	$(SWIFT) build $(BENCH_FLAGS) --product syncctl
 	python3 Benchmarks/read/bench_read.py $(BENCH_READ_ARGS)
 
+# The crash campaign (#14): SIGKILLs in every phase, from a seeded schedule (make test runs a
+# short form). Options: make torture TORTURE_KILLS=210 TORTURE_SEED=12345
+TORTURE_KILLS ?= 210
+torture: venv
+	$(SWIFT) build --build-tests
+	EHR_SYNC_TORTURE_KILLS=$(TORTURE_KILLS) $(if $(TORTURE_SEED),EHR_SYNC_TORTURE_SEED=$(TORTURE_SEED)) \
+		$(SWIFT) test --skip-build --disable-xctest --no-parallel --filter TortureTests
+
 # Installs the service (as root). INSTALL_ARGS=--no-build installs binaries built earlier.
 install:
 	scripts/install.sh $(if $(DESTDIR),--root $(DESTDIR)) $(INSTALL_ARGS)

@@ -1,5 +1,6 @@
 import Foundation
 import SyncModel
+import SyncTestSupport
 import Testing
 
 /// Cycles among local creates (#14): one member of each is sent without its references into
@@ -140,18 +141,5 @@ import Testing
         }
         #expect(open.isEmpty, "left open: \(open.map(\.seq))")
         return (sent, restores)
-    }
-}
-
-/// A small deterministic generator (SplitMix64), so a failing seed replays.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
