@@ -4,7 +4,7 @@ CONFIG       ?= debug
 BENCH_FLAGS  := -c release --scratch-path .build-release
 SOURCES      := Sources Tests Benchmarks Package.swift
 
-.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall
+.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall torture
 
 help:
 	@echo "make demo          start a test EHR with a synthetic practice and mirror it (quick start)"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint          swift format lint (strict), and syncctl links the domain layer only"
 	@echo "make format        swift format in place"
 	@echo "make bench         run every benchmark; make bench-<name> runs one"
+	@echo "make torture       SIGKILL the daemon in every phase (TORTURE_KILLS=210, TORTURE_SEED=N)"
 	@echo "make venv          install the pinned test FHIR server into .build-venv/"
 	@echo "make install       build release binaries and install the service (root; DESTDIR=DIR: into a system tree)"
 	@echo "make uninstall     remove the service; keeps replica, config, key, user (PURGE=1 deletes them too)"

@@ -71,8 +71,10 @@ extension Daemon {
             try trail(actor, command.name, target: "account \(name)")
         case .keyRotate(_, let reencrypt):
             try trail(actor, command.name, detail: reencrypt ? "new data key, rows re-sealed" : "data key rewrapped")
-        case .keyBackup, .pause, .resume, .held, .verify, .auditVerify, .auditList:
+        case .keyBackup, .pause, .resume, .held, .verify, .auditVerify, .auditList, .backupNow, .replicaRebuild:
             try trail(actor, command.name)
+        case .backupRestore(let dir):
+            try trail(actor, command.name, target: dir)
         }
     }
 
@@ -97,6 +99,8 @@ extension Daemon {
                 return .done("a sync cycle starts now (or right after the one in progress)")
             case .held:
                 return .held(try replica.held.list())
+            case .backupNow, .backupRestore, .replicaRebuild:
+                return try handleBackup(request.command)
             case .decideHeld(let decision, let rows):
                 let count = try replica.held.decide(decision, rows: rows)
                 logger.notice(

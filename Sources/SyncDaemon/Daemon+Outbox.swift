@@ -53,17 +53,32 @@ extension Daemon {
         }
         var handlers = LocalAPIHandlers(
             enqueue: { [weak self] change throws(OutboxError) in
-                guard change.operation == .delete, let self else { return try reconciler.enqueue(change) }
-                let (hold, reason) = self.loop.withLock { state in
-                    (state.localDeletes.shouldHold(now: Date().timeIntervalSince1970), state.localDeletes.reason)
+                guard let self else { return try reconciler.enqueue(change) }
+                do throws(OutboxError) {
+                    guard change.operation == .delete else {
+                        let queued = try reconciler.enqueue(change)
+                        self.noteStorage(nil)
+                        return queued
+                    }
+                    let (hold, reason) = self.loop.withLock { state in
+                        (state.localDeletes.shouldHold(now: Date().timeIntervalSince1970), state.localDeletes.reason)
+                    }
+                    let queued = try reconciler.enqueue(change, holdReason: hold ? reason : nil)
+                    self.noteStorage(nil)
+                    return queued
+                } catch {
+                    if case .replica(let inner) = error { self.noteStorage(inner) }
+                    throw error
                 }
-                return try reconciler.enqueue(change, holdReason: hold ? reason : nil)
             },
             read: { type, id throws(ReplicaError) in try replica.outbox.localView(type: type, id: id) },
             search: { request throws(ReplicaError) in try replica.search(request) },
             everything: { id throws(ReplicaError) in try replica.everything(patientID: id) },
             dataAsOf: { try? replica.syncState.value(.cursor) },
-            queued: { wakeup.wake() })
+            queued: { [weak self] in
+                wakeup.wake()
+                self?.backupWakeup.wake()
+            })
         // The mirrored types, known without touching the replica: metadata is fetched often.
         let puller = self.puller
         handlers.types = { puller.mirroredTypes }
@@ -75,7 +90,10 @@ extension Daemon {
         if config.web.enabled {
             var dependencies = WebViewer.Dependencies(
                 replica: replica, enqueue: { change throws(OutboxError) in try reconciler.enqueue(change) },
-                queued: { wakeup.wake() },
+                queued: { [weak self] in
+                    wakeup.wake()
+                    self?.backupWakeup.wake()
+                },
                 banner: { [weak self] in
                     self?.banner()
                         ?? ViewerBanner(

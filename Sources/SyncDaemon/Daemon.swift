@@ -40,6 +40,14 @@ final class Daemon: Sendable {
     let metrics = SyncMetrics()
     /// The audit trail's last verification and the EHR's witness of it.
     let auditState = Mutex(AuditState())
+    /// The last backup (``BackupState``), and what wakes the backup service.
+    let backupState = Mutex(BackupState())
+    let backupWakeup = Wakeup()
+    /// Set by `backup restore` and `replica rebuild`: the process ends with ``restartExitCode``.
+    let restartRequested = Mutex(false)
+    /// Since when the state directory's disk has been full (a write failed for lack of space,
+    /// none has succeeded since), for status.
+    let diskFullSince = Mutex<Double?>(nil)
     /// The row sets' last check, for status.
     let integrityState = Mutex<ReplicaIntegrityStatus?>(nil)
     /// Sends the trail to the EHR; nil with `[audit] export = false`.
@@ -112,6 +120,13 @@ final class Daemon: Sendable {
             kek = try source.load()
         } catch {
             throw DaemonStartError(message: error.description, exitCode: 77)
+        }
+        do {
+            if let done = try prepareReplica(config: config, kek: kek, keySource: source.description, logger: logger) {
+                logger.notice("\(done)")
+            }
+        } catch {
+            throw DaemonStartError(message: "cannot prepare the replica: \(error)", exitCode: 74)
         }
         let replica: Replica
         do {
@@ -273,8 +288,10 @@ final class Daemon: Sendable {
             do {
                 try await cycle()
                 failures = 0
+                noteStorage(nil)
             } catch {
                 if Task.isCancelled { break }
+                noteStorage(error)
                 failures += 1
                 logger.warning("sync cycle failed", metadata: ["reason": "\(error)", "failures": "\(failures)"])
                 wait = min(
@@ -445,6 +462,11 @@ final class Daemon: Sendable {
         report.auditTrail = auditTrailStatus()
         report.integrity = integrityState.withLock { $0 }
         report.reencryption = try? replica.reencryptionProgress()
+        report.backup = backupStatus()
+        report.storage = StorageStatus(
+            full: diskFullSince.withLock { $0 } != nil,
+            fullSince: diskFullSince.withLock { $0 }.map { FHIRInstant.format($0) },
+            freeBytes: Self.freeBytes(config.stateDirectory))
         return report
     }
 }

@@ -26,6 +26,10 @@ extension Daemon {
                 service: Background(name: "outline fill") { await self.fillOutlines() },
                 successTerminationBehavior: .ignore))
         services.append(.init(service: Background(name: "re-encryption") { await self.reencrypt() }))
+        // Ends at once without a [backup] dir.
+        services.append(
+            .init(
+                service: Background(name: "backup") { await self.backupLoop() }, successTerminationBehavior: .ignore))
         // The check at start covers counts and the small tables; this one, once, every row.
         services.append(
             .init(

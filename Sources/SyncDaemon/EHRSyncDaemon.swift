@@ -50,5 +50,7 @@ struct EHRSyncDaemon: AsyncParsableCommand {
         }
         await daemon.runForever()
         await daemon.shutdown()
+        // `backup restore` or `replica rebuild`: systemd starts the daemon again, which does it.
+        if daemon.restartRequested.withLock({ $0 }) { throw ExitCode(Daemon.restartExitCode) }
     }
 }

@@ -15,7 +15,7 @@ struct SyncCtl: AsyncParsableCommand {
         subcommands: [
             StatusCommand.self, PauseCommand.self, ResumeCommand.self, SyncNowCommand.self, HeldCommand.self,
             OutboxCommand.self, ConflictsCommand.self, VerifyCommand.self, KeyCommand.self, ConfigCommand.self,
-            UserCommand.self, AuditCommand.self,
+            UserCommand.self, AuditCommand.self, BackupCommand.self, ReplicaCommand.self,
         ])
 
     /// Declared here so `syncctl --socket PATH status` works; subcommands read the same group.

@@ -16,6 +16,8 @@ import Testing
         .userAdd(name: "amartin", displayName: nil, language: nil, password: "pw"),
         .userAdd(name: "accueil", displayName: nil, language: "fr", password: "pw", role: .reception),
         .userSetRole(name: "amartin", role: .reception), .userSetRole(name: "accueil", role: .clinician),
+        .backupNow, .backupRestore(dir: "/mnt/usb/ehr-sync"), .replicaRebuild,
+        .keyRotate(file: "/etc/ehr-sync/new.key", reencrypt: true),
         .userPasswd(name: "amartin", password: "pw2"), .userSetDisabled(name: "amartin", disabled: true),
         .userSetDisabled(name: "amartin", disabled: false), .userList, .userUnlock(name: "amartin"), .auditVerify,
         .auditList(.init()),
@@ -33,7 +35,9 @@ import Testing
 
     @Test func everyNameIsACommand() throws {
         for name in ControlCommand.names {
-            let arguments = ["seq": "1", "name": "amartin", "keep": "local", "file": "/k", "role": "reception"]
+            let arguments = [
+                "seq": "1", "name": "amartin", "keep": "local", "file": "/k", "role": "reception", "dir": "/mnt/usb",
+            ]
             #expect(try ControlCommand(name: name, arguments: arguments).name == name)
         }
     }

@@ -109,7 +109,17 @@ public struct SyncConfiguration: Sendable, Equatable {
         public init() {}
     }
 
+    /// A second copy of what cannot be fetched again from the EHR (``Backup``).
+    public struct Backup: Sendable, Equatable {
+        /// Where (a USB disk, a NAS mount); nil: no backup.
+        public var dir: String?
+        /// Seconds between backups when something changed (a write burst also triggers one).
+        public var interval: Double = 300
+        public init() {}
+    }
+
     public var ehr: EHR
+    public var backup = Backup()
     public var audit = Audit()
     public var sync = Sync()
     public var web = Web()
@@ -154,7 +164,7 @@ public struct SyncConfiguration: Sendable, Equatable {
     public static func parse(_ text: String, file: String) throws(ConfigError) -> SyncConfiguration {
         let root = try TOMLReader(text: text, file: file)
         try root.allowOnly([
-            "ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api", "web", "audit",
+            "ehr", "sync", "replica", "key", "control", "metrics", "replay", "local_api", "web", "audit", "backup",
         ])
 
         let ehrTable = try root.requiredTable("ehr")
@@ -368,6 +378,23 @@ public struct SyncConfiguration: Sendable, Equatable {
                 }
             }
             config.audit = a
+        }
+        if let backup = try root.table("backup") {
+            try backup.allowOnly(["dir", "interval"])
+            var b = Backup()
+            if let dir = try backup.string("dir") {
+                guard dir.hasPrefix("/") else {
+                    throw ConfigError(file: file, key: "[backup] dir", message: "must be an absolute path")
+                }
+                guard dir != config.stateDirectory, !dir.hasPrefix(config.stateDirectory + "/") else {
+                    throw ConfigError(
+                        file: file, key: "[backup] dir",
+                        message: "must be on another disk than the state directory (a USB disk, a NAS mount)")
+                }
+                b.dir = dir
+            }
+            b.interval = try backup.number("interval", in: 10...86_400) ?? b.interval
+            config.backup = b
         }
         if let web = try root.table("web") {
             try web.allowOnly(["enabled", "session_idle_timeout", "session_absolute_timeout"])

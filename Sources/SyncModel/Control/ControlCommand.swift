@@ -17,6 +17,14 @@ public enum ControlCommand: Sendable, Equatable {
     /// with `reencrypt`, a new data key and every row re-sealed with it (a re-key).
     case keyRotate(file: String, reencrypt: Bool = false)
     case keyBackup(replace: Bool)
+    /// Write the backup of what cannot be fetched again (`[backup] dir`) now.
+    case backupNow
+    /// Replace the replica with one made from the backup in `dir` (an absolute path on the
+    /// daemon's machine), at a restart the daemon asks systemd for.
+    case backupRestore(dir: String)
+    /// Make a new replica from the EHR, carrying over what cannot be fetched again from the
+    /// current one; the current file is kept aside. At a restart the daemon asks systemd for.
+    case replicaRebuild
     case outbox(all: Bool)
     case outboxRetry(seq: Int64)
     case conflicts
@@ -71,6 +79,9 @@ public enum ControlCommand: Sendable, Equatable {
         case .verify: "verify"
         case .keyRotate: "key-rotate"
         case .keyBackup: "key-backup"
+        case .backupNow: "backup-now"
+        case .backupRestore: "backup-restore"
+        case .replicaRebuild: "replica-rebuild"
         case .outbox: "outbox"
         case .outboxRetry: "outbox-retry"
         case .conflicts: "conflicts"
@@ -90,7 +101,8 @@ public enum ControlCommand: Sendable, Equatable {
     /// Every command name the daemon knows, for error messages.
     public static let names = [
         "status", "pause", "resume", "sync-now", "held", "held-approve", "held-reject", "verify", "key-rotate",
-        "key-backup", "outbox", "outbox-retry", "conflicts", "conflict-show", "conflict-resolve", "user-add",
+        "key-backup", "backup-now", "backup-restore", "replica-rebuild", "outbox", "outbox-retry", "conflicts",
+        "conflict-show", "conflict-resolve", "user-add",
         "user-role", "user-passwd", "user-disable", "user-enable", "user-list", "user-unlock", "audit-verify",
         "audit-list",
     ]
@@ -104,6 +116,8 @@ public enum ControlCommand: Sendable, Equatable {
         case .decideHeld(_, let rows): ["rows": rows.map { $0.map(String.init).joined(separator: ",") } ?? "all"]
         case .keyRotate(let file, let reencrypt): reencrypt ? ["file": file, "reencrypt": "true"] : ["file": file]
         case .keyBackup(let replace): replace ? ["replace": "true"] : [:]
+        case .backupNow, .replicaRebuild: [:]
+        case .backupRestore(let dir): ["dir": dir]
         case .outbox(let all): all ? ["all": "true"] : [:]
         case .outboxRetry(let seq), .conflictShow(let seq): ["seq": String(seq)]
         case .conflictResolve(let seq, let keep):
@@ -165,6 +179,13 @@ public enum ControlCommand: Sendable, Equatable {
             }
             self = .keyRotate(file: file, reencrypt: flag("reencrypt"))
         case "key-backup": self = .keyBackup(replace: flag("replace"))
+        case "backup-now": self = .backupNow
+        case "backup-restore":
+            guard let dir = nonEmpty("dir"), dir.hasPrefix("/") else {
+                throw ControlRequestError("backup-restore needs the backup's folder as an absolute path")
+            }
+            self = .backupRestore(dir: dir)
+        case "replica-rebuild": self = .replicaRebuild
         case "outbox": self = .outbox(all: flag("all"))
         case "outbox-retry": self = .outboxRetry(seq: try seq())
         case "conflicts": self = .conflicts

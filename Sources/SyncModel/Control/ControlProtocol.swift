@@ -230,6 +230,46 @@ public struct ReplicaIntegrityStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// The disk holding the replica, in `syncctl status`: critical while it is full (the copy is
+/// stopped, local changes are refused with 507, reads that cannot be recorded are refused).
+public struct StorageStatus: Codable, Sendable, Equatable {
+    /// A write failed for lack of space and none has succeeded since.
+    public var full: Bool
+    /// Since when (UTC instant), while full.
+    public var fullSince: String?
+    /// Free bytes on the state directory's file system, when known.
+    public var freeBytes: Int64?
+
+    public init(full: Bool, fullSince: String?, freeBytes: Int64?) {
+        self.full = full
+        self.fullSince = fullSince
+        self.freeBytes = freeBytes
+    }
+}
+
+/// The backup of what cannot be fetched again (`[backup] dir`), in `syncctl status`: a
+/// warning when the last one failed or is old.
+public struct BackupStatus: Codable, Sendable, Equatable {
+    public var dir: String
+    /// When the last backup was written (UTC instant); nil before the first.
+    public var lastAt: String?
+    public var lastError: String?
+    /// Local changes it holds.
+    public var outboxEntries: Int
+    /// Older than four intervals while the daemon runs.
+    public var stale: Bool
+
+    public init(dir: String, lastAt: String?, lastError: String?, outboxEntries: Int, stale: Bool) {
+        self.dir = dir
+        self.lastAt = lastAt
+        self.lastError = lastError
+        self.outboxEntries = outboxEntries
+        self.stale = stale
+    }
+
+    public var healthy: Bool { lastError == nil && !stale }
+}
+
 /// A re-key's background re-sealing (`syncctl key rotate --reencrypt`), in status while it runs.
 public struct ReencryptionStatus: Codable, Sendable, Equatable {
     /// Rows visited in this pass, of all rows with sealed values.
@@ -286,6 +326,10 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var integrity: ReplicaIntegrityStatus?
     /// A re-key's progress while it re-seals rows; nil otherwise.
     public var reencryption: ReencryptionStatus?
+    /// The state directory's disk (``StorageStatus``); nil from daemons before this field.
+    public var storage: StorageStatus?
+    /// The backup (``BackupStatus``); nil when none is configured.
+    public var backup: BackupStatus?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -327,7 +371,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
-        case accessAlerts, localAPICertificate, auditTrail, integrity, reencryption
+        case accessAlerts, localAPICertificate, auditTrail, integrity, reencryption, storage, backup
     }
 
     public init(from decoder: any Decoder) throws {
@@ -355,6 +399,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
         auditTrail = try c.decodeIfPresent(AuditTrailStatus.self, forKey: .auditTrail)
         integrity = try c.decodeIfPresent(ReplicaIntegrityStatus.self, forKey: .integrity)
         reencryption = try c.decodeIfPresent(ReencryptionStatus.self, forKey: .reencryption)
+        storage = try c.decodeIfPresent(StorageStatus.self, forKey: .storage)
+        backup = try c.decodeIfPresent(BackupStatus.self, forKey: .backup)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -384,17 +430,19 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(auditTrail, forKey: .auditTrail)
         try c.encode(integrity, forKey: .integrity)
         try c.encode(reencryption, forKey: .reencryption)
+        try c.encode(storage, forKey: .storage)
+        try c.encode(backup, forKey: .backup)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
     public var exitCode: Int32 {
-        if auditTrail?.intact == false || integrity?.intact == false { return 2 }
+        if auditTrail?.intact == false || integrity?.intact == false || storage?.full == true { return 2 }
         switch state {
         case "outage": return 2
         case "degraded", "recovering", "initial-sync", "starting", "paused": return 1
         default:
             return heldChanges > 0 || rejectedResources > 0 || outboxParked > 0 || conflicts > 0
-                || !accessAlerts.isEmpty ? 1 : 0
+                || !accessAlerts.isEmpty || backup?.healthy == false ? 1 : 0
         }
     }
 }

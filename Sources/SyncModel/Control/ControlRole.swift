@@ -71,7 +71,8 @@ extension ControlCommand {
     public var requiredRole: ControlRole {
         switch self {
         case .status, .syncNow, .outbox, .conflicts: .staff
-        case .pause, .resume, .held, .decideHeld, .verify, .keyRotate, .keyBackup, .outboxRetry, .conflictShow,
+        case .pause, .resume, .held, .decideHeld, .verify, .keyRotate, .keyBackup, .backupNow, .backupRestore,
+            .replicaRebuild, .outboxRetry, .conflictShow,
             .conflictResolve, .userAdd, .userSetRole, .userPasswd, .userSetDisabled, .userList, .userUnlock,
             .auditVerify, .auditList:
             .admin

@@ -52,6 +52,23 @@ extension StatusReport {
         if let trail = auditTrail, !trail.intact {
             lines.append(("Audit trail", "BROKEN: \(trail.problem ?? "see syncctl audit verify")"))
         }
+        if let storage, storage.full {
+            let free = storage.freeBytes.map { " (\($0 / 1_048_576) MB free)" } ?? ""
+            let since = storage.fullSince.map { " since \(Self.human($0))" } ?? ""
+            lines.append(
+                (
+                    "Disk",
+                    "FULL\(since)\(free): the copy is stopped and local changes are refused until space is freed; "
+                        + "everything resumes by itself"
+                ))
+        }
+        if let backup {
+            let when = backup.lastAt.map { Self.human($0) } ?? "not yet"
+            var text = "\(when) to \(backup.dir) (\(backup.outboxEntries) local change(s))"
+            if let error = backup.lastError { text = "FAILED (\(error)); last good: " + text }
+            if backup.stale { text += "; OLD: check the backup disk" }
+            lines.append(("Backup", text))
+        }
         if let integrity, !integrity.intact {
             lines.append(("Integrity", "BROKEN: " + integrity.problems.joined(separator: "; ") + " (syncctl verify)"))
         }

@@ -13,6 +13,8 @@ public enum ReplicaError: Error, Equatable, CustomStringConvertible {
     case database(String)
     /// The operation cannot start now; the text says why and what to do.
     case refused(String)
+    /// The disk holding the replica is full: the write was rolled back whole.
+    case diskFull
 
     public var description: String {
         switch self {
@@ -31,6 +33,9 @@ public enum ReplicaError: Error, Equatable, CustomStringConvertible {
             "replica database error: \(message)"
         case .refused(let reason):
             reason
+        case .diskFull:
+            "the disk holding the replica is full: nothing was written. Free space on it; ehr-syncd goes on by "
+                + "itself once there is room"
         }
     }
 }

@@ -262,7 +262,7 @@ struct Routes: Sendable {
                 }
             } catch {
                 logger.error("local read failed", metadata: ["type": "\(type)", "reason": "\(error)"])
-                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+                return failure(error, "the local copy could not be read")
             }
         }
         fhir.get("{type}") { request, context in
@@ -302,7 +302,7 @@ struct Routes: Sendable {
                 return respond(.ok, body: bundle)
             } catch {
                 logger.error("local search failed", metadata: ["type": "\(type)", "reason": "\(error)"])
-                return outcome(.internalServerError, "exception", "the local copy could not be searched: \(error)")
+                return failure(error, "the local copy could not be searched")
             }
         }
         // Registered under {type}: a literal "Patient" segment would shadow GET /fhir/{type}.
@@ -325,7 +325,7 @@ struct Routes: Sendable {
                 return respond(.ok, body: bundle)
             } catch {
                 logger.error("local $everything failed", metadata: ["reason": "\(error)"])
-                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+                return failure(error, "the local copy could not be read")
             }
         }
         fhir.get("{type}/{id}/_history/{vid}") { _, context in
@@ -345,7 +345,7 @@ struct Routes: Sendable {
                 return outcome(
                     .notFound, "not-found", "the local copy keeps only the current version of each record")
             } catch {
-                return outcome(.internalServerError, "exception", "the local copy could not be read: \(error)")
+                return failure(error, "the local copy could not be read")
             }
         }
         fhir.post("{type}") { request, context in
@@ -413,9 +413,20 @@ struct Routes: Sendable {
             case .noSuchEntry, .wrongState: return outcome(.conflict, "conflict", error.description)
             case .replica(let inner):
                 logger.error("local write failed", metadata: ["type": "\(type)", "reason": "\(inner)"])
-                return outcome(.internalServerError, "exception", "the change was not saved: \(inner)")
+                return failure(inner, "the change was not saved")
             }
         }
+    }
+
+    /// 507 Insufficient Storage when the disk is full (nothing was saved, or the access could
+    /// not be recorded so nothing is shown), 500 otherwise; an OperationOutcome either way.
+    func failure(_ error: any Error, _ what: String) -> Response {
+        if case .diskFull? = error as? ReplicaError {
+            return outcome(
+                HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "exception",
+                "\(what): the practice's disk is full. Nothing was saved or shown; try again once space is freed")
+        }
+        return outcome(.internalServerError, "exception", "\(what): \(error)")
     }
 
     func baseURL(_ request: Request) -> String {

@@ -70,7 +70,7 @@ extension OutboxStore {
         } catch let error as ReplicaError {
             throw .replica(error)
         } catch {
-            throw .replica(.database(String(describing: error)))
+            throw .replica(ReplicaError.from(error))
         }
     }
 }

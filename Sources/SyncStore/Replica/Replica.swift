@@ -68,6 +68,15 @@ public final class Replica: Sendable {
     public static func open(
         directory: String, kek: KeyEncryptionKey, keySource: String, sizeLimit: Int = 64 << 20
     ) throws(ReplicaError) -> Replica {
+        try open(directory: directory, kek: kek, keySource: keySource, sizeLimit: sizeLimit, identity: nil)
+    }
+
+    /// ``open(directory:kek:keySource:sizeLimit:)``; a new replica takes `identity` when given
+    /// (``restore(backup:directory:kek:keySource:)``).
+    static func open(
+        directory: String, kek: KeyEncryptionKey, keySource: String, sizeLimit: Int = 64 << 20,
+        identity: ReplicaSchema.Identity?
+    ) throws(ReplicaError) -> Replica {
         try ensureDirectory(directory)
         let path = directory + "/" + fileName
         var config = Configuration()
@@ -85,7 +94,7 @@ public final class Replica: Sendable {
         do {
             pool = try DatabasePool(path: path, configuration: config)
         } catch {
-            throw .database(String(describing: error))
+            throw ReplicaError.from(error)
         }
         do {
             // Check the key before anything writes: a wrong KEK leaves the file untouched.
@@ -108,7 +117,8 @@ public final class Replica: Sendable {
                 integrityKey.set(ring.integrity)
             }
             try refuseForeignTriggers(pool: pool, path: path)
-            try ReplicaSchema.migrator(kek: kek, integrityKey: integrityKey).migrate(pool)
+            try ReplicaSchema.migrator(kek: kek, integrityKey: integrityKey, identity: existing == nil ? identity : nil)
+                .migrate(pool)
             let (wrapped, rid, resealing) = try pool.read { db in
                 (
                     try Data.fetchOne(db, sql: "SELECT wrapped_dek FROM keyring WHERE id = 1")!,
@@ -130,7 +140,7 @@ public final class Replica: Sendable {
         } catch let error as ReplicaError {
             throw error
         } catch {
-            throw .database(String(describing: error))
+            throw ReplicaError.from(error)
         }
     }
 

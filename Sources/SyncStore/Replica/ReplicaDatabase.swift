@@ -46,7 +46,7 @@ final class ReplicaDatabase: Sendable {
         } catch let error as ReplicaError {
             throw error
         } catch {
-            throw .database(String(describing: error))
+            throw ReplicaError.from(error)
         }
     }
 
@@ -61,7 +61,7 @@ final class ReplicaDatabase: Sendable {
         } catch let error as ReplicaError {
             throw error
         } catch {
-            throw .database(String(describing: error))
+            throw ReplicaError.from(error)
         }
     }
 
@@ -85,7 +85,7 @@ final class ReplicaDatabase: Sendable {
         } catch let error as ReplicaError {
             throw error
         } catch {
-            throw .database(String(describing: error))
+            throw ReplicaError.from(error)
         }
     }
 }

@@ -9,9 +9,20 @@ import SyncModel
 /// Everything that identifies a person or a record is sealed (bodies, sync state) or
 /// blinded (ids and patient references, HMAC-SHA256 under a key derived from the DEK).
 enum ReplicaSchema {
+    /// A replica made from a backup keeps the backup's identity and key slots (so the carried
+    /// rows open), instead of a new random data key.
+    struct Identity {
+        var replicaID: Data
+        var wrappedDEK: Data
+        var recoveryDEK: Data?
+        var integrity: SymmetricKey
+    }
+
     /// `integrityKey` holds the row-set key once the data key is known: set by ``Replica/open``
     /// before migrating an existing replica, and by the first migration for a new one.
-    static func migrator(kek: KeyEncryptionKey, integrityKey: RowSet.KeyBox) -> DatabaseMigrator {
+    static func migrator(kek: KeyEncryptionKey, integrityKey: RowSet.KeyBox, identity: Identity? = nil)
+        -> DatabaseMigrator
+    {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-replica") { db in
             try db.execute(
@@ -55,10 +66,18 @@ enum ReplicaSchema {
                         value BLOB NOT NULL
                     );
                     """)
-            let replicaID = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) })
-            let dek = SymmetricKey(size: .bits256)
-            let wrapped = try KeyRing.wrap(dataKey: dek, with: kek, replicaID: replicaID)
-            integrityKey.set(KeyRing(dataKey: dek, replicaID: replicaID).integrity)
+            let replicaID: Data
+            let wrapped: Data
+            if let identity {
+                replicaID = identity.replicaID
+                wrapped = identity.wrappedDEK
+                integrityKey.set(identity.integrity)
+            } else {
+                replicaID = Data(SymmetricKey(size: .bits128).withUnsafeBytes { Data($0) })
+                let dek = SymmetricKey(size: .bits256)
+                wrapped = try KeyRing.wrap(dataKey: dek, with: kek, replicaID: replicaID)
+                integrityKey.set(KeyRing(dataKey: dek, replicaID: replicaID).integrity)
+            }
             try db.execute(
                 sql: "INSERT INTO replica_meta (name, value) VALUES ('replica_id', ?)", arguments: [replicaID])
             try db.execute(
@@ -83,6 +102,9 @@ enum ReplicaSchema {
                     ALTER TABLE held_change ADD COLUMN decided_at TEXT;
                     ALTER TABLE keyring ADD COLUMN recovery_dek BLOB;
                     """)
+            if let recovery = identity?.recoveryDEK {
+                try db.execute(sql: "UPDATE keyring SET recovery_dek = ? WHERE id = 1", arguments: [recovery])
+            }
         }
         migrator.registerMigration("v4-outbox") { db in
             try db.execute(

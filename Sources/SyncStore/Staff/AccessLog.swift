@@ -50,7 +50,7 @@ public final class AccessLog: Sendable {
         } catch let error as ReplicaError {
             throw error
         } catch {
-            throw .database(String(describing: error))
+            throw ReplicaError.from(error)
         }
         guard !distinct.isEmpty else { return }
         let alert = monitor.withLock { monitor in
