@@ -4,7 +4,7 @@ CONFIG       ?= debug
 BENCH_FLAGS  := -c release --scratch-path .build-release
 SOURCES      := Sources Tests Benchmarks Package.swift
 
-.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall torture
+.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall torture fuzz
 
 help:
 	@echo "make demo          start a test EHR with a synthetic practice and mirror it (quick start)"
@@ -13,6 +13,7 @@ help:
 	@echo "make format        swift format in place"
 	@echo "make bench         run every benchmark; make bench-<name> runs one"
 	@echo "make torture       SIGKILL the daemon in every phase (TORTURE_KILLS=210, TORTURE_SEED=N)"
+	@echo "make fuzz          libFuzzer on every decoder of untrusted input (FUZZ_SECONDS=60 per target)"
 	@echo "make venv          install the pinned test FHIR server into .build-venv/"
 	@echo "make install       build release binaries and install the service (root; DESTDIR=DIR: into a system tree)"
 	@echo "make uninstall     remove the service; keeps replica, config, key, user (PURGE=1 deletes them too)"
@@ -67,6 +68,10 @@ torture: venv
 	EHR_SYNC_TORTURE_KILLS=$(TORTURE_KILLS) $(if $(TORTURE_SEED),EHR_SYNC_TORTURE_SEED=$(TORTURE_SEED)) \
 		$(SWIFT) test --skip-build --disable-xctest --no-parallel --filter TortureTests
 
+# Coverage-guided fuzzing of the decoders of untrusted input. Options: FUZZ_SECONDS=60 FUZZ_TARGETS="json config"
+fuzz:
+	scripts/fuzz.sh
+
 # Installs the service (as root). INSTALL_ARGS=--no-build installs binaries built earlier.
 install:
 	scripts/install.sh $(if $(DESTDIR),--root $(DESTDIR)) $(INSTALL_ARGS)
@@ -75,4 +80,4 @@ uninstall:
 	scripts/uninstall.sh $(if $(DESTDIR),--root $(DESTDIR)) $(if $(PURGE),--purge)
 
 clean:
-	rm -rf .build .build-release .build-install .build-venv .build-bench
+	rm -rf .build .build-release .build-install .build-venv .build-bench .build-fuzz

@@ -159,3 +159,12 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// `make fuzz` only: the libFuzzer target over the decoders of untrusted input (Tests/Fuzz),
+// built with -sanitize=fuzzer into its own scratch path.
+if Context.environment["EHR_SYNC_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "Fuzz", dependencies: ["SyncModel"], path: "Tests/Fuzz", exclude: ["corpus"],
+            swiftSettings: strict + [.unsafeFlags(["-parse-as-library"])]))
+}

@@ -79,6 +79,20 @@ import Testing
         #expect(error?.description == message)
     }
 
+    /// Table names that toml++ asserted on instead of reporting (found by `make fuzz`): a clear
+    /// error, never a crash; multi-line strings are not mistaken for headers.
+    @Test(arguments: ["[ ~ ]\nx = 1", "[ehr]\nbase_url = \"https://e/fhir\"\n[[é]]", "\t[~hr]\nbase_url = \"x\""])
+    func aBadTableNameIsAnErrorNotACrash(text: String) {
+        let error = #expect(throws: ConfigError.self) { try SyncConfiguration.parse(text, file: "f.toml") }
+        #expect(error?.description.contains("a table name must start with a letter") == true, "\(String(describing: error))")
+    }
+
+    @Test func aBracketInsideAMultiLineStringIsNotAHeader() {
+        let text = "[ehr]\nbase_url = \"https://e/fhir\"\nnote = \"\"\"\n[ ~ not a header\n\"\"\"\n"
+        let error = #expect(throws: ConfigError.self) { try SyncConfiguration.parse(text, file: "f.toml") }
+        #expect(error?.description.contains("a table name must start") == false, "\(String(describing: error))")
+    }
+
     @Test func syntaxErrorsGiveThePosition() {
         let error = #expect(throws: ConfigError.self) { try SyncConfiguration.parse("[ehr\nbase_url=", file: "f.toml") }
         #expect(error?.description.hasPrefix("f.toml: not valid TOML at line 1") == true)

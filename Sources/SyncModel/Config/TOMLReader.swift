@@ -9,6 +9,9 @@ struct TOMLReader {
     let path: String
 
     init(text: String, file: String) throws(ConfigError) {
+        if let problem = Self.badTableHeader(text) {
+            throw ConfigError(file: file, key: nil, message: "not valid TOML at line \(problem.line): \(problem.message)")
+        }
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
@@ -22,6 +25,35 @@ struct TOMLReader {
         }
         self.file = file
         self.path = ""
+    }
+
+    /// A table header whose name starts with a character TOML does not allow there (`[ ~ ]`,
+    /// `[[é]]`): toml++ (under TOMLKit) asserts on it instead of reporting it (found by
+    /// `make fuzz`), so it is refused here first. Lines inside multi-line strings are skipped.
+    static func badTableHeader(_ text: String) -> (line: Int, message: String)? {
+        var inString: String?
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let trimmed = line.drop { $0 == " " || $0 == "\t" }
+            if inString == nil, trimmed.first == "[" {
+                let name = trimmed.dropFirst(trimmed.hasPrefix("[[") ? 2 : 1).drop { $0 == " " || $0 == "\t" }
+                let allowed = name.first.map { c in
+                    c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-" || c == "\"" || c == "'")
+                }
+                if allowed != true {
+                    return (
+                        index + 1,
+                        "a table name must start with a letter, a digit, '_', '-' or a quote (a typo in a [section] line?)"
+                    )
+                }
+            }
+            // Multi-line strings: an odd number of delimiters on a line opens or closes one.
+            for delimiter in [String(repeating: "\"", count: 3), "'''"] where inString == nil || inString == delimiter {
+                if line.components(separatedBy: delimiter).count % 2 == 0 {
+                    inString = inString == nil ? delimiter : nil
+                }
+            }
+        }
+        return nil
     }
 
     private init(table: TOMLTable, file: String, path: String) {
