@@ -84,7 +84,9 @@ import Testing
     @Test(arguments: ["[ ~ ]\nx = 1", "[ehr]\nbase_url = \"https://e/fhir\"\n[[é]]", "\t[~hr]\nbase_url = \"x\""])
     func aBadTableNameIsAnErrorNotACrash(text: String) {
         let error = #expect(throws: ConfigError.self) { try SyncConfiguration.parse(text, file: "f.toml") }
-        #expect(error?.description.contains("a table name must start with a letter") == true, "\(String(describing: error))")
+        #expect(
+            error?.description.contains("a table name must start with a letter") == true, "\(String(describing: error))"
+        )
     }
 
     @Test func aBracketInsideAMultiLineStringIsNotAHeader() {

@@ -117,6 +117,22 @@ final class ProxyServerHandler: ChannelInboundHandler {
                 retryAfter: retryAfter,
                 diagnostics: "FaultProxy: injected HTTP \(code)"
             )
+        case .respond(let status, let contentType, let data):
+            var headers = HTTPHeaders()
+            headers.add(name: "content-type", value: contentType)
+            headers.add(name: "content-length", value: String(data.count))
+            let keepAlive = head.isKeepAlive
+            applyConnectionHeader(&headers, request: head, keepAlive: keepAlive)
+            let response = HTTPResponseHead(
+                version: head.version, status: HTTPResponseStatus(statusCode: status), headers: headers)
+            let body = context.channel.allocator.buffer(bytes: data)
+            writeResponse(
+                context: context, head: response, body: head.method == .HEAD ? nil : body, keepAlive: keepAlive
+            ) {
+                $0.status = status
+                $0.bodyBytesSent = data.count
+                $0.outcome = .responded
+            }
         case .latency(let milliseconds):
             context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(milliseconds))) {
                 guard self.isActive else { return }

@@ -23,6 +23,7 @@
 //   client channel's event loop, so the handlers need no locks. Shared state (modes, log,
 //   registry of open channels, listener) lives in a `Mutex` in this class.
 
+public import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -54,6 +55,9 @@ public enum FaultMode: Sendable, Equatable, CustomStringConvertible {
     /// Read the request and never answer; the connection stays open until the client gives
     /// up or the proxy is stopped.
     case hang
+    /// Answer directly with this status and body (a misbehaving server: a looping Bundle, an
+    /// OperationOutcome where a Bundle belongs, hostile resources); the upstream is not contacted.
+    case respond(status: Int, contentType: String, body: Data)
 
     public var description: String {
         switch self {
@@ -65,6 +69,7 @@ public enum FaultMode: Sendable, Equatable, CustomStringConvertible {
         case .resetMidBody(let n): "resetMidBody(afterBytes: \(n))"
         case .truncatedBody(let n): "truncatedBody(afterBytes: \(n))"
         case .hang: "hang"
+        case .respond(let status, _, let body): "respond(\(status), \(body.count) bytes)"
         }
     }
 }

@@ -35,6 +35,7 @@ struct IncrementalSync: PullEngine {
             : types.map { ($0, "\($0)?_lastUpdated=ge\(since)&_sort=_lastUpdated&_count=\(settings.pageSize)") }
         for (route, first) in urls {
             var url: String? = first
+            var walk = PageWalk(first: first)
             while let current = url {
                 let (response, page) = try await context.fetchPage(current, route: route)
                 if cycleStart == nil {
@@ -57,7 +58,8 @@ struct IncrementalSync: PullEngine {
                     changes.record(
                         "\(p.envelope.resourceType)/\(p.envelope.id)", version: p.envelope.versionId, .upsert(p))
                 }
-                url = page.next.map { Self.keepSince($0, since: since, isHistory: capabilities.systemHistory) }
+                url = try walk.next(
+                    after: page.next.map { Self.keepSince($0, since: since, isHistory: capabilities.systemHistory) })
             }
         }
 
@@ -155,6 +157,7 @@ struct IncrementalSync: PullEngine {
             var ids = Set<String>()
             var older: [String] = []
             var url: String? = "\(type)?_elements=id&_sort=_id&_count=\(max(settings.pageSize, 1000))"
+            var walk = PageWalk(first: url!)
             while let current = url {
                 let (_, page) = try await context.fetchPage(current, route: type)
                 for entry in page.entries {
@@ -169,7 +172,7 @@ struct IncrementalSync: PullEngine {
                         older.append(env.id)
                     }
                 }
-                url = page.next
+                url = try walk.next(after: page.next)
             }
             for id in older {
                 let response = try await client.get("\(type)/\(id)")

@@ -58,8 +58,24 @@ struct InitialSync: PullEngine {
             let total = try replica.syncState.value(State.initialTotal(type)).flatMap { Int($0) }
             context.publish { $0.setDone(type, done: (try? replica.records.count(type: type)) ?? 0, total: total) }
         }
+        // A type whose pages the EHR cannot serve (a looping or endless listing, a page that
+        // is not a Bundle) is skipped for this cycle with the reason; the others go on. The
+        // copy is complete only once every type is.
+        var failed: [String] = []
         for type in types {
-            try await searchType(type)
+            do {
+                try await searchType(type)
+            } catch let error as PageWalk.Stop {
+                logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(error)"])
+                failed.append("\(type): \(error)")
+            } catch RemoteError.badResponse(let route, let reason) {
+                logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(reason)"])
+                failed.append("\(route): \(reason)")
+            }
+        }
+        if !failed.isEmpty {
+            throw RemoteError.badResponse(
+                route: "search", reason: "the first copy is partial: " + failed.joined(separator: "; "))
         }
         guard let startedAt = try replica.syncState.value(State.initialStartedAt) else {
             throw RemoteError.badResponse(
@@ -75,6 +91,7 @@ struct InitialSync: PullEngine {
         var next = try replica.syncState.value(key)
         if next == "done" { return }
         var url = next ?? "\(type)?_sort=_id&_count=\(settings.pageSize)"
+        var walk = PageWalk(first: url)
         var pages = 0
         while true {
             let (response, page) = try await context.fetchPage(url, route: type)
@@ -102,8 +119,8 @@ struct InitialSync: PullEngine {
                     "initial sync progress",
                     metadata: ["type": "\(type)", "done": "\(done)", "total": "\(page.total.map(String.init) ?? "?")"])
             }
-            guard let next else { break }
-            url = next
+            guard let following = try walk.next(after: next) else { break }
+            url = following
         }
         let count = try replica.records.count(type: type)
         logger.info("type mirrored", metadata: ["type": "\(type)", "resources": "\(count)", "pages": "\(pages)"])

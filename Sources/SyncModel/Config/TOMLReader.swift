@@ -10,7 +10,8 @@ struct TOMLReader {
 
     init(text: String, file: String) throws(ConfigError) {
         if let problem = Self.badTableHeader(text) {
-            throw ConfigError(file: file, key: nil, message: "not valid TOML at line \(problem.line): \(problem.message)")
+            throw ConfigError(
+                file: file, key: nil, message: "not valid TOML at line \(problem.line): \(problem.message)")
         }
         do {
             table = try TOMLTable(string: text)

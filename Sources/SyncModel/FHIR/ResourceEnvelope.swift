@@ -30,6 +30,8 @@ public struct ResourceEnvelope: Sendable, Equatable {
     ///   `resourceType` or `id`, or exceed `sizeLimit`. Messages carry no content.
     public static func parse(_ bytes: Data, sizeLimit: Int = 64 << 20) throws(ResourceError) -> ResourceEnvelope {
         guard bytes.count <= sizeLimit else { throw .tooLarge(bytes: bytes.count, limit: sizeLimit) }
+        // FHIR JSON is UTF-8: a resource that is not is refused here, never stored or served.
+        guard String(validating: bytes, as: UTF8.self) != nil else { throw .notUTF8 }
         let fields: Fields
         do {
             fields = try bytes.withUnsafeBytes { raw in Result { () throws(JSONSlicer.Error) in try Fields(raw) } }
@@ -95,6 +97,7 @@ public struct ResourceEnvelope: Sendable, Equatable {
 /// Why a resource from the server was refused. No case carries resource content.
 public enum ResourceError: Error, Equatable, CustomStringConvertible {
     case notJSON
+    case notUTF8
     case missingResourceType
     case missingID(resourceType: String)
     case invalidID(resourceType: String)
@@ -104,6 +107,7 @@ public enum ResourceError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .notJSON: "not a JSON object"
+        case .notUTF8: "not valid UTF-8"
         case .missingResourceType: "no valid resourceType"
         case .missingID(let type): "\(type) without an id"
         case .invalidID(let type): "\(type) with an id that is not a FHIR id"
