@@ -9,7 +9,7 @@ struct TOMLReader {
     let path: String
 
     init(text: String, file: String) throws(ConfigError) {
-        if let problem = Self.badTableHeader(text) {
+        if let problem = Self.badTableHeader(text) ?? Self.unbalancedBrackets(text) {
             throw ConfigError(
                 file: file, key: nil, message: "not valid TOML at line \(problem.line): \(problem.message)")
         }
@@ -30,29 +30,93 @@ struct TOMLReader {
 
     /// A table header whose name starts with a character TOML does not allow there (`[ ~ ]`,
     /// `[[é]]`): toml++ (under TOMLKit) asserts on it instead of reporting it (found by
-    /// `make fuzz`), so it is refused here first. Lines inside multi-line strings are skipped.
+    /// `make fuzz`), so it is refused here first. Every line is checked, those of multi-line
+    /// strings too (no ehr-sync setting holds one; telling them apart needs the whole TOML
+    /// grammar, comments included, which is the parser's job).
     static func badTableHeader(_ text: String) -> (line: Int, message: String)? {
-        var inString: String?
-        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let trimmed = line.drop { $0 == " " || $0 == "\t" }
-            if inString == nil, trimmed.first == "[" {
-                let name = trimmed.dropFirst(trimmed.hasPrefix("[[") ? 2 : 1).drop { $0 == " " || $0 == "\t" }
-                let allowed = name.first.map { c in
-                    c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "-" || c == "\"" || c == "'")
-                }
-                if allowed != true {
+        // A byte-order mark before the first line is not part of it (toml++ skips it too).
+        var utf8 = Array(text.utf8)
+        if utf8.starts(with: [0xEF, 0xBB, 0xBF]) { utf8.removeFirst(3) }
+        // Bytes, not Characters: a combining mark after `[` would join it into one grapheme,
+        // and "\r\n" is one Character.
+        for (index, bytes) in utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+            .enumerated()
+        {
+            var i = 0
+            while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
+            if i < bytes.count, bytes[i] == 0x5B {
+                i += 1
+                if i < bytes.count, bytes[i] == 0x5B { i += 1 }
+                while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x09 { i += 1 }
+                let allowed =
+                    i < bytes.count
+                    && {
+                        let c = bytes[i]
+                        return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                            || c == 0x5F || c == 0x2D || c == 0x22 || c == 0x27
+                    }()
+                if !allowed {
                     return (
                         index + 1,
                         "a table name must start with a letter, a digit, '_', '-' or a quote (a typo in a [section] line?)"
                     )
                 }
             }
-            // Multi-line strings: an odd number of delimiters on a line opens or closes one.
-            for delimiter in [String(repeating: "\"", count: 3), "'''"] where inString == nil || inString == delimiter {
-                if line.components(separatedBy: delimiter).count % 2 == 0 {
-                    inString = inString == nil ? delimiter : nil
+        }
+        return nil
+    }
+
+    /// Brackets and braces that close nothing or the wrong one (`x = [[1}`), or never close,
+    /// outside strings and comments: toml++ asserts on some of these too (found by `make
+    /// fuzz`, in release builds as well), so they are refused here first.
+    static func unbalancedBrackets(_ text: String) -> (line: Int, message: String)? {
+        let bytes = Array(text.utf8)
+        var open: [(byte: UInt8, line: Int)] = []
+        var line = 1
+        var i = 0
+        func at(_ k: Int) -> UInt8? { k < bytes.count ? bytes[k] : nil }
+        while i < bytes.count {
+            let b = bytes[i]
+            switch b {
+            case 0x0A:
+                line += 1
+                i += 1
+            case 0x23:  // # comment to the end of the line
+                while i < bytes.count, bytes[i] != 0x0A { i += 1 }
+            case 0x22, 0x27:  // " or '
+                let multi = at(i + 1) == b && at(i + 2) == b
+                i += multi ? 3 : 1
+                while i < bytes.count {
+                    if b == 0x22, bytes[i] == 0x5C {  // an escape in a basic string
+                        i += 2
+                        continue
+                    }
+                    if bytes[i] == 0x0A {
+                        if !multi { break }
+                        line += 1
+                    }
+                    if bytes[i] == b, !multi || (at(i + 1) == b && at(i + 2) == b) {
+                        i += multi ? 3 : 1
+                        // A closing """ may be followed by up to two more quotes of the content.
+                        while multi, i < bytes.count, bytes[i] == b { i += 1 }
+                        break
+                    }
+                    i += 1
                 }
+            case 0x5B, 0x7B:
+                open.append((b, line))
+                i += 1
+            case 0x5D, 0x7D:
+                guard let last = open.popLast(), last.byte == (b == 0x5D ? 0x5B : 0x7B) else {
+                    return (line, "a '\(b == 0x5D ? "]" : "}")' that closes nothing, or the wrong bracket")
+                }
+                i += 1
+            default:
+                i += 1
             }
+        }
+        if let unclosed = open.last {
+            return (unclosed.line, "a '\(unclosed.byte == 0x5B ? "[" : "{")' that is never closed")
         }
         return nil
     }
