@@ -193,11 +193,7 @@ extension AttackTests {
 
         // Emptied: every line and the head deleted.
         #expect(fixture.stop() == 0)
-        let shell = try #require(
-            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
-        let replicaFile = fixture.stateDir + "/" + Replica.fileName
-        let emptied = try run(
-            shell, [replicaFile, "DELETE FROM audit_log; DELETE FROM replica_meta WHERE name = 'audit_head';"])
+        let emptied = try fixture.sqlite("DELETE FROM audit_log; DELETE FROM replica_meta WHERE name = 'audit_head';")
         #expect(emptied.status == 0, "\(emptied.output)")
         try fixture.start()
         #expect(DaemonFixture.waitUntil(timeout: 60) { ((try? fixture.status()) ?? nil) != nil })
@@ -219,10 +215,7 @@ extension AttackTests {
         let rig = try await Rig.start()
         defer { rig.stop() }
         let fixture = rig.fixture
-        let shell = try #require(
-            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
-        let replicaFile = fixture.stateDir + "/" + Replica.fileName
-        func sql(_ text: String) throws -> (status: Int32, output: String) { try run(shell, [replicaFile, text]) }
+        func sql(_ text: String) throws -> (status: Int32, output: String) { try fixture.sqlite(text) }
 
         // An account, as it is while enabled; then disabled.
         #expect(try fixture.ctl(["user", "add", "drb"], input: "correct horse battery staple\n").status == 0)
@@ -329,9 +322,6 @@ extension AttackTests {
         let rig = try await Rig.start()
         defer { rig.stop() }
         let fixture = rig.fixture
-        let shell = try #require(
-            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
-        let replicaFile = fixture.stateDir + "/" + Replica.fileName
         let line = try #require(try TestData.lines("small", type: "Patient").first)
         let id = try #require((try JSONSerialization.jsonObject(with: line) as? [String: Any])?["id"] as? String)
         let record = try await rig.api.read("Patient", id)
@@ -340,7 +330,7 @@ extension AttackTests {
         // What the thief holds: the key and a copy of the file.
         let leakedKey = try KeySource.file(path: fixture.dir.file("replica.key")).load()
         let stolen = fixture.dir.file("stolen.sqlite")
-        #expect(try run(shell, [replicaFile, ".backup '\(stolen)'"]).status == 0)
+        #expect(try fixture.sqlite(".backup '\(stolen)'").status == 0)
 
         let newKeyFile = fixture.dir.file("new.key")
         #expect(try fixture.syncctl(["key", "generate", newKeyFile]).status == 0)
@@ -371,7 +361,7 @@ extension AttackTests {
         let transplanted = fixture.dir.file("transplanted")
         try FileManager.default.copyItem(atPath: fixture.stateDir, toPath: transplanted)
         let slot = try run(
-            shell,
+            "/usr/bin/sqlite3",
             [
                 transplanted + "/" + Replica.fileName,
                 "ATTACH '\(stolen)' AS old; UPDATE keyring SET wrapped_dek = (SELECT wrapped_dek FROM old.keyring);",

@@ -23,17 +23,6 @@ import Testing
         ]
     }
 
-    static func status(_ fixture: DaemonFixture, timeout: Double = 120, _ condition: (StatusReport) -> Bool)
-        -> StatusReport?
-    {
-        var last: StatusReport?
-        let met = DaemonFixture.waitUntil(timeout: timeout, interval: 0.1) {
-            last = (try? fixture.status()) ?? nil
-            return last.map(condition) ?? false
-        }
-        return met ? last : nil
-    }
-
     /// Waits for the daemon to exit by itself (a restart it asked for) and starts it again, as
     /// systemd would.
     static func restartAsSystemdWould(_ fixture: DaemonFixture) throws {
@@ -54,7 +43,7 @@ import Testing
             localAPIAuthor: "dr.backup")
         #expect(try first.runOnce() == 0)
         try first.start()
-        _ = Self.status(first) { $0.state == "online" }
+        _ = first.waitForStatus { $0.state == "online" }
         // The EHR goes quiet for the day: changes queue up; an account is made.
         #expect(try first.ctl(["pause"]).status == 0)
         #expect(try first.ctl(["user", "add", "drb"], input: "correct horse battery staple\n").status == 0)
@@ -63,7 +52,7 @@ import Testing
         for n in 0..<3 {
             #expect(try await api.create(Self.observation("bk-\(n)", subject: patient)).status == 201)
         }
-        let backedUp = Self.status(first, timeout: 60) { $0.backup?.outboxEntries == 3 && $0.backup?.lastError == nil }
+        let backedUp = first.waitForStatus(timeout: 60) { $0.backup?.outboxEntries == 3 && $0.backup?.lastError == nil }
         #expect(backedUp != nil, "\(String(describing: try? first.status()?.backup))")
         let screen = try first.ctl(["status"])
         #expect(screen.output.contains("Backup") && screen.output.contains(backupDir.path), "\(screen.output)")
@@ -79,11 +68,11 @@ import Testing
         try FileManager.default.copyItem(atPath: first.dir.file("replica.key"), toPath: second.dir.file("replica.key"))
         try second.start()
         defer { second.stop() }
-        _ = Self.status(second) { $0.state == "online" }
+        _ = second.waitForStatus { $0.state == "online" }
         let restore = try second.ctl(["backup", "restore", backupDir.path])
         #expect(restore.status == 0, "\(restore.output)")
         try Self.restartAsSystemdWould(second)
-        let replayed = Self.status(second, timeout: 120) {
+        let replayed = second.waitForStatus(timeout: 120) {
             $0.state == "online" && $0.initialSyncComplete && $0.outboxPending + $0.outboxWaiting == 0
         }
         #expect(replayed != nil, "log:\n\(second.log.suffix(3000))")
@@ -116,7 +105,7 @@ import Testing
         #expect(try fixture.runOnce() == 0)
         try fixture.start()
         defer { fixture.stop() }
-        _ = Self.status(fixture) { $0.state == "online" }
+        _ = fixture.waitForStatus { $0.state == "online" }
         #expect(try fixture.ctl(["pause"]).status == 0)
         let api = try #require(fixture.localAPI).client()
         let patient = try #require(try await server.all("Patient").keys.sorted().first)
@@ -126,32 +115,26 @@ import Testing
         #expect(fixture.stop() == 0)
 
         // Damage: bytes flipped inside stored records (the file still opens).
-        let shell = try #require(
-            ["/usr/bin/sqlite3", "/bin/sqlite3"].first { FileManager.default.isExecutableFile(atPath: $0) })
-        let damage = try run(
-            shell,
-            [
-                fixture.stateDir + "/" + Replica.fileName,
-                "PRAGMA recursive_triggers = OFF; DROP TRIGGER rowset_resource_update; "
-                    + "UPDATE resource SET body = zeroblob(length(body)) WHERE type = 'Observation' AND row % 50 = 0;",
-            ])
+        let damage = try fixture.sqlite(
+            "DROP TRIGGER rowset_resource_update; "
+                + "UPDATE resource SET body = zeroblob(length(body)) WHERE type = 'Observation' AND row % 50 = 0;")
         #expect(damage.status == 0, "\(damage.output)")
         try fixture.start()
-        _ = Self.status(fixture, timeout: 60) { _ in true }
+        _ = fixture.waitForStatus(timeout: 60) { _ in true }
         let verify = try fixture.ctl(["verify"])
         #expect(verify.status == 2 && verify.output.contains("Records failing"), "\(verify.output)")
 
         let rebuild = try fixture.ctl(["replica", "rebuild"])
         #expect(rebuild.status == 0, "\(rebuild.output)")
         try Self.restartAsSystemdWould(fixture)
-        _ = Self.status(fixture, timeout: 120) { $0.state == "online" && $0.initialSyncComplete }
+        _ = fixture.waitForStatus(timeout: 120) { $0.state == "online" && $0.initialSyncComplete }
         #expect(fixture.log.contains("replica rebuilt: 2 local change(s)"), "\(fixture.log.suffix(2000))")
         let healthy = try fixture.ctl(["verify"])
         #expect(healthy.status == 0, "\(healthy.output)")
         let aside = try FileManager.default.contentsOfDirectory(atPath: fixture.stateDir)
         #expect(aside.contains { $0.hasPrefix(Replica.fileName + ".damaged-") }, "\(aside)")
         // The carried changes go to the EHR (a restart is not paused), once each.
-        _ = Self.status(fixture, timeout: 120) { $0.outboxPending + $0.outboxWaiting == 0 }
+        _ = fixture.waitForStatus(timeout: 120) { $0.outboxPending + $0.outboxWaiting == 0 }
         for n in 0..<2 {
             let found = try await server.search("Observation?identifier=\(Self.token("rb-\(n)"))")
             #expect(found.count == 1, "rb-\(n) is on the EHR \(found.count) times")

@@ -55,17 +55,6 @@ import Testing
     }
 
     /// Waits for the daemon's status to meet `condition`.
-    static func status(_ fixture: DaemonFixture, timeout: Double = 120, _ condition: (StatusReport) -> Bool)
-        -> StatusReport?
-    {
-        var last: StatusReport?
-        let met = DaemonFixture.waitUntil(timeout: timeout, interval: 0.05) {
-            last = (try? fixture.status()) ?? nil
-            return last.map(condition) ?? false
-        }
-        return met ? last : nil
-    }
-
     /// Kills the daemon at a random moment (0–`spread` µs from now) and counts it.
     static func kill(_ fixture: DaemonFixture, _ run: Run, phase: String, spread: Int = 20_000) {
         usleep(UInt32(run.int(0...spread)))
@@ -78,7 +67,7 @@ import Testing
     /// stopped and brought up to date) the replica equals the server.
     static func checkMirror(_ fixture: DaemonFixture, _ server: ServerClient, _ run: Run, phase: String) async throws {
         if !fixture.isRunning { try fixture.start() }
-        let answering = status(fixture, timeout: 60) { _ in true }
+        let answering = fixture.waitForStatus(timeout: 60) { _ in true }
         #expect(answering != nil, "\(phase): the daemon does not answer; log:\n\(fixture.log.suffix(2000))")
         let verify = try fixture.ctl(["verify"])
         #expect(verify.status == 0, "\(phase): syncctl verify failed:\n\(verify.output)")
@@ -132,7 +121,7 @@ import Testing
         var round = 0
         while run.kills[phase3, default: 0] < run.perPhase {
             try fixture.start()
-            _ = Self.status(fixture) { $0.state == "online" }
+            _ = fixture.waitForStatus { $0.state == "online" }
             for k in 0..<5 {
                 let id = observations[(round * 7 + k) % observations.count]
                 var resource = try #require(try await server.all("Observation")[id])
@@ -237,7 +226,7 @@ import Testing
             Self.kill(fixture, run, phase: phase5)
         }
         if !fixture.isRunning { try fixture.start() }
-        let replayed = Self.status(fixture, timeout: 180) {
+        let replayed = fixture.waitForStatus(timeout: 180) {
             $0.state == "online" && $0.outboxPending + $0.outboxWaiting == 0
         }
         if replayed == nil { run.stuck.append("replay did not drain") }
@@ -261,7 +250,7 @@ import Testing
         let candidates = Array(observations.suffix(60))
         while run.kills[phase6, default: 0] < run.perPhase {
             if !fixture.isRunning { try fixture.start() }
-            _ = Self.status(fixture, timeout: 60) { $0.state == "online" }
+            _ = fixture.waitForStatus(timeout: 60) { $0.state == "online" }
             var open = (try fixture.outbox() ?? []).filter { $0.state == "conflict" }
             if open.isEmpty {
                 conflictRound += 1
@@ -280,7 +269,7 @@ import Testing
                     keptLocal[id] = note
                 }
                 #expect(try fixture.ctl(["resume"]).status == 0)
-                _ = Self.status(fixture, timeout: 120) { $0.conflicts == round.count }
+                _ = fixture.waitForStatus(timeout: 120) { $0.conflicts == round.count }
                 open = (try fixture.outbox() ?? []).filter { $0.state == "conflict" }
             }
             for entry in open.prefix(run.int(1...2)) {
@@ -289,11 +278,11 @@ import Testing
             Self.kill(fixture, run, phase: phase6, spread: 30_000)
         }
         if !fixture.isRunning { try fixture.start() }
-        _ = Self.status(fixture, timeout: 60) { $0.state == "online" }
+        _ = fixture.waitForStatus(timeout: 60) { $0.state == "online" }
         for entry in (try fixture.outbox() ?? []) where entry.state == "conflict" {
             _ = try fixture.ctl(["conflicts", "resolve", "\(entry.seq)", "--keep", "local"])
         }
-        let resolved = Self.status(fixture, timeout: 180) {
+        let resolved = fixture.waitForStatus(timeout: 180) {
             $0.state == "online" && $0.conflicts == 0 && $0.outboxPending + $0.outboxWaiting == 0
         }
         if resolved == nil { run.stuck.append("conflicts did not settle") }
@@ -308,7 +297,7 @@ import Testing
         var keyNumber = 0
         while run.kills[phase7, default: 0] < run.perPhase {
             if !fixture.isRunning { try fixture.start() }
-            _ = Self.status(fixture, timeout: 60) { _ in true }
+            _ = fixture.waitForStatus(timeout: 60) { _ in true }
             if (try? fixture.status())??.reencryption == nil {
                 keyNumber += 1
                 let file = fixture.dir.file("torture-\(keyNumber).key")
@@ -322,7 +311,7 @@ import Testing
             Self.kill(fixture, run, phase: phase7, spread: 60_000)
         }
         if !fixture.isRunning { try fixture.start() }
-        let resealed = Self.status(fixture, timeout: 120) { $0.reencryption == nil }
+        let resealed = fixture.waitForStatus(timeout: 120) { $0.reencryption == nil }
         if resealed == nil { run.stuck.append("re-seal did not finish") }
         let audit = try fixture.ctl(["audit", "verify"])
         #expect(audit.status == 0, "\(audit.output)")

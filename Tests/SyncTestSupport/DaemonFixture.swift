@@ -262,3 +262,25 @@ public func freeLoopbackPort() -> Int {
     }
     return Int(UInt16(bigEndian: address.sin_port))
 }
+
+extension DaemonFixture {
+    /// Runs the `sqlite3` shell on this daemon's replica file, as someone with the file would.
+    public func sqlite(_ sql: String) throws -> (status: Int32, output: String) {
+        guard
+            let shell = ["/usr/bin/sqlite3", "/usr/local/bin/sqlite3", "/bin/sqlite3"].first(where: {
+                FileManager.default.isExecutableFile(atPath: $0)
+            })
+        else { throw HarnessError("the sqlite3 shell is not installed (apt-get install sqlite3)") }
+        return try run(shell, [stateDir + "/" + Replica.fileName, sql])
+    }
+
+    /// Polls `syncctl status` until `condition` holds (the status then) or `timeout` passes (nil).
+    public func waitForStatus(timeout: Double = 120, _ condition: (StatusReport) -> Bool) -> StatusReport? {
+        var last: StatusReport?
+        let met = Self.waitUntil(timeout: timeout, interval: 0.05) {
+            last = (try? status()) ?? nil
+            return last.map(condition) ?? false
+        }
+        return met ? last : nil
+    }
+}
