@@ -66,6 +66,20 @@ import Testing
                 == FHIRInstant.parse("2020-01-01T00:00:00Z"))
         #expect(SyncCursor.serverTime(dateHeader: "garbage", bundleLastUpdated: nil) == nil)
     }
+
+    /// A `Date` header a day ahead never moves the cursor past this machine's clock (changes
+    /// not yet read would be skipped); one behind is kept (re-reading is harmless). (#14)
+    @Test func aServerClockAheadNeverMovesTheCursorPastNow() throws {
+        let now = try #require(FHIRInstant.parse("2026-11-29T09:00:00Z"))
+        #expect(
+            SyncCursor.serverTime(dateHeader: "Mon, 30 Nov 2026 09:00:00 GMT", bundleLastUpdated: nil, localNow: now)
+                == now)
+        #expect(
+            SyncCursor.serverTime(dateHeader: "Sun, 29 Nov 2026 08:30:00 GMT", bundleLastUpdated: nil, localNow: now)
+                == now - 1800)
+        #expect(SyncCursor.clockSkew(dateHeader: "Mon, 30 Nov 2026 09:00:00 GMT", localNow: now) == 86_400)
+        #expect(SyncCursor.clockSkew(dateHeader: "Sun, 29 Nov 2026 09:02:00 GMT", localNow: now) == nil)
+    }
 }
 
 @Suite struct BundlePageTests {

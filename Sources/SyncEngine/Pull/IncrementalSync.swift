@@ -39,8 +39,14 @@ struct IncrementalSync: PullEngine {
             while let current = url {
                 let (response, page) = try await context.fetchPage(current, route: route)
                 if cycleStart == nil {
+                    let now = Date().timeIntervalSince1970
+                    if let skew = SyncCursor.clockSkew(dateHeader: response.headers["date"], localNow: now) {
+                        logger.warning(
+                            "the EHR's clock and this machine's disagree; the cursor keeps to the earlier of the two",
+                            metadata: ["skew_s": "\(Int(skew))"])
+                    }
                     cycleStart = SyncCursor.serverTime(
-                        dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
+                        dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated, localNow: now)
                 }
                 var resources: [Data] = []
                 for entry in page.entries {

@@ -100,7 +100,8 @@ struct InitialSync: PullEngine {
             state[key] = next ?? "done"
             if try replica.syncState.value(State.initialStartedAt) == nil,
                 let serverTime = SyncCursor.serverTime(
-                    dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated)
+                    dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated,
+                    localNow: Date().timeIntervalSince1970)
             {
                 state[State.initialStartedAt] = SyncCursor(serverTime: serverTime).text
             }
@@ -200,7 +201,10 @@ struct InitialSync: PullEngine {
             throw ExportUnavailable.refused(status: response.status)
         }
         var state: [SyncStateKey: String?] = [State.exportStatus: location]
-        if let date = response.serverDate { state[State.initialStartedAt] = SyncCursor(serverTime: date).text }
+        if let date = response.serverDate {
+            // Never past this machine's clock (a Date header ahead would skip changes).
+            state[State.initialStartedAt] = SyncCursor(serverTime: min(date, Date().timeIntervalSince1970)).text
+        }
         try replica.syncState.set(state)
         logger.info("bulk export started", metadata: ["level": "\(group ? "group" : "system")"])
         return location

@@ -25,8 +25,21 @@ public struct SyncCursor: Sendable, Equatable {
 
     /// The server time a cycle started at: the response's `Date` header, else the Bundle's
     /// `meta.lastUpdated`; nil when neither is usable (then the cursor does not move).
-    public static func serverTime(dateHeader: String?, bundleLastUpdated: String?) -> Double? {
-        if let date = dateHeader.flatMap(HTTPDate.parse) { return date }
-        return bundleLastUpdated.flatMap(FHIRInstant.parse)
+    ///
+    /// Never later than `localNow` (this machine's clock when the cycle started), when given: a
+    /// `Date` header a day ahead (a wrong server clock, a proxy) would otherwise move the cursor
+    /// past changes not yet read, which are then never read. A cursor too early only re-reads
+    /// what the replica already has (unchanged versions are skipped).
+    public static func serverTime(dateHeader: String?, bundleLastUpdated: String?, localNow: Double? = nil) -> Double? {
+        let server = dateHeader.flatMap(HTTPDate.parse) ?? bundleLastUpdated.flatMap(FHIRInstant.parse)
+        guard let server, let localNow else { return server }
+        return min(server, localNow)
+    }
+
+    /// How far the server's `Date` is ahead of this machine's clock, in seconds, when more than
+    /// `tolerance` (for a warning: one of the two clocks is wrong).
+    public static func clockSkew(dateHeader: String?, localNow: Double, tolerance: Double = 300) -> Double? {
+        guard let server = dateHeader.flatMap(HTTPDate.parse), abs(server - localNow) > tolerance else { return nil }
+        return server - localNow
     }
 }
