@@ -34,11 +34,11 @@ extension Daemon {
         }
     }
 
-    /// Whether an error (perhaps wrapped by the puller or the outbox) is a full disk.
+    /// Whether an error (the replica's, as the puller passes it on, or the outbox's) is a full disk.
     static func isDiskFull(_ error: any Error) -> Bool {
         if case .diskFull? = error as? ReplicaError { return true }
         if case .replica(.diskFull)? = error as? OutboxError { return true }
-        return String(describing: error).contains(ReplicaError.diskFull.description)
+        return false
     }
 
     /// Free bytes on the file system of `path` (for the unprivileged user), or nil.

@@ -463,9 +463,9 @@ final class Daemon: Sendable {
         report.integrity = integrityState.withLock { $0 }
         report.reencryption = try? replica.reencryptionProgress()
         report.backup = backupStatus()
+        let fullSince = diskFullSince.withLock { $0 }
         report.storage = StorageStatus(
-            full: diskFullSince.withLock { $0 } != nil,
-            fullSince: diskFullSince.withLock { $0 }.map { FHIRInstant.format($0) },
+            full: fullSince != nil, fullSince: fullSince.map { FHIRInstant.format($0) },
             freeBytes: Self.freeBytes(config.stateDirectory))
         return report
     }

@@ -69,6 +69,24 @@ import Testing
         #expect(plan.waiting[2] != nil && plan.waiting[3] != nil)
     }
 
+    /// What a create can be sent without means parsing it: asked only of a cycle's members.
+    @Test func onlyTheMembersOfACycleAreParsed() {
+        let items = [
+            Self.create(2, "Encounter/e", ["Patient/p", "Condition/c"]),
+            Self.create(3, "Condition/c", ["Encounter/e"]),
+            Self.create(4, "Observation/o", ["Encounter/e"]),
+        ]
+        var asked: [Int64] = []
+        let plan = ReplayPlan.plan(
+            items, onServer: { $0 == "Patient/p" },
+            detachable: { item in
+                asked.append(item.seq)
+                return item.target == "Encounter/e" ? ["Condition/c"] : []
+            })
+        #expect(Set(asked) == [2, 3])
+        #expect(plan.ready == [2] && plan.detached == [2: ["Condition/c"]])
+    }
+
     @Test func aLongChainDoesNotExhaustTheStack() {
         let n = 20_000
         let items = (0..<n).map { i in Self.create(Int64(i + 1), "Observation/o\(i)", ["Observation/o\((i + 1) % n)"]) }

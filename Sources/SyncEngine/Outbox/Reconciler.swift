@@ -93,15 +93,11 @@ public final class Reconciler: Sendable {
     public func plan() throws(ReplicaError) -> (entries: [OutboxEntry], plan: ReplayPlan.Result) {
         let entries = try replica.outbox.entries(states: [.pending, .parked, .conflict])
         let items = entries.map { e in
-            // What a create could be sent without, should it be caught in a cycle of creates.
-            let detachable =
-                e.operation == .create && e.state == .pending && !e.payload.references.isEmpty
-                ? e.payload.resource.flatMap { try? JSONValue(data: $0) }.map(ResourceReferences.inArraysOnly) ?? []
-                : []
-            return ReplayPlan.Item(
+            ReplayPlan.Item(
                 seq: e.seq, state: e.state, operation: e.operation, target: "\(e.resourceType)/\(e.localID)",
-                after: e.payload.after, references: e.payload.references, detachable: detachable)
+                after: e.payload.after, references: e.payload.references)
         }
+        let bySeq = Dictionary(uniqueKeysWithValues: entries.map { ($0.seq, $0) })
         var mapped: [String: Bool] = [:]
         for e in entries {
             for reference in e.payload.references where mapped[reference] == nil {
@@ -109,7 +105,12 @@ public final class Reconciler: Sendable {
                 mapped[reference] = (try? replica.outbox.serverID(ofLocal: String(parts[0]), String(parts[1]))) != nil
             }
         }
-        return (entries, ReplayPlan.plan(items, onServer: { mapped[$0] ?? false }))
+        // What a create could be sent without: parsed only for the members of a cycle.
+        let detachable = { (item: ReplayPlan.Item) -> Set<String> in
+            bySeq[item.seq]?.payload.resource.flatMap { try? JSONValue(data: $0) }
+                .map(ResourceReferences.inArraysOnly) ?? []
+        }
+        return (entries, ReplayPlan.plan(items, onServer: { mapped[$0] ?? false }, detachable: detachable))
     }
 
     /// Replays until nothing more is ready. Throws when the EHR stops answering; what was

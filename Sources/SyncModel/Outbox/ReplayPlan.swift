@@ -77,7 +77,11 @@ public enum ReplayPlan {
     /// - Parameters:
     ///   - items: the open entries (pending, parked, conflict).
     ///   - onServer: whether a local create `Type/localID` is already on the server.
-    public static func plan(_ items: [Item], onServer: (String) -> Bool) -> Result {
+    ///   - detachable: of a create caught in a cycle, the references it can be sent without
+    ///     (asked only then: it may mean parsing the resource); by default ``Item/detachable``.
+    public static func plan(
+        _ items: [Item], onServer: (String) -> Bool, detachable: ((Item) -> Set<String>)? = nil
+    ) -> Result {
         var bySeq: [Int64: Item] = [:]
         var creates: [String: Item] = [:]
         for item in items {
@@ -92,13 +96,15 @@ public enum ReplayPlan {
                 result.ready.append(item.seq)
             }
         }
-        breakCycles(&result, creates: creates, bySeq: bySeq, onServer: onServer)
+        breakCycles(
+            &result, creates: creates, bySeq: bySeq, onServer: onServer, detachable: detachable ?? { $0.detachable })
         return result
     }
 
     /// Makes one member of each cycle of waiting local creates ready, detached from the others.
     static func breakCycles(
-        _ result: inout Result, creates: [String: Item], bySeq: [Int64: Item], onServer: (String) -> Bool
+        _ result: inout Result, creates: [String: Item], bySeq: [Int64: Item], onServer: (String) -> Bool,
+        detachable: (Item) -> Set<String>
     ) {
         let waiting = creates.values.filter { $0.state == .pending && result.waiting[$0.seq] != nil }
         guard waiting.count >= 2 else { return }
@@ -116,10 +122,14 @@ public enum ReplayPlan {
                     after: member.after, references: member.references.filter { !inCycle.contains($0) })
                 return blocker(of: outside, bySeq: bySeq, creates: creates, onServer: onServer) == nil
             }
-            func lost(_ member: Item) -> Int {
-                member.references.filter { inCycle.contains($0) && !member.detachable.contains($0) }.count
+            let lost = Dictionary(
+                uniqueKeysWithValues: candidates.map { member in
+                    let free = detachable(member)
+                    return (member.seq, member.references.filter { inCycle.contains($0) && !free.contains($0) }.count)
+                })
+            guard let chosen = candidates.min(by: { (lost[$0.seq]!, $0.seq) < (lost[$1.seq]!, $1.seq) }) else {
+                continue
             }
-            guard let chosen = candidates.min(by: { (lost($0), $0.seq) < (lost($1), $1.seq) }) else { continue }
             result.waiting[chosen.seq] = nil
             result.ready.append(chosen.seq)
             result.detached[chosen.seq] = chosen.references.filter { inCycle.contains($0) && $0 != chosen.target }

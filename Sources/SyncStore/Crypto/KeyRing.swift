@@ -16,7 +16,10 @@ import SyncModel
 ///
 /// While a re-key re-seals rows in the background, the ring also holds the previous DEK's
 /// sealing key: values are opened with the current key first, then the previous one.
-struct KeyRing: Sendable {
+///
+/// A class, immutable: the replica's current ring is read (under a lock) for every row a read
+/// opens, and a reference is one retain where the struct's dozen keys were a dozen.
+final class KeyRing: Sendable {
     let replicaID: Data
     let dataKey: SymmetricKey
     let indexKey: SymmetricKey
@@ -67,7 +70,7 @@ struct KeyRing: Sendable {
 
     /// The ring of an unwrapped slot; nil when the bytes are not a bundle. `resealing` keeps
     /// the previous DEK (a re-key not finished); otherwise it is dropped.
-    init?(bundle: Data, replicaID: Data, resealing: Bool) {
+    convenience init?(bundle: Data, replicaID: Data, resealing: Bool) {
         let bytes = Array(bundle)
         guard [32, 64, 96].contains(bytes.count) else { return nil }
         let dataKey = SymmetricKey(data: bytes[0..<32])
