@@ -463,6 +463,11 @@ final class Daemon: Sendable {
         report.integrity = integrityState.withLock { $0 }
         report.reencryption = try? replica.reencryptionProgress()
         report.backup = backupStatus()
+        if let coverage = progress.coverage {
+            report.types = TypesStatus(coverage)
+            // Not complete while a served type is neither mirrored nor excluded.
+            if coverage.isPartial { report.initialSyncComplete = false }
+        }
         let fullSince = diskFullSince.withLock { $0 }
         report.storage = StorageStatus(
             full: fullSince != nil, fullSince: fullSince.map { FHIRInstant.format($0) },

@@ -33,12 +33,21 @@ func typeList(_ types: [String]) -> String {
         let fhir = try await FHIRTestServer.start(dataset: "small")
         defer { fhir.stop() }
         let types = try TestData.loadOrder("small")
-        // sekmet's CapabilityStatement omits some types it serves (CareTeam, SupplyDelivery):
-        // name the practice's types, as an operator would.
-        let fixture = try DaemonFixture(baseURL: fhir.baseURL, sync: "resource_types = \(typeList(types))")
+        // No type named: sekmet's CapabilityStatement omits some types it serves (CareTeam,
+        // SupplyDelivery); discovery finds them.
+        let fixture = try DaemonFixture(baseURL: fhir.baseURL, sync: "")
         #expect(try fixture.runOnce() == 0, "daemon log:\n\(fixture.log.suffix(3000))")
         let server = ServerClient(baseURL: fhir.baseURL)
         try await assertReplicaEqualsServer(fixture, server, types: types)
+        let coverage = try fixture.coverage()
+        let declared = try await server.declaredTypes()
+        for type in types {
+            #expect(coverage.mirrored.contains(type), "\(type) mirrored")
+            #expect(coverage[type]?.declared == declared.contains(type), "\(type) declared or found")
+        }
+        #expect(!coverage.undeclared.isEmpty, "sekmet leaves types out of its CapabilityStatement")
+        #expect(!coverage.isPartial)
+        #expect(coverage.excluded == ["AuditEvent", "Group"])
 
         // Another client changes the server: 50 updates, 20 creates, 5 deletes.
         let observations = try await server.all("Observation")

@@ -149,6 +149,14 @@ public final class DaemonFixture: @unchecked Sendable {
         try Replica.open(directory: stateDir, kek: try KeySource.file(path: keyPath).load(), keySource: "test key")
     }
 
+    /// The types the daemon mirrors and how, as it last saved them (daemon stopped).
+    public func coverage() throws -> TypeCoverage {
+        let replica = try openReplica()
+        defer { replica.close() }
+        guard let text = try replica.syncState.value(.coverage) else { return TypeCoverage() }
+        return try JSONDecoder().decode(TypeCoverage.self, from: Data(text.utf8))
+    }
+
     deinit {
         if let p = process, p.isRunning {
             kill(p.processIdentifier, SIGKILL)

@@ -84,6 +84,19 @@ public final class ServerClient: Sendable {
     }
 
     /// The status of `GET path` (e.g. 410 for a deleted resource).
+    /// The types the server's CapabilityStatement declares searchable.
+    public func declaredTypes() async throws -> Set<String> {
+        let metadata = try await json("metadata")
+        var types = Set<String>()
+        for rest in metadata["rest"] as? [[String: Any]] ?? [] {
+            for resource in rest["resource"] as? [[String: Any]] ?? [] {
+                let codes = (resource["interaction"] as? [[String: Any]] ?? []).compactMap { $0["code"] as? String }
+                if codes.contains("search-type"), let type = resource["type"] as? String { types.insert(type) }
+            }
+        }
+        return types
+    }
+
     public func status(_ path: String) async throws -> Int {
         try await request(.GET, path).status
     }

@@ -9,7 +9,6 @@ import SyncStore
 struct IncrementalSync: PullEngine {
     let context: PullContext
     let capabilities: ServerCapabilities
-    let types: [String]
 
     typealias State = SyncStateKey
 
@@ -19,55 +18,52 @@ struct IncrementalSync: PullEngine {
         case delete(type: String, id: String, version: String?)
     }
 
+    /// What one cycle's listings found.
+    struct Listing {
+        var changes = NewestChanges<Change>()
+        /// Server time at the first answer: the next cursor.
+        var cycleStart: Double?
+    }
+
+    /// Whether a type met in a listing is kept: configured, or not excluded.
+    func accepts(_ type: String) -> Bool {
+        if let configured = settings.resourceTypes { return configured.contains(type) }
+        return !settings.excludeTypes.contains(type) && context.coverage[type]?.access != .excluded
+    }
+
     func run() async throws {
         guard let cursorText = try replica.syncState.value(State.cursor), let cursor = SyncCursor(cursorText) else {
             throw RemoteError.badResponse(
                 route: "_history", reason: "no sync cursor; the initial sync has not completed")
         }
         let since = cursor.since(overlap: settings.overlap)
-        let wanted = Set(types)
-        var changes = NewestChanges<Change>()
-        var cycleStart: Double?
+        var listing = Listing()
 
-        let urls: [(String, String)] =
-            capabilities.systemHistory
-            ? [("_history", "_history?_since=\(since)&_count=\(settings.pageSize)")]
-            : types.map { ($0, "\($0)?_lastUpdated=ge\(since)&_sort=_lastUpdated&_count=\(settings.pageSize)") }
-        for (route, first) in urls {
-            var url: String? = first
-            var walk = PageWalk(first: first)
-            while let current = url {
-                let (response, page) = try await context.fetchPage(current, route: route)
-                if cycleStart == nil {
-                    let now = Date().timeIntervalSince1970
-                    if let skew = SyncCursor.clockSkew(dateHeader: response.headers["date"], localNow: now) {
-                        logger.warning(
-                            "the EHR's clock and this machine's disagree; the cursor keeps to the earlier of the two",
-                            metadata: ["skew_s": "\(Int(skew))"])
-                    }
-                    cycleStart = SyncCursor.serverTime(
-                        dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated, localNow: now)
-                }
-                var resources: [Data] = []
-                for entry in page.entries {
-                    if let ref = entry.deletedReference {
-                        if wanted.contains(ref.type) {
-                            changes.record(
-                                ref.string, version: entry.deletedVersion,
-                                .delete(type: ref.type, id: ref.id, version: entry.deletedVersion))
-                        }
-                    } else if let resource = entry.resource, entry.searchMode == nil || entry.searchMode == "match" {
-                        resources.append(resource)
-                    }
-                }
-                for p in context.prepare(resources, types: wanted).prepared {
-                    changes.record(
-                        "\(p.envelope.resourceType)/\(p.envelope.id)", version: p.envelope.versionId, .upsert(p))
-                }
-                url = try walk.next(
-                    after: page.next.map { Self.keepSince($0, since: since, isHistory: capabilities.systemHistory) })
+        // System `_history` when the server has it (one request when idle; it carries
+        // deletions); a server that declares it but refuses it is remembered.
+        let historyRefused = try replica.syncState.value(State.historyRefused)
+        var useHistory = capabilities.systemHistory && historyRefused == nil
+        if useHistory {
+            do {
+                try await walk(
+                    "_history?_since=\(since)&_count=\(settings.pageSize)", route: "_history", since: since,
+                    history: true, into: &listing)
+            } catch RemoteError.refused(_, let code, let reason) {
+                logger.warning(
+                    "the EHR declares _history but refuses it; listing changes type by type",
+                    metadata: ["status": "\(code)", "reason": "\(reason)"])
+                try replica.syncState.set([State.historyRefused: "HTTP \(code): \(reason)"])
+                listing = Listing()
+                useHistory = false
             }
         }
+        if !useHistory {
+            for type in context.coverage.mirrored {
+                try await listChanges(of: type, since: since, into: &listing)
+            }
+        }
+        let cycleStart = listing.cycleStart
+        let changes = listing.changes
 
         // Upserts first, in batches; then deletions through the mass-delete guard.
         var upserts: [PreparedVersion] = []
@@ -137,6 +133,76 @@ struct IncrementalSync: PullEngine {
             ])
     }
 
+    /// A type's changes since the cursor: one `_lastUpdated` search, or one a patient for a
+    /// type listed patient by patient. A refusal moves the type to the next way, or marks
+    /// it refused; the other types go on.
+    func listChanges(of type: String, since: String, into listing: inout Listing) async throws {
+        let extra = "&_lastUpdated=ge\(since)&_sort=_lastUpdated&_count=\(settings.pageSize)"
+        do {
+            if context.coverage[type]?.access != .perPatient {
+                do {
+                    try await walk(
+                        "\(type)?" + extra.dropFirst(), route: type, since: since, history: false, into: &listing)
+                    return
+                } catch RemoteError.refused(_, let code, let reason) {
+                    guard TypeProbe.patientParameter(type) != nil else {
+                        throw RemoteError.refused(route: type, code: code, reason: reason)
+                    }
+                    try context.mark(type, .perPatient, reason: "HTTP \(code): \(reason)")
+                }
+            }
+            for patient in context.patientIDs() {
+                guard let first = TypeProbe.patientQuery(type, patientID: patient, extra: extra) else { return }
+                try await walk(first, route: type, since: since, history: false, into: &listing)
+            }
+        } catch RemoteError.refused(_, let code, let reason) {
+            try context.mark(type, .refused, reason: "HTTP \(code): \(reason)")
+        }
+    }
+
+    /// Follows one listing's pages, keeping the newest change of each resource.
+    func walk(_ first: String, route: String, since: String, history: Bool, into listing: inout Listing)
+        async throws
+    {
+        var url: String? = first
+        var walk = PageWalk(first: first)
+        while let current = url {
+            let (response, page) = try await context.fetchPage(current, route: route)
+            if listing.cycleStart == nil {
+                let now = Date().timeIntervalSince1970
+                if let skew = SyncCursor.clockSkew(dateHeader: response.headers["date"], localNow: now) {
+                    logger.warning(
+                        "the EHR's clock and this machine's disagree; the cursor keeps to the earlier of the two",
+                        metadata: ["skew_s": "\(Int(skew))"])
+                }
+                listing.cycleStart = SyncCursor.serverTime(
+                    dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated, localNow: now)
+            }
+            var resources: [Data] = []
+            for entry in page.entries {
+                if let ref = entry.deletedReference {
+                    if accepts(ref.type) {
+                        listing.changes.record(
+                            ref.string, version: entry.deletedVersion,
+                            .delete(type: ref.type, id: ref.id, version: entry.deletedVersion))
+                    }
+                } else if let resource = entry.resource, entry.searchMode == nil || entry.searchMode == "match" {
+                    resources.append(resource)
+                }
+            }
+            for p in context.prepare(resources, types: nil).prepared where accepts(p.envelope.resourceType) {
+                let type = p.envelope.resourceType
+                if history, context.coverage[type].map({ $0.access == .search || $0.access == .perPatient }) != true {
+                    // Served after all (seen in `_history`): mirrored from now on, its first
+                    // copy made next cycle.
+                    try context.mark(type, .search)
+                }
+                listing.changes.record("\(type)/\(p.envelope.id)", version: p.envelope.versionId, .upsert(p))
+            }
+            url = try walk.next(after: page.next.map { Self.keepSince($0, since: since, isHistory: history) })
+        }
+    }
+
     /// Some servers drop `_since` from history next links; put it back.
     static func keepSince(_ next: String, since: String, isHistory: Bool) -> String {
         guard isHistory, !next.contains("_since=") else { return next }
@@ -159,26 +225,45 @@ struct IncrementalSync: PullEngine {
     /// than the replica's is a rollback, held.
     func sweep() async throws -> SweepResult {
         var result = SweepResult()
-        for type in types {
+        for type in context.coverage.mirrored {
             var ids = Set<String>()
             var older: [String] = []
-            var url: String? = "\(type)?_elements=id&_sort=_id&_count=\(max(settings.pageSize, 1000))"
-            var walk = PageWalk(first: url!)
-            while let current = url {
-                let (_, page) = try await context.fetchPage(current, route: type)
-                for entry in page.entries {
-                    guard let bytes = entry.resource, let env = try? ResourceEnvelope.parse(bytes),
-                        env.resourceType == type
-                    else { continue }
-                    ids.insert(env.id)
-                    if let serverVersion = env.versionId.flatMap({ Int($0) }),
-                        let stored = try replica.records.storedVersion(type: type, id: env.id), !stored.deleted,
-                        let storedVersion = stored.versionId.flatMap({ Int($0) }), serverVersion < storedVersion
-                    {
-                        older.append(env.id)
+            var listings: [String] = []
+            if context.coverage[type]?.access == .perPatient {
+                listings = context.patientIDs().compactMap {
+                    TypeProbe.patientQuery(type, patientID: $0, extra: "&_elements=id&_count=\(settings.pageSize)")
+                }
+            } else {
+                listings = ["\(type)?_elements=id&_sort=_id&_count=\(max(settings.pageSize, 1000))"]
+            }
+            do {
+                for first in listings {
+                    var url: String? = first
+                    var walk = PageWalk(first: first)
+                    while let current = url {
+                        let (_, page) = try await context.fetchPage(current, route: type)
+                        for entry in page.entries {
+                            guard let bytes = entry.resource, let env = try? ResourceEnvelope.parse(bytes),
+                                env.resourceType == type
+                            else { continue }
+                            ids.insert(env.id)
+                            if let serverVersion = env.versionId.flatMap({ Int($0) }),
+                                let stored = try replica.records.storedVersion(type: type, id: env.id),
+                                !stored.deleted,
+                                let storedVersion = stored.versionId.flatMap({ Int($0) }), serverVersion < storedVersion
+                            {
+                                older.append(env.id)
+                            }
+                        }
+                        url = try walk.next(after: page.next)
                     }
                 }
-                url = try walk.next(after: page.next)
+            } catch RemoteError.refused(_, let code, let reason) {
+                // No full listing, no deletions inferred from it: the type is left as it is.
+                logger.warning(
+                    "sweep skipped a type the EHR would not list",
+                    metadata: ["type": "\(type)", "status": "\(code)", "reason": "\(reason)"])
+                continue
             }
             for id in older {
                 let response = try await client.get("\(type)/\(id)")

@@ -35,11 +35,29 @@ struct InitialSync: PullEngine {
         }
         let elapsed = started.duration(to: .now)
         let count = try replica.records.count()
-        logger.info(
-            "initial sync complete", metadata: ["resources": "\(count)", "seconds": "\(elapsed.components.seconds)"])
+        let coverage = context.coverage
+        if coverage.isPartial {
+            logger.error(
+                "initial sync finished, but the mirror is PARTIAL: the EHR refuses some types",
+                metadata: [
+                    "resources": "\(count)", "seconds": "\(elapsed.components.seconds)",
+                    "refused": "\(coverage.refused.map(\.type).joined(separator: ","))",
+                ])
+        } else {
+            logger.info(
+                "initial sync complete",
+                metadata: ["resources": "\(count)", "seconds": "\(elapsed.components.seconds)"])
+        }
+    }
+
+    /// Whether a type found in an export is kept: configured, or not excluded.
+    func accepts(_ type: String) -> Bool {
+        if let configured = settings.resourceTypes { return configured.contains(type) }
+        return !settings.excludeTypes.contains(type) && context.coverage[type]?.access != .excluded
     }
 
     func chooseMode() -> String {
+        if settings.strategy == .search || settings.strategy == .perPatient { return "search" }
         switch settings.bulkExport {
         case .off: return "search"
         case .system: return "export-system"
@@ -47,6 +65,8 @@ struct InitialSync: PullEngine {
         case .auto:
             if capabilities.systemExport { return "export-system" }
             if capabilities.groupExport, settings.groupID != nil { return "export-group" }
+            // Asked for by the practice although not declared: tried; a refusal falls back.
+            if settings.strategy == .export { return settings.groupID != nil ? "export-group" : "export-system" }
             return "search"
         }
     }
@@ -54,36 +74,117 @@ struct InitialSync: PullEngine {
     // MARK: Paged search
 
     func runSearch() async throws {
+        try await copyTypes(types)
+        guard let startedAt = try replica.syncState.value(State.initialStartedAt) else {
+            throw RemoteError.badResponse(
+                route: "search", reason: "the server sent no Date header to start the cursor from")
+        }
+        try replica.syncState.set([
+            State.initialComplete: "1", State.cursor: startedAt, State.lastSweep: startedAt, State.typesTracked: "1",
+        ])
+    }
+
+    /// Copies every type of `types` not copied yet, each by its own listing: type searches,
+    /// or patient by patient for a type whose whole listing the server refuses. A refusal
+    /// moves the type to the next way (or marks it refused, with the server's reason); a
+    /// type whose pages cannot be read is skipped for this cycle; the others go on either way.
+    func copyTypes(_ types: [String]) async throws {
         for type in types {
             let total = try replica.syncState.value(State.initialTotal(type)).flatMap { Int($0) }
             context.publish { $0.setDone(type, done: (try? replica.records.count(type: type)) ?? 0, total: total) }
         }
-        // A type whose pages the EHR cannot serve (a looping or endless listing, a page that
-        // is not a Bundle) is skipped for this cycle with the reason; the others go on. The
-        // copy is complete only once every type is.
         var failed: [String] = []
-        for type in types {
+        for type in types where try replica.syncState.value(State.initialNext(type)) != "done" {
             do {
-                try await searchType(type)
+                if context.coverage[type]?.access == .perPatient {
+                    try await copyPerPatient(type)
+                    continue
+                }
+                do {
+                    try await searchType(type)
+                } catch RemoteError.refused(_, let code, let reason) {
+                    let why = "HTTP \(code): \(reason)"
+                    guard TypeProbe.patientParameter(type) != nil else {
+                        try context.mark(type, .refused, reason: why)
+                        continue
+                    }
+                    try context.mark(type, .perPatient, reason: why)
+                    try replica.syncState.set([State.initialNext(type): nil])
+                    try await copyPerPatient(type)
+                }
             } catch let error as PageWalk.Stop {
                 logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(error)"])
                 failed.append("\(type): \(error)")
             } catch RemoteError.badResponse(let route, let reason) {
                 logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(reason)"])
                 failed.append("\(route): \(reason)")
+            } catch RemoteError.refused(_, let code, let reason) {
+                try context.mark(type, .refused, reason: "HTTP \(code): \(reason)")
             }
         }
         if !failed.isEmpty {
             throw RemoteError.badResponse(
                 route: "search", reason: "the first copy is partial: " + failed.joined(separator: "; "))
         }
-        guard let startedAt = try replica.syncState.value(State.initialStartedAt) else {
-            throw RemoteError.badResponse(
-                route: "search", reason: "the server sent no Date header to start the cursor from")
+    }
+
+    /// After the first copy: types found since (a new discovery, one seen in `_history`)
+    /// get theirs. A replica whose first copy predates per-type tracking counts each type
+    /// already holding records as copied.
+    func copyNewTypes() async throws {
+        let mirrored = context.coverage.mirrored
+        if try replica.syncState.value(State.typesTracked) == nil {
+            var done: [SyncStateKey: String?] = [State.typesTracked: "1"]
+            for type in mirrored where try replica.records.count(type: type) > 0 {
+                done[State.initialNext(type)] = "done"
+            }
+            try replica.syncState.set(done)
         }
-        try replica.syncState.set([
-            State.initialComplete: "1", State.cursor: startedAt, State.lastSweep: startedAt,
-        ])
+        let pending = try mirrored.filter { try replica.syncState.value(State.initialNext($0)) != "done" }
+        guard !pending.isEmpty else { return }
+        logger.info("types to copy since the first copy", metadata: ["types": "\(pending.joined(separator: ","))"])
+        try await copyTypes(pending)
+    }
+
+    /// A type's first copy, patient by patient (`Type?patient=`), resumable after the last
+    /// patient stored. Patients come first in the mirror order, so their list is known.
+    func copyPerPatient(_ type: String) async throws {
+        let resume = try replica.syncState.value(State.initialPatient(type))
+        let patients = context.patientIDs().filter { resume == nil || $0 > resume! }
+        for patient in patients {
+            guard let first = TypeProbe.patientQuery(type, patientID: patient, extra: "&_count=\(settings.pageSize)")
+            else { break }
+            var url = first
+            var walk = PageWalk(first: first)
+            var batch: [PreparedVersion] = []
+            var startedAt: String?
+            while true {
+                let (response, page) = try await context.fetchPage(url, route: type)
+                if startedAt == nil, try replica.syncState.value(State.initialStartedAt) == nil,
+                    let serverTime = SyncCursor.serverTime(
+                        dateHeader: response.headers["date"], bundleLastUpdated: page.lastUpdated,
+                        localNow: Date().timeIntervalSince1970)
+                {
+                    startedAt = SyncCursor(serverTime: serverTime).text
+                }
+                let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
+                    \.resource)
+                batch += context.prepare(resources, types: [type]).prepared
+                guard let following = try walk.next(after: page.next) else { break }
+                url = following
+            }
+            var state: [SyncStateKey: String?] = [State.initialPatient(type): patient]
+            if let startedAt { state[State.initialStartedAt] = startedAt }
+            let outcome = try replica.records.apply(prepared: batch, state: state)
+            let fetcher = AttachmentFetcher(context: context)
+            try await fetcher.fetch(fetcher.urls(in: batch))
+            context.publish { $0.addDone(type, outcome.inserted, total: nil) }
+        }
+        try replica.syncState.set([State.initialNext(type): "done", State.initialPatient(type): nil])
+        let count = try replica.records.count(type: type)
+        logger.info(
+            "type mirrored patient by patient",
+            metadata: ["type": "\(type)", "resources": "\(count)", "patients": "\(patients.count)"])
     }
 
     func searchType(_ type: String) async throws {
@@ -157,12 +258,16 @@ struct InitialSync: PullEngine {
             try replica.syncState.set([State.exportManifest: nil, State.exportStatus: nil])
             throw RemoteError.badResponse(route: "$export", reason: "the export manifest is not valid")
         }
-        let wanted = Set(types)
+        // An export asked without `_type` keeps whatever types it returns (but those excluded).
+        let wanted = Set(manifest.output.map(\.type)).filter(accepts)
         var perType: [String: Int] = [:]
         for output in manifest.output where wanted.contains(output.type) {
             perType[output.type, default: 0] += output.count ?? 0
         }
-        for type in types {
+        for type in wanted.sorted() where !context.coverage.mirrored.contains(type) {
+            try context.mark(type, .search)
+        }
+        for type in wanted.sorted() {
             let done = try replica.records.count(type: type)
             context.publish { $0.setDone(type, done: done, total: perType[type]) }
         }
@@ -186,16 +291,20 @@ struct InitialSync: PullEngine {
         guard let cursor = SyncCursor(manifest.transactionTime) else {
             throw RemoteError.badResponse(route: "$export", reason: "transactionTime is not an instant")
         }
+        try replica.syncState.set(Dictionary(uniqueKeysWithValues: wanted.map { (State.initialNext($0), "done") }))
+        // What the export left out (a served type it does not cover) is listed by search.
+        try await copyTypes(context.coverage.mirrored)
         try replica.syncState.set([
             // A complete export is a full listing: it counts as a sweep.
             State.initialComplete: "1", State.cursor: cursor.text, State.lastSweep: cursor.text,
-            State.exportStatus: nil,
+            State.exportStatus: nil, State.typesTracked: "1",
         ])
     }
 
     func kickOff(group: Bool) async throws -> String {
         var path = group ? "Group/\(settings.groupID ?? "")/$export" : "$export"
-        path += "?_type=" + types.joined(separator: ",") + "&_outputFormat=application%2Ffhir%2Bndjson"
+        path += "?_outputFormat=application%2Ffhir%2Bndjson"
+        if let configured = settings.resourceTypes { path += "&_type=" + configured.joined(separator: ",") }
         let response = try await client.get(path, headers: [("Prefer", "respond-async")])
         guard response.status == 202, let location = response.headers["content-location"] else {
             throw ExportUnavailable.refused(status: response.status)

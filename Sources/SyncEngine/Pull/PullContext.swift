@@ -48,6 +48,11 @@ struct PullContext: Sendable {
         while true {
             attempt += 1
             let response = try await transport.get(url)
+            if TypeProbe.isRefusal(response.status) {
+                throw RemoteError.refused(
+                    route: route, code: response.status,
+                    reason: OperationOutcomeText.summary(response.body, limit: 160))
+            }
             guard response.status == 200 else { throw RemoteError.status(route: route, code: response.status) }
             do {
                 return (response, try BundlePage.parse(response.body))
@@ -59,6 +64,43 @@ struct PullContext: Sendable {
             }
         }
     }
+}
+
+extension PullContext {
+    /// The types mirrored and how, as last discovered.
+    var coverage: TypeCoverage { progress.current.coverage ?? TypeCoverage() }
+
+    /// Records how a type is listed from now on (a refusal met mid-run, a type found in
+    /// `_history`), for status and across restarts.
+    func mark(_ type: String, _ access: TypeCoverage.Access, reason: String? = nil) throws {
+        var updated = coverage
+        guard updated[type]?.access != access || updated[type]?.reason != reason else { return }
+        updated.mark(type, access, reason: reason)
+        try save(updated)
+        switch access {
+        case .refused:
+            logger.error(
+                "the EHR refuses every way tried of listing a type; the mirror is partial",
+                metadata: ["type": "\(type)", "reason": "\(reason ?? "")"])
+        case .perPatient:
+            logger.warning(
+                "the EHR refuses listing a type; listing it patient by patient",
+                metadata: ["type": "\(type)", "reason": "\(reason ?? "")"])
+        case .search:
+            logger.info("type mirrored from now on", metadata: ["type": "\(type)"])
+        case .absent, .excluded:
+            break
+        }
+    }
+
+    func save(_ coverage: TypeCoverage) throws {
+        publish { $0.coverage = coverage }
+        let json = String(decoding: (try? JSONEncoder().encode(coverage)) ?? Data(), as: UTF8.self)
+        try replica.syncState.set([SyncStateKey.coverage: json])
+    }
+
+    /// The patients whose records per-patient listings ask for, sorted by id.
+    func patientIDs() -> [String] { replica.records.patientIDs() }
 }
 
 /// An engine of the pull, run with a ``PullContext``.

@@ -13,6 +13,8 @@ import Synchronization
 public final class Puller: Sendable {
     public struct Settings: Sendable {
         public var resourceTypes: [String]?
+        public var excludeTypes: Set<String>
+        public var strategy: SyncConfiguration.Strategy
         public var pageSize: Int
         public var bulkExport: SyncConfiguration.BulkExport
         public var groupID: String?
@@ -27,6 +29,8 @@ public final class Puller: Sendable {
 
         public init(_ config: SyncConfiguration) {
             resourceTypes = config.sync.resourceTypes
+            excludeTypes = config.sync.excludeTypes
+            strategy = config.sync.strategy
             pageSize = config.sync.pageSize
             bulkExport = config.sync.bulkExport
             groupID = config.sync.groupID
@@ -41,6 +45,8 @@ public final class Puller: Sendable {
     }
 
     let context: PullContext
+    /// Types are discovered once a process (then kept current from the server's answers).
+    private let discovered = Mutex(false)
     /// The server's capabilities, read once and shared with replay.
     public let capabilities: CapabilityCache
 
@@ -59,10 +65,11 @@ public final class Puller: Sendable {
 
     public var progress: PullProgress { context.progress.current }
 
-    /// The types mirrored: configured, or the defaults of the server's CapabilityStatement once
-    /// read (empty before).
+    /// The types mirrored: configured, or discovered from the server (its CapabilityStatement
+    /// and its answers); before discovery, the CapabilityStatement's defaults (empty before
+    /// it is read).
     public var mirroredTypes: [String] {
-        settings.resourceTypes ?? capabilities.known?.defaultTypes ?? []
+        settings.resourceTypes ?? progress.coverage?.mirrored ?? capabilities.known?.defaultTypes ?? []
     }
 
     func publish(_ change: (inout PullProgress) -> Void) { context.publish(change) }
@@ -71,14 +78,20 @@ public final class Puller: Sendable {
     /// a sweep when due. Returns when the replica is up to date with the server.
     public func runCycle() async throws {
         do {
+            try loadCoverage()
             let caps = try await capabilities.current()
-            let types = try resourceTypes(caps)
+            let coverage = try await discover(caps)
             if try replica.syncState.value(State.initialComplete) != "1" {
                 publish { $0.phase = .initialSync }
-                try await InitialSync(context: context, capabilities: caps, types: types).run()
+                try await InitialSync(context: context, capabilities: caps, types: coverage.mirrored).run()
+            } else {
+                // A type found since the first copy (a new discovery, or one seen in
+                // `_history`) gets its own first copy before it is followed.
+                let sync = InitialSync(context: context, capabilities: caps, types: [])
+                try await sync.copyNewTypes()
             }
             publish { $0.phase = .incremental }
-            try await IncrementalSync(context: context, capabilities: caps, types: types).run()
+            try await IncrementalSync(context: context, capabilities: caps).run()
             let asOf = try replica.syncState.value(State.cursor)
             publish {
                 $0.phase = .idle
@@ -94,14 +107,30 @@ public final class Puller: Sendable {
         }
     }
 
-    func resourceTypes(_ caps: ServerCapabilities) throws -> [String] {
-        if let configured = settings.resourceTypes { return configured }
-        let types = caps.defaultTypes
-        guard !types.isEmpty else {
-            throw RemoteError.badResponse(
-                route: "metadata", reason: "the CapabilityStatement offers no searchable type to mirror")
+    /// The types last discovered, kept in the replica, for status before the EHR answers.
+    func loadCoverage() throws {
+        guard progress.coverage == nil, let saved = try replica.syncState.value(State.coverage),
+            let coverage = try? JSONDecoder().decode(TypeCoverage.self, from: Data(saved.utf8))
+        else { return }
+        publish { $0.coverage = coverage }
+    }
+
+    /// The types to mirror: discovered once a process, kept in the replica (status shows
+    /// them across restarts).
+    func discover(_ caps: ServerCapabilities) async throws -> TypeCoverage {
+        if discovered.withLock({ $0 }), let coverage = progress.coverage { return coverage }
+        let found = try await TypeDiscovery(context: context, capabilities: caps).run()
+        var coverage = found
+        // A type met since (in `_history`, in an export) stays unless the server now says otherwise.
+        for entry in progress.coverage?.entries ?? [] where found[entry.type] == nil && entry.access == .search {
+            if settings.resourceTypes == nil, !settings.excludeTypes.contains(entry.type) { coverage.set(entry) }
         }
-        return types
+        guard !coverage.mirrored.isEmpty else {
+            throw RemoteError.badResponse(route: "metadata", reason: "the EHR serves no resource type to mirror")
+        }
+        try context.save(coverage)
+        discovered.withLock { $0 = true }
+        return coverage
     }
 
     typealias State = SyncStateKey

@@ -30,9 +30,19 @@ public struct SyncConfiguration: Sendable, Equatable {
         case auto, system, group, off
     }
 
+    /// `[sync] strategy`: how records are listed. `auto` chooses from the server's
+    /// CapabilityStatement and answers.
+    public enum Strategy: String, Sendable, Equatable, CaseIterable {
+        case auto, export, search
+        case perPatient = "per-patient"
+    }
+
     public struct Sync: Sendable, Equatable {
-        /// nil: derived from the server's CapabilityStatement.
+        /// nil: discovered from the server (its CapabilityStatement and probes).
         public var resourceTypes: [String]?
+        /// Types never mirrored (`[sync] exclude_types`).
+        public var excludeTypes: Set<String> = TypeProbe.defaultExcluded
+        public var strategy: Strategy = .auto
         public var pollInterval: Double = 60
         public var pageSize: Int = 500
         public var bulkExport: BulkExport = .auto
@@ -244,6 +254,7 @@ public struct SyncConfiguration: Sendable, Equatable {
             try sync.allowOnly([
                 "resource_types", "poll_interval", "page_size", "bulk_export", "group_id", "sweep_interval",
                 "mass_delete_percent", "mass_delete_count", "mass_delete_floor", "overlap", "export_origins",
+                "exclude_types", "strategy",
             ])
             var s = Sync()
             if let types = try sync.stringArray("resource_types") {
@@ -253,6 +264,24 @@ public struct SyncConfiguration: Sendable, Equatable {
                         message: "\"\(type)\" is not a FHIR resource type name")
                 }
                 s.resourceTypes = types
+            }
+            if let types = try sync.stringArray("exclude_types") {
+                for type in types where !FHIRID.isValidType(type) {
+                    throw ConfigError(
+                        file: file, key: sync.keyName("exclude_types"),
+                        message: "\"\(type)\" is not a FHIR resource type name")
+                }
+                s.excludeTypes = Set(types)
+            }
+            if let text = try sync.string("strategy") {
+                guard let value = Strategy(rawValue: text) else {
+                    throw ConfigError(
+                        file: file, key: sync.keyName("strategy"),
+                        message:
+                            "expected one of \(Strategy.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \"\(ControlRequestError.printable(text))\""
+                    )
+                }
+                s.strategy = value
             }
             s.pollInterval = try sync.number("poll_interval", in: 1...86_400) ?? s.pollInterval
             s.pageSize = try sync.integer("page_size", in: 1...10_000) ?? s.pageSize

@@ -247,6 +247,39 @@ public struct StorageStatus: Codable, Sendable, Equatable {
     }
 }
 
+/// The resource types of the EHR, in `syncctl status`: which are mirrored (and how), which
+/// the server refuses to list (critical: the mirror is partial) and which the configuration
+/// leaves out.
+public struct TypesStatus: Codable, Sendable, Equatable {
+    public struct Refusal: Codable, Sendable, Equatable {
+        public var type: String
+        public var reason: String
+    }
+
+    public var mirrored: [String]
+    /// Mirrored patient by patient (the server refuses listing them whole).
+    public var perPatient: [String]
+    /// Mirrored although the CapabilityStatement does not declare them.
+    public var undeclared: [String]
+    public var refused: [Refusal]
+    /// Skipped by configuration (`[sync] exclude_types`, `resource_types`).
+    public var excluded: [String]
+    /// Declared by the CapabilityStatement, not served.
+    public var declaredNotServed: [String]
+    /// A served type is neither mirrored nor excluded.
+    public var partial: Bool
+
+    public init(_ coverage: TypeCoverage) {
+        mirrored = coverage.mirrored
+        perPatient = coverage.perPatient
+        undeclared = coverage.undeclared
+        refused = coverage.refused.map { Refusal(type: $0.type, reason: $0.reason ?? "no reason given") }
+        excluded = coverage.excluded
+        declaredNotServed = coverage.absentDeclared
+        partial = coverage.isPartial
+    }
+}
+
 /// The backup of what cannot be fetched again (`[backup] dir`), in `syncctl status`: a
 /// warning when the last one failed or is old.
 public struct BackupStatus: Codable, Sendable, Equatable {
@@ -330,6 +363,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var storage: StorageStatus?
     /// The backup (``BackupStatus``); nil when none is configured.
     public var backup: BackupStatus?
+    /// The EHR's resource types and how each is mirrored (``TypesStatus``); nil before the
+    /// first discovery.
+    public var types: TypesStatus?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -371,7 +407,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case state, resources, initialSyncComplete, lastSyncAt, dataAsOf, failingSince, lastError, initialSync
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
-        case accessAlerts, localAPICertificate, auditTrail, integrity, reencryption, storage, backup
+        case accessAlerts, localAPICertificate, auditTrail, integrity, reencryption, storage, backup, types
     }
 
     public init(from decoder: any Decoder) throws {
@@ -401,6 +437,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         reencryption = try c.decodeIfPresent(ReencryptionStatus.self, forKey: .reencryption)
         storage = try c.decodeIfPresent(StorageStatus.self, forKey: .storage)
         backup = try c.decodeIfPresent(BackupStatus.self, forKey: .backup)
+        types = try c.decodeIfPresent(TypesStatus.self, forKey: .types)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -432,11 +469,13 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(reencryption, forKey: .reencryption)
         try c.encode(storage, forKey: .storage)
         try c.encode(backup, forKey: .backup)
+        try c.encode(types, forKey: .types)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
     public var exitCode: Int32 {
         if auditTrail?.intact == false || integrity?.intact == false || storage?.full == true { return 2 }
+        if types?.partial == true { return 2 }
         switch state {
         case "outage": return 2
         case "degraded", "recovering", "initial-sync", "starting", "paused": return 1

@@ -28,6 +28,25 @@ extension StatusReport {
             let total = initial.total.map { " of \($0)" } ?? ""
             lines.append(("First copy", "\(initial.done)\(total) records (\(initial.mode ?? "starting"))"))
         }
+        if let types {
+            var text = "\(types.mirrored.count) mirrored"
+            if !types.perPatient.isEmpty { text += " (\(types.perPatient.count) patient by patient)" }
+            if !types.undeclared.isEmpty {
+                text += "; found although not declared by the EHR: " + types.undeclared.joined(separator: ", ")
+            }
+            if !types.excluded.isEmpty {
+                text += "; skipped by configuration: " + types.excluded.joined(separator: ", ")
+            }
+            lines.append(("Types", text))
+            if types.partial {
+                lines.append(
+                    (
+                        "Missing",
+                        "PARTIAL MIRROR — the EHR refuses to list: "
+                            + types.refused.map { "\($0.type) (\($0.reason))" }.joined(separator: "; ")
+                    ))
+            }
+        }
         if let last = lastSyncAt { lines.append(("Last sync", "\(Self.human(last)) (\(Self.age(last, now: now)))")) }
         if heldChanges > 0 {
             var parts: [String] = []

@@ -24,6 +24,8 @@ public struct PullProgress: Sendable, Equatable, Codable {
     /// Server time the replica is complete up to.
     public var dataAsOf: String?
     public var cycles = 0
+    /// The types mirrored and how, once discovered.
+    public var coverage: TypeCoverage?
 
     public init() {}
 

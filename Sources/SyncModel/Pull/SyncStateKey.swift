@@ -31,6 +31,15 @@ public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
     public static let lastSyncAt = SyncStateKey("lastSyncAt")
     /// The last audit trail line the EHR holds as an AuditEvent (``AuditWitness``).
     public static let auditExported = SyncStateKey("audit.exported")
+    /// The types mirrored and how (``TypeCoverage``, JSON).
+    public static let coverage = SyncStateKey("types.coverage")
+    /// "1" once every mirrored type's first copy is tracked one by one (`initial.next.T = done`).
+    public static let typesTracked = SyncStateKey("types.tracked")
+    /// Why the server's system `_history` cannot be used, once it refused it.
+    public static let historyRefused = SyncStateKey("history.refused")
+    /// The last patient (by id) whose records of a type the first copy has stored, for
+    /// types listed patient by patient.
+    public static func initialPatient(_ type: String) -> SyncStateKey { SyncStateKey("initial.patient.\(type)") }
     /// Attachment URLs still to fetch.
     public static let attachmentsPending = SyncStateKey("attachments.pending")
 }

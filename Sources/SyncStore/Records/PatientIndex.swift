@@ -23,6 +23,9 @@ public struct PatientIndex: Sendable {
 
     public var count: Int { entries.count }
 
+    /// Every patient's id, sorted.
+    public var ids: [String] { entries.values.map(\.id).sorted() }
+
     public init() {}
 
     public mutating func upsert(bid: Data, json: Data) {

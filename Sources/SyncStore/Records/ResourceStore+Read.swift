@@ -39,6 +39,9 @@ extension ResourceStore {
         }
     }
 
+    /// The ids of the live Patients, sorted (from memory: no scan).
+    public func patientIDs() -> [String] { patients.withLock { $0.ids } }
+
     /// Calls `body` for every stored resource (of one type, if given), tombstones included
     /// when asked, in storage order. Memory stays bounded: rows are decrypted one at a time.
     public func forEachResource(

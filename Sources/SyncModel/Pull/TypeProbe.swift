@@ -1,0 +1,89 @@
+public import Foundation
+
+/// Finding the types a server really serves: what to ask about, and what its answers mean.
+/// Pure; the puller does the asking.
+public enum TypeProbe {
+    /// What a cheap search of a type (`Type?_count=1`) says about it.
+    public enum Verdict: Sendable, Equatable {
+        /// 200 with a Bundle: the type is listable.
+        case served
+        /// The server knows the type but will not list it this way (400, 403, 422; or an
+        /// unparameterised search refused): try another way.
+        case refused(String)
+        /// The server does not serve the type (404, 405, 410, 501).
+        case absent(String)
+        /// Anything else (5xx, 429, 401, a 200 that is not a Bundle): ask again later.
+        case transient(String)
+    }
+
+    /// Types always asked about, declared or not: the R4 Patient compartment and what a
+    /// practice's records point at or schedule with.
+    public static let probed: Set<String> = ServerCapabilities.patientCompartment.union([
+        "Practitioner", "PractitionerRole", "Organization", "Location", "Medication", "Appointment", "Schedule",
+        "Slot",
+    ])
+
+    /// Types worth mirroring when declared (the probed ones plus Device).
+    public static let wanted: Set<String> = probed.union(ServerCapabilities.referenceTypes)
+
+    /// Left out unless the practice asks for them: the EHR's own access log and groups.
+    public static let defaultExcluded: Set<String> = ["AuditEvent", "Group"]
+
+    /// The types to ask about, in mirror order, and those left out by configuration.
+    /// `configured` (`[sync] resource_types`) pins the set: nothing else is asked about.
+    public static func candidates(declared: Set<String>, configured: [String]?, excluded: Set<String>) -> (
+        ask: [String], excluded: [String]
+    ) {
+        if let configured {
+            let pinned = Set(configured)
+            let skipped = declared.intersection(wanted).union(probed).subtracting(pinned)
+            return (sorted(configured), sorted(Array(skipped)))
+        }
+        let all = declared.intersection(wanted).union(probed)
+        return (sorted(Array(all.subtracting(excluded))), sorted(Array(all.intersection(excluded))))
+    }
+
+    static func sorted(_ types: [String]) -> [String] {
+        Array(Set(types)).sorted { TypeCoverage.order($0) < TypeCoverage.order($1) }
+    }
+
+    /// Reads the answer to a search of a type.
+    public static func verdict(status: Int, body: Data) -> Verdict {
+        switch status {
+        case 200:
+            if (try? BundlePage.parse(body)) != nil { return .served }
+            return .transient("a 200 that is not a Bundle")
+        case 400, 403, 422:
+            return .refused("HTTP \(status): " + OperationOutcomeText.summary(body, limit: 160))
+        case 404, 405, 410, 501:
+            return .absent("HTTP \(status): " + OperationOutcomeText.summary(body, limit: 160))
+        default:
+            return .transient("HTTP \(status)")
+        }
+    }
+
+    /// Whether an answer to a listing means "not this way" (as opposed to "not now").
+    public static func isRefusal(_ status: Int) -> Bool {
+        [400, 403, 404, 405, 410, 422, 501].contains(status)
+    }
+
+    /// The search parameter that scopes a type to one patient (R4 compartment definition),
+    /// nil for types outside the Patient compartment.
+    public static func patientParameter(_ type: String) -> String? {
+        switch type {
+        case "Patient": nil
+        case "Schedule": "actor"
+        case "Group": "member"
+        case "Device": "patient"
+        default: ServerCapabilities.patientCompartment.contains(type) ? "patient" : nil
+        }
+    }
+
+    /// The first page of a type's listing for one patient.
+    public static func patientQuery(_ type: String, patientID: String, extra: String = "") -> String? {
+        guard let parameter = patientParameter(type) else { return nil }
+        let id = patientID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "."])) ?? patientID
+        let value = parameter == "patient" ? id : "Patient/\(id)"
+        return "\(type)?\(parameter)=\(value)\(extra)"
+    }
+}
