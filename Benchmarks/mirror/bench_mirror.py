@@ -17,6 +17,11 @@
    <repo>/.build-bench/), served by bulk_server.py (a minimal Bulk Data server: loading sekmet with it would
    take about half an hour and 12 GB), mirrored by `ehr-syncd --once` while /proc/<pid>/status is sampled
    every 50 ms.
+4. Requests of one idle incremental cycle with types discovered (nothing pinned): through the server's
+   system `_history` (`idle cycle requests (system history)`), and patient by patient as on a server
+   without `_history` or whole-type searches (`[sync] strategy = "per-patient"`: one
+   `Patient/[id]/$everything?_since=` a patient, plus the shared types' `_lastUpdated` searches). Counted
+   from the daemon's own debug `http` lines, the CapabilityStatement (read once a process) left out.
 
 Output: `name: value unit` lines on stdout, the headline ratio last; progress and notes go to stderr.
 Only counts and timings are printed, never resource content. Daemon logs (no patient data by design)
@@ -219,7 +224,7 @@ def toml_str(s: str) -> str:
     return json.dumps(s)  # a JSON string is a valid TOML basic string
 
 
-def write_daemon_config(folder: Path, base_url: str, types: list[str]) -> Path:
+def write_daemon_config(folder: Path, base_url: str, types: list[str] | None, sync_extra: str = "") -> Path:
     """Config + key like scripts/demo.sh: 32 random bytes base64 in a 0600 file, fresh state dir."""
     folder.mkdir(parents=True)
     key = folder / "replica.key"
@@ -232,8 +237,9 @@ def write_daemon_config(folder: Path, base_url: str, types: list[str]) -> Path:
         f"base_url = {toml_str(base_url)}\n"
         "requests_per_second = 1000\n"
         "[sync]\n"
-        f"resource_types = [{', '.join(toml_str(t) for t in types)}]\n"
-        "[replica]\n"
+        + (f"resource_types = [{', '.join(toml_str(t) for t in types)}]\n" if types is not None else "")
+        + sync_extra
+        + "[replica]\n"
         f"state_dir = {toml_str(str(folder / 'state'))}\n"
         "[key]\n"
         f"file = {toml_str(str(key))}\n"
@@ -273,6 +279,30 @@ def run_daemon(daemon: Path, work: Path, logs: Path, label: str, base_url: str, 
     info(f"{label}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s cpu, {r['resources']} resources, "
          f"peak rss {r['peak_rss_kib'] / 1024:.0f} MB" + (f", log {noisy}" if noisy else ""))
     return r
+
+
+HTTP_LINE_RE = re.compile(r"^\S+ debug ehr-syncd: (.*)\[SyncEngine\] http$", re.M)
+
+
+def idle_cycle_requests(daemon: Path, work: Path, logs: Path, label: str, base_url: str, strategy: str) -> int:
+    """Requests of one idle incremental cycle: types discovered (nothing pinned), a first
+    `--once` makes the mirror (not counted), a second one at debug level is the idle cycle
+    (its requests counted from the daemon's own `http` log lines)."""
+    folder = work / label
+    cfg = write_daemon_config(folder, base_url, None, f"strategy = {toml_str(strategy)}\n")
+    first = run_measured([str(daemon), "--config", str(cfg), "--once"], logs / f"{label}-initial.log")
+    if first["rc"] != 0:
+        raise BenchFailure(f"{label}: the first copy failed; see {logs / f'{label}-initial.log'}")
+    log = logs / f"{label}-idle.log"
+    r = run_measured([str(daemon), "--config", str(cfg), "--once", "--log-level", "debug"], log)
+    shutil.rmtree(folder, ignore_errors=True)
+    if r["rc"] != 0:
+        raise BenchFailure(f"{label}: the idle cycle failed; see {log}")
+    # The CapabilityStatement is read once a process: a running daemon's cycles do not ask for it.
+    count = sum(1 for line in HTTP_LINE_RE.findall(log.read_text(errors="replace")))
+    count -= len(re.findall(r"route=metadata .*\[SyncEngine\] http$", log.read_text(errors="replace"), re.M))
+    info(f"{label}: idle cycle {count} requests")
+    return count
 
 
 # ------------------------------------------------------------------ smart-fetch runs
@@ -519,6 +549,13 @@ def main() -> int:
              + "; daemon same types " + ", ".join(f"{r['wall']:.1f}" for r in same_runs)
              + "; daemon all types " + ", ".join(f"{r['wall']:.1f}" for r in full_runs))
         info("daemon phases, last all-types run: " + "; ".join(f"{s[11:19]} {m}" for s, m in full_runs[-1]["phases"]))
+        # One idle cycle, types discovered: with the server's system _history (one request), and patient by
+        # patient as on a server without _history or whole-type searches (Patient/$everything?_since= for each).
+        patients = sum(1 for line in (set_dir / "Patient.ndjson").open() if line.strip())
+        idle_history = idle_cycle_requests(daemon, work, logs, "idle-history", base_url, "auto")
+        idle_patient = idle_cycle_requests(daemon, work, logs, "idle-per-patient", base_url, "per-patient")
+        result("idle cycle requests (system history)", idle_history, "", 0)
+        result(f"idle cycle requests (per-patient, {patients} patients)", idle_patient, "", 0)
         # sekmet is not needed any more: free its CPU and memory before the 1M run (the cleanup's second
         # stop then answers "not-running").
         harness("stop", "--pid", str(pgid))

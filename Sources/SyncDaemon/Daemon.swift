@@ -137,6 +137,7 @@ final class Daemon: Sendable {
             throw DaemonStartError(message: error.description, exitCode: 74)
         }
         var authorization: (@Sendable () async throws -> String?)?
+        var reauthorize: (@Sendable () async -> Void)?
         if let tokenFile = config.ehr.bearerTokenFile {
             let token: String
             do {
@@ -162,13 +163,14 @@ final class Daemon: Sendable {
                     "kid": "\(smart.keyID)",
                 ])
             authorization = { try await smart.authorization() }
+            reauthorize = { await smart.invalidate() }
         }
         let liveness = Liveness()
         let monitor = OutageMonitor(logger: logger)
         let client = FHIRClient(
             baseURL: config.ehr.baseURL, requestsPerSecond: config.ehr.requestsPerSecond,
             connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
-            logger: logger, authorization: authorization, activity: { liveness.beat() },
+            logger: logger, authorization: authorization, reauthorize: reauthorize, activity: { liveness.beat() },
             observe: { monitor.record($0) })
         // Read once, shared by pull (which types) and replay (conditional creates).
         let capabilities = CapabilityCache(transport: client, logger: logger)

@@ -4,9 +4,10 @@ import SyncTestSupport
 import Testing
 
 /// Data requests of the initial sync or a cycle: search pages and export files (not
-/// metadata, export status polls, history or sweeps).
+/// metadata, type probes, export status polls, history or sweeps).
 func isDataRequest(_ uri: String) -> Bool {
-    (uri.contains("_count=") && !uri.contains("_elements=") && !uri.contains("_history")) || uri.contains("bulk-files")
+    (uri.contains("_count=") && !uri.contains("_elements=") && !uri.contains("_history") && !uri.hasSuffix("?_count=1"))
+        || uri.contains("bulk-files")
 }
 
 @Suite(.serialized) struct ResilienceTests {

@@ -140,6 +140,10 @@ final class ProxyServerHandler: ChannelInboundHandler {
             }
         case .passThrough, .resetMidBody, .truncatedBody:
             forward(context: context, head: head, body: body, mode: decision.mode)
+        case .forward(let uri):
+            var rewritten = head
+            rewritten.uri = uri
+            forward(context: context, head: rewritten, body: body, mode: .passThrough)
         }
     }
 

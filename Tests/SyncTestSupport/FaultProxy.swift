@@ -58,6 +58,9 @@ public enum FaultMode: Sendable, Equatable, CustomStringConvertible {
     /// Answer directly with this status and body (a misbehaving server: a looping Bundle, an
     /// OperationOutcome where a Bundle belongs, hostile resources); the upstream is not contacted.
     case respond(status: Int, contentType: String, body: Data)
+    /// Forward the request with this target instead of the client's (a server that caps
+    /// `_count`, or ignores a parameter).
+    case forward(uri: String)
 
     public var description: String {
         switch self {
@@ -70,6 +73,7 @@ public enum FaultMode: Sendable, Equatable, CustomStringConvertible {
         case .truncatedBody(let n): "truncatedBody(afterBytes: \(n))"
         case .hang: "hang"
         case .respond(let status, _, let body): "respond(\(status), \(body.count) bytes)"
+        case .forward(let uri): "forward(\(uri))"
         }
     }
 }
@@ -180,6 +184,8 @@ public final class FaultProxy: Sendable {
     struct State: Sendable {
         var port = 0
         var standing: FaultMode = .passThrough
+        /// How the emulated server differs from the upstream (consulted after injections).
+        var personality: (@Sendable (ProxyRequest) -> FaultMode?)?
         var injections: [Injection] = []
         var nextInjectionID = 0
         var log: [ProxyRecord] = []
@@ -355,6 +361,13 @@ public final class FaultProxy: Sendable {
         state.withLock { $0.injections.reduce(0) { $0 + $1.remaining } }
     }
 
+    /// Makes the proxy behave like another server: `rule` answers a request the way that
+    /// server would (a refusal, a rewritten target), or nil to forward it unchanged. One-shot
+    /// injections still come first; nil removes the personality.
+    public func setPersonality(_ rule: (@Sendable (ProxyRequest) -> FaultMode?)?) {
+        state.withLock { $0.personality = rule }
+    }
+
     /// Drops all queued one-shot faults.
     public func clearInjections() {
         state.withLock { $0.injections.removeAll() }
@@ -474,11 +487,12 @@ public final class FaultProxy: Sendable {
     func decide(_ request: ProxyRequest) -> Decision {
         // Evaluate predicates outside the lock (they are user code); then consume the first
         // matching injection that is still available.
-        let snapshot = state.withLock { $0.injections }
+        let (snapshot, personality) = state.withLock { ($0.injections, $0.personality) }
         let matching = Set(snapshot.filter { $0.predicate?(request) ?? true }.map(\.id))
+        let personal = personality?(request)
         let now = ContinuousClock.now
         return state.withLock { s in
-            var mode = s.standing
+            var mode = s.standing == .passThrough ? personal ?? .passThrough : s.standing
             var injected = false
             if let index = s.injections.firstIndex(where: { matching.contains($0.id) && $0.remaining > 0 }) {
                 mode = s.injections[index].mode

@@ -42,7 +42,9 @@ struct IncrementalSync: PullEngine {
         // System `_history` when the server has it (one request when idle; it carries
         // deletions); a server that declares it but refuses it is remembered.
         let historyRefused = try replica.syncState.value(State.historyRefused)
-        var useHistory = capabilities.systemHistory && historyRefused == nil
+        // `[sync] strategy = "search"` or `"per-patient"` asks for those listings instead.
+        let historyWanted = settings.strategy == .auto || settings.strategy == .export
+        var useHistory = capabilities.systemHistory && historyRefused == nil && historyWanted
         if useHistory {
             do {
                 try await walk(
@@ -58,8 +60,14 @@ struct IncrementalSync: PullEngine {
             }
         }
         if !useHistory {
-            for type in context.coverage.mirrored {
+            let perPatient = context.coverage.perPatient
+            for type in context.coverage.mirrored where !perPatient.contains(type) {
                 try await listChanges(of: type, since: since, into: &listing)
+            }
+            if !perPatient.isEmpty, try await !listByEverything(perPatient, since: since, into: &listing) {
+                for type in perPatient {
+                    try await listChanges(of: type, since: since, into: &listing)
+                }
             }
         }
         let cycleStart = listing.cycleStart
@@ -137,12 +145,14 @@ struct IncrementalSync: PullEngine {
     /// type listed patient by patient. A refusal moves the type to the next way, or marks
     /// it refused; the other types go on.
     func listChanges(of type: String, since: String, into listing: inout Listing) async throws {
-        let extra = "&_lastUpdated=ge\(since)&_sort=_lastUpdated&_count=\(settings.pageSize)"
+        let changed = "&_lastUpdated=ge\(since)&_sort=_lastUpdated&_count=\(settings.pageSize)"
+        let whole = "&_sort=_id&_count=\(settings.pageSize)"
+        var extra = context.coverage[type]?.withoutLastUpdated == true ? whole : changed
         do {
             if context.coverage[type]?.access != .perPatient {
                 do {
-                    try await walk(
-                        "\(type)?" + extra.dropFirst(), route: type, since: since, history: false, into: &listing)
+                    try await walkOrRelist(
+                        type, query: "\(type)?", extra: &extra, whole: whole, since: since, into: &listing)
                     return
                 } catch RemoteError.refused(_, let code, let reason) {
                     guard TypeProbe.patientParameter(type) != nil else {
@@ -152,18 +162,59 @@ struct IncrementalSync: PullEngine {
                 }
             }
             for patient in context.patientIDs() {
-                guard let first = TypeProbe.patientQuery(type, patientID: patient, extra: extra) else { return }
-                try await walk(first, route: type, since: since, history: false, into: &listing)
+                guard let query = TypeProbe.patientQuery(type, patientID: patient) else { return }
+                try await walkOrRelist(type, query: query, extra: &extra, whole: whole, since: since, into: &listing)
             }
         } catch RemoteError.refused(_, let code, let reason) {
             try context.mark(type, .refused, reason: "HTTP \(code): \(reason)")
         }
     }
 
+    /// The per-patient types' changes through `Patient/[id]/$everything?_since=`: one listing a
+    /// patient for all of them. False when the server refuses the operation (remembered).
+    func listByEverything(_ types: [String], since: String, into listing: inout Listing) async throws -> Bool {
+        if try replica.syncState.value(State.everythingRefused) != nil { return false }
+        let wanted = Set(types)
+        for (index, patient) in context.patientIDs().enumerated() {
+            let first = TypeProbe.everythingQuery(
+                patientID: patient, extra: "?_since=\(since)&_count=\(settings.pageSize)")
+            do {
+                try await walk(
+                    first, route: "Patient/$everything", since: since, history: false, only: wanted, into: &listing)
+            } catch RemoteError.refused(_, let code, let reason) where index == 0 {
+                logger.warning(
+                    "the EHR refuses Patient/$everything; listing each type for each patient",
+                    metadata: ["status": "\(code)", "reason": "\(reason)"])
+                try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"])
+                return false
+            }
+        }
+        return true
+    }
+
+    /// One listing of changes; when the server refuses `_lastUpdated` on the type (and only
+    /// then), the listing is made whole instead and the type remembered as such.
+    func walkOrRelist(
+        _ type: String, query: String, extra: inout String, whole: String, since: String, into listing: inout Listing
+    ) async throws {
+        let separator = query.hasSuffix("?") ? "" : "&"
+        do {
+            try await walk(
+                query + separator + extra.dropFirst(), route: type, since: since, history: false, into: &listing)
+        } catch RemoteError.refused(_, let code, let reason) where extra != whole {
+            try await walk(
+                query + separator + whole.dropFirst(), route: type, since: since, history: false, into: &listing)
+            // The whole listing worked: it was `_lastUpdated` the server refused.
+            try context.markWithoutLastUpdated(type, reason: "HTTP \(code): \(reason)")
+            extra = whole
+        }
+    }
+
     /// Follows one listing's pages, keeping the newest change of each resource.
-    func walk(_ first: String, route: String, since: String, history: Bool, into listing: inout Listing)
-        async throws
-    {
+    func walk(
+        _ first: String, route: String, since: String, history: Bool, only: Set<String>? = nil,
+        into listing: inout Listing
+    ) async throws {
         var url: String? = first
         var walk = PageWalk(first: first)
         while let current = url {
@@ -181,7 +232,7 @@ struct IncrementalSync: PullEngine {
             var resources: [Data] = []
             for entry in page.entries {
                 if let ref = entry.deletedReference {
-                    if accepts(ref.type) {
+                    if accepts(ref.type), only?.contains(ref.type) ?? true {
                         listing.changes.record(
                             ref.string, version: entry.deletedVersion,
                             .delete(type: ref.type, id: ref.id, version: entry.deletedVersion))
@@ -190,7 +241,7 @@ struct IncrementalSync: PullEngine {
                     resources.append(resource)
                 }
             }
-            for p in context.prepare(resources, types: nil).prepared where accepts(p.envelope.resourceType) {
+            for p in context.prepare(resources, types: only).prepared where accepts(p.envelope.resourceType) {
                 let type = p.envelope.resourceType
                 if history, context.coverage[type].map({ $0.access == .search || $0.access == .perPatient }) != true {
                     // Served after all (seen in `_history`): mirrored from now on, its first
@@ -225,11 +276,20 @@ struct IncrementalSync: PullEngine {
     /// than the replica's is a rollback, held.
     func sweep() async throws -> SweepResult {
         var result = SweepResult()
+        let perPatient = context.coverage.perPatient
+        // Per-patient types in one `$everything` a patient where the server has it.
+        var everything: [String: Set<String>]?
+        if !perPatient.isEmpty, try replica.syncState.value(State.everythingRefused) == nil {
+            everything = try await idsByEverything(Set(perPatient))
+        }
         for type in context.coverage.mirrored {
             var ids = Set<String>()
             var older: [String] = []
             var listings: [String] = []
-            if context.coverage[type]?.access == .perPatient {
+            if let found = everything, perPatient.contains(type) {
+                ids = found[type] ?? []
+                older = try ids.filter { try isOlder(type: type, id: $0, serverVersion: nil) }
+            } else if perPatient.contains(type) {
                 listings = context.patientIDs().compactMap {
                     TypeProbe.patientQuery(type, patientID: $0, extra: "&_elements=id&_count=\(settings.pageSize)")
                 }
@@ -247,11 +307,7 @@ struct IncrementalSync: PullEngine {
                                 env.resourceType == type
                             else { continue }
                             ids.insert(env.id)
-                            if let serverVersion = env.versionId.flatMap({ Int($0) }),
-                                let stored = try replica.records.storedVersion(type: type, id: env.id),
-                                !stored.deleted,
-                                let storedVersion = stored.versionId.flatMap({ Int($0) }), serverVersion < storedVersion
-                            {
+                            if try isOlder(type: type, id: env.id, serverVersion: env.versionId) {
                                 older.append(env.id)
                             }
                         }
@@ -279,5 +335,42 @@ struct IncrementalSync: PullEngine {
                 "server rollback: versions older than the replica's", metadata: ["count": "\(result.regressions)"])
         }
         return result
+    }
+
+    /// Whether the server's version of a record is older than the replica's (a rollback).
+    /// `serverVersion` nil: known from the ids' listing only, never older.
+    func isOlder(type: String, id: String, serverVersion: String?) throws -> Bool {
+        guard let serverVersion = serverVersion.flatMap({ Int($0) }),
+            let stored = try replica.records.storedVersion(type: type, id: id), !stored.deleted,
+            let storedVersion = stored.versionId.flatMap({ Int($0) })
+        else { return false }
+        return serverVersion < storedVersion
+    }
+
+    /// Every id of the per-patient types, from each patient's `$everything`; nil when the
+    /// server refuses it (remembered) or one patient's listing fails (no deletions inferred).
+    func idsByEverything(_ types: Set<String>) async throws -> [String: Set<String>]? {
+        var ids: [String: Set<String>] = [:]
+        for (index, patient) in context.patientIDs().enumerated() {
+            let first = TypeProbe.everythingQuery(patientID: patient, extra: "?_count=\(settings.pageSize)")
+            var url: String? = first
+            var walk = PageWalk(first: first)
+            do {
+                while let current = url {
+                    let (_, page) = try await context.fetchPage(current, route: "Patient/$everything")
+                    for entry in page.entries {
+                        guard let bytes = entry.resource, let env = try? ResourceEnvelope.parse(bytes),
+                            types.contains(env.resourceType)
+                        else { continue }
+                        ids[env.resourceType, default: []].insert(env.id)
+                    }
+                    url = try walk.next(after: page.next)
+                }
+            } catch RemoteError.refused(_, let code, let reason) {
+                if index == 0 { try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"]) }
+                return nil
+            }
+        }
+        return ids
     }
 }

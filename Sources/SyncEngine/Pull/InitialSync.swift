@@ -94,10 +94,11 @@ struct InitialSync: PullEngine {
             context.publish { $0.setDone(type, done: (try? replica.records.count(type: type)) ?? 0, total: total) }
         }
         var failed: [String] = []
+        var perPatient: [String] = []
         for type in types where try replica.syncState.value(State.initialNext(type)) != "done" {
             do {
                 if context.coverage[type]?.access == .perPatient {
-                    try await copyPerPatient(type)
+                    perPatient.append(type)
                     continue
                 }
                 do {
@@ -110,22 +111,95 @@ struct InitialSync: PullEngine {
                     }
                     try context.mark(type, .perPatient, reason: why)
                     try replica.syncState.set([State.initialNext(type): nil])
-                    try await copyPerPatient(type)
+                    perPatient.append(type)
                 }
-            } catch let error as PageWalk.Stop {
-                logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(error)"])
-                failed.append("\(type): \(error)")
-            } catch RemoteError.badResponse(let route, let reason) {
-                logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(reason)"])
-                failed.append("\(route): \(reason)")
-            } catch RemoteError.refused(_, let code, let reason) {
-                try context.mark(type, .refused, reason: "HTTP \(code): \(reason)")
+            } catch {
+                try isolate(type, error, failed: &failed)
+            }
+        }
+        // Types listed patient by patient: `Patient/[id]/$everything` (one listing a patient
+        // for all of them) where the server has it, else each type for each patient.
+        if !perPatient.isEmpty, try await !copyByEverything(perPatient) {
+            for type in perPatient {
+                do {
+                    try await copyPerPatient(type)
+                } catch {
+                    try isolate(type, error, failed: &failed)
+                }
             }
         }
         if !failed.isEmpty {
             throw RemoteError.badResponse(
                 route: "search", reason: "the first copy is partial: " + failed.joined(separator: "; "))
         }
+    }
+
+    /// What a type's failed copy means for the rest: unreadable pages skip the type for this
+    /// cycle, a refusal marks it refused; anything else (the EHR gone, a full disk) stops the
+    /// cycle.
+    func isolate(_ type: String, _ error: any Error, failed: inout [String]) throws {
+        switch error {
+        case let error as PageWalk.Stop:
+            logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(error)"])
+            failed.append("\(type): \(error)")
+        case RemoteError.badResponse(let route, let reason):
+            logger.error("type not copied this cycle", metadata: ["type": "\(type)", "reason": "\(reason)"])
+            failed.append("\(route): \(reason)")
+        case RemoteError.refused(_, let code, let reason):
+            try context.mark(type, .refused, reason: "HTTP \(code): \(reason)")
+        default:
+            throw error
+        }
+    }
+
+    /// The first copy of the per-patient types through `Patient/[id]/$everything`, resumable
+    /// after the last patient stored. False (nothing stored) when the server refuses the
+    /// operation: it is remembered, and the types are listed one by one.
+    func copyByEverything(_ types: [String]) async throws -> Bool {
+        if try replica.syncState.value(State.everythingRefused) != nil { return false }
+        let wanted = Set(types)
+        let resume = try replica.syncState.value(State.initialEverything)
+        let patients = context.patientIDs().filter { resume == nil || $0 > resume! }
+        var stored = 0
+        for patient in patients {
+            let first = TypeProbe.everythingQuery(patientID: patient, extra: "?_count=\(settings.pageSize)")
+            var url = first
+            var walk = PageWalk(first: first)
+            var batch: [PreparedVersion] = []
+            while true {
+                let page: BundlePage
+                do {
+                    (_, page) = try await context.fetchPage(url, route: "Patient/$everything")
+                } catch RemoteError.refused(_, let code, let reason) where resume == nil && stored == 0 {
+                    logger.warning(
+                        "the EHR refuses Patient/$everything; listing each type for each patient",
+                        metadata: ["status": "\(code)", "reason": "\(reason)"])
+                    try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"])
+                    return false
+                }
+                let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
+                    \.resource)
+                batch += context.prepare(resources, types: wanted).prepared
+                guard let following = try walk.next(after: page.next) else { break }
+                url = following
+            }
+            _ = try replica.records.apply(prepared: batch, state: [State.initialEverything: patient])
+            stored += 1
+            let fetcher = AttachmentFetcher(context: context)
+            try await fetcher.fetch(fetcher.urls(in: batch))
+            var perType: [String: Int] = [:]
+            for p in batch { perType[p.envelope.resourceType, default: 0] += 1 }
+            context.publish { progress in
+                for (type, count) in perType { progress.addDone(type, count, total: nil) }
+            }
+        }
+        var done: [SyncStateKey: String?] = [State.initialEverything: nil]
+        for type in types { done[State.initialNext(type)] = "done" }
+        try replica.syncState.set(done)
+        logger.info(
+            "types mirrored patient by patient (Patient/$everything)",
+            metadata: ["types": "\(types.count)", "patients": "\(patients.count)"])
+        return true
     }
 
     /// After the first copy: types found since (a new discovery, one seen in `_history`)

@@ -93,6 +93,16 @@ extension PullContext {
         }
     }
 
+    /// Records that the server refuses `_lastUpdated` on a type (listed whole from now on).
+    func markWithoutLastUpdated(_ type: String, reason: String) throws {
+        var updated = coverage
+        updated.markWithoutLastUpdated(type, reason: reason)
+        try save(updated)
+        logger.warning(
+            "the EHR refuses _lastUpdated on a type; its changes are found by listing it whole",
+            metadata: ["type": "\(type)", "reason": "\(reason)"])
+    }
+
     func save(_ coverage: TypeCoverage) throws {
         publish { $0.coverage = coverage }
         let json = String(decoding: (try? JSONEncoder().encode(coverage)) ?? Data(), as: UTF8.self)

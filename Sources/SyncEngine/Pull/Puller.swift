@@ -45,8 +45,6 @@ public final class Puller: Sendable {
     }
 
     let context: PullContext
-    /// Types are discovered once a process (then kept current from the server's answers).
-    private let discovered = Mutex(false)
     /// The server's capabilities, read once and shared with replay.
     public let capabilities: CapabilityCache
 
@@ -115,10 +113,19 @@ public final class Puller: Sendable {
         publish { $0.coverage = coverage }
     }
 
-    /// The types to mirror: discovered once a process, kept in the replica (status shows
-    /// them across restarts).
+    /// The types to mirror: discovered once a day, kept in the replica (status shows them
+    /// across restarts), kept current meanwhile from the server's answers.
     func discover(_ caps: ServerCapabilities) async throws -> TypeCoverage {
-        if discovered.withLock({ $0 }), let coverage = progress.coverage { return coverage }
+        // Asked again once a day (and at once when the practice changed what to mirror):
+        // servers add types, and a refusal may be lifted.
+        let now = Date().timeIntervalSince1970
+        let fingerprint = Self.fingerprint(settings)
+        if let coverage = progress.coverage, let last = try replica.syncState.value(State.discoveredAt),
+            let parts = Optional(last.split(separator: " ", maxSplits: 1)), parts.count == 2,
+            let at = Double(parts[0]), String(parts[1]) == fingerprint, now - at < 86_400, now >= at
+        {
+            return coverage
+        }
         let found = try await TypeDiscovery(context: context, capabilities: caps).run()
         var coverage = found
         // A type met since (in `_history`, in an export) stays unless the server now says otherwise.
@@ -129,8 +136,15 @@ public final class Puller: Sendable {
             throw RemoteError.badResponse(route: "metadata", reason: "the EHR serves no resource type to mirror")
         }
         try context.save(coverage)
-        discovered.withLock { $0 = true }
+        try replica.syncState.set([State.discoveredAt: "\(Int(now)) \(fingerprint)"])
         return coverage
+    }
+
+    /// What of the settings decides the types asked about.
+    static func fingerprint(_ settings: Settings) -> String {
+        let configured = settings.resourceTypes?.joined(separator: ",") ?? "*"
+        return [configured, settings.excludeTypes.sorted().joined(separator: ","), settings.strategy.rawValue]
+            .joined(separator: ";")
     }
 
     typealias State = SyncStateKey

@@ -32,6 +32,9 @@ public final class FHIRClient: FHIRTransport {
     let backoff: Backoff
     let requestTimeout: TimeAmount
     let authorization: (@Sendable () async throws -> String?)?
+    /// Forgets the credentials `authorization` gave, after the EHR answered 401 to them
+    /// (an access token expired before its announced lifetime, mid-run).
+    let reauthorize: (@Sendable () async -> Void)?
     let logger: Logger
     let statsBox = Mutex(Stats())
     /// Called at every request attempt and streamed chunk: a sign of life for watchdogs.
@@ -42,7 +45,7 @@ public final class FHIRClient: FHIRTransport {
     public init(
         baseURL: URL, requestsPerSecond: Double, connectTimeout: Double, requestTimeout: Double,
         backoff: Backoff = Backoff(), logger: Logger, authorization: (@Sendable () async throws -> String?)? = nil,
-        activity: @escaping @Sendable () -> Void = {},
+        reauthorize: (@Sendable () async -> Void)? = nil, activity: @escaping @Sendable () -> Void = {},
         observe: @escaping @Sendable (OutageStateMachine.Event) -> Void = { _ in }
     ) {
         self.activity = activity
@@ -62,6 +65,7 @@ public final class FHIRClient: FHIRTransport {
         self.backoff = backoff
         self.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
         self.authorization = authorization
+        self.reauthorize = reauthorize
         self.logger = logger
     }
 
@@ -104,6 +108,7 @@ public final class FHIRClient: FHIRTransport {
         let sameOrigin = Self.origin(of: target) == origin
         if !sameOrigin && sendCredentials { throw .foreignOrigin(route: route) }
         var attempt = 0
+        var reauthorized = false
         while true {
             attempt += 1
             activity()
@@ -122,11 +127,23 @@ public final class FHIRClient: FHIRTransport {
                 request.headers.add(name: "Accept-Encoding", value: "gzip")
                 request.headers.add(name: "User-Agent", value: "ehr-sync/\(EHRSync.version)")
                 for (name, value) in headers { request.headers.add(name: name, value: value) }
+                var sentCredentials = false
                 if sameOrigin, let auth = authorization, let value = try await auth() {
                     request.headers.add(name: "Authorization", value: value)
+                    sentCredentials = true
                 }
                 let response = try await http.execute(request, timeout: requestTimeout)
                 let status = Int(response.status.code)
+                if status == 401, sentCredentials, !reauthorized, let reauthorize {
+                    // The token expired early (or was revoked): a new one, then the same
+                    // request again, once; the run goes on where it was.
+                    reauthorized = true
+                    _ = try? await response.body.collect(upTo: 1 << 20)
+                    logger.info("access token refused (401); asking for a new one", metadata: ["route": "\(route)"])
+                    await reauthorize()
+                    attempt -= 1
+                    continue
+                }
                 var headerMap: [String: String] = [:]
                 for header in response.headers { headerMap[header.name.lowercased()] = header.value }
                 let buffer = try await response.body.collect(upTo: maxBytes)
@@ -201,6 +218,11 @@ public final class FHIRClient: FHIRTransport {
         let response = try await http.execute(request, timeout: .hours(6))
         let status = Int(response.status.code)
         record(status: status, bytes: 0)
+        if status == 401, sameOrigin && sendCredentials, let reauthorize {
+            // The caller resumes from what it committed, with a new token.
+            await reauthorize()
+            throw RemoteError.unavailable(route: route, reason: "access token refused (401); a new one is requested")
+        }
         guard status == 200 else { throw RemoteError.status(route: route, code: status) }
         var pending = ByteBuffer()
         var batch: [Data] = []

@@ -33,6 +33,12 @@ public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
     public static let auditExported = SyncStateKey("audit.exported")
     /// The types mirrored and how (``TypeCoverage``, JSON).
     public static let coverage = SyncStateKey("types.coverage")
+    /// When types were last discovered (local seconds) and with which settings.
+    public static let discoveredAt = SyncStateKey("types.discoveredAt")
+    /// Why the server's `Patient/[id]/$everything` cannot be used, once it refused it.
+    public static let everythingRefused = SyncStateKey("everything.refused")
+    /// The last patient whose `$everything` the first copy has stored.
+    public static let initialEverything = SyncStateKey("initial.everything")
     /// "1" once every mirrored type's first copy is tracked one by one (`initial.next.T = done`).
     public static let typesTracked = SyncStateKey("types.tracked")
     /// Why the server's system `_history` cannot be used, once it refused it.

@@ -24,12 +24,18 @@ public struct TypeCoverage: Codable, Sendable, Equatable {
         public var declared: Bool
         /// The server's words (OperationOutcome, or the HTTP status) when it refused.
         public var reason: String?
+        /// The server refuses `_lastUpdated` on this type: its changes are found by listing
+        /// it whole each cycle.
+        public var withoutLastUpdated: Bool?
 
-        public init(type: String, access: Access, declared: Bool, reason: String? = nil) {
+        public init(
+            type: String, access: Access, declared: Bool, reason: String? = nil, withoutLastUpdated: Bool? = nil
+        ) {
             self.type = type
             self.access = access
             self.declared = declared
             self.reason = reason
+            self.withoutLastUpdated = withoutLastUpdated
         }
     }
 
@@ -55,8 +61,18 @@ public struct TypeCoverage: Codable, Sendable, Equatable {
 
     /// Changes how a known type is listed (a type not known yet is added as undeclared).
     public mutating func mark(_ type: String, _ access: Access, reason: String? = nil) {
-        let declared = self[type]?.declared ?? false
-        set(Entry(type: type, access: access, declared: declared, reason: reason))
+        var entry = self[type] ?? Entry(type: type, access: access, declared: false)
+        entry.access = access
+        entry.reason = reason
+        set(entry)
+    }
+
+    /// Records that the server refuses `_lastUpdated` on a type.
+    public mutating func markWithoutLastUpdated(_ type: String, reason: String) {
+        guard var entry = self[type] else { return }
+        entry.withoutLastUpdated = true
+        entry.reason = reason
+        set(entry)
     }
 
     /// Types copied into the replica, in mirror order.

@@ -79,6 +79,12 @@ public enum TypeProbe {
         }
     }
 
+    /// `Patient/[id]/$everything` with `extra` (`?_since=…`).
+    public static func everythingQuery(patientID: String, extra: String = "") -> String {
+        let id = patientID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "."])) ?? patientID
+        return "Patient/\(id)/$everything\(extra)"
+    }
+
     /// The first page of a type's listing for one patient.
     public static func patientQuery(_ type: String, patientID: String, extra: String = "") -> String? {
         guard let parameter = patientParameter(type) else { return nil }

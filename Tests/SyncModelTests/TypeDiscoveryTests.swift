@@ -1,0 +1,111 @@
+import Foundation
+import SyncModel
+import Testing
+
+/// Discovery's pure parts: what to ask about, what answers mean, how coverage reads.
+@Suite struct TypeDiscoveryTests {
+    @Test func undeclaredTypesAreAskedAboutAndExclusionsAreShown() {
+        let (ask, excluded) = TypeProbe.candidates(
+            declared: ["Patient", "Observation", "Questionnaire", "AuditEvent"], configured: nil,
+            excluded: TypeProbe.defaultExcluded)
+        // Declared or not, every Patient-compartment and reference type is asked about.
+        for type in ["CareTeam", "Composition", "FamilyMemberHistory", "ClinicalImpression", "Appointment", "Slot"] {
+            #expect(ask.contains(type), "\(type)")
+        }
+        // Declared types outside a practice's records are not mirrored; exclusions are listed.
+        #expect(!ask.contains("Questionnaire"))
+        #expect(excluded == ["AuditEvent", "Group"])
+        // Mirror order: what records point at, then Patient, then the rest.
+        #expect(ask.prefix(5).allSatisfy { ServerCapabilities.referenceTypes.contains($0) })
+        #expect(ask.firstIndex(of: "Patient")! < ask.firstIndex(of: "Observation")!)
+    }
+
+    @Test func configuredTypesPinTheSet() {
+        let (ask, excluded) = TypeProbe.candidates(
+            declared: ["Patient", "Observation", "Condition"], configured: ["Observation", "Patient"],
+            excluded: TypeProbe.defaultExcluded)
+        #expect(ask == ["Patient", "Observation"])
+        #expect(excluded.contains("Condition"))
+        #expect(excluded.contains("CareTeam"))
+    }
+
+    @Test(arguments: [
+        (200, #"{"resourceType":"Bundle","type":"searchset","entry":[]}"#, "served"),
+        (200, #"{"resourceType":"OperationOutcome"}"#, "transient"),
+        (
+            400,
+            #"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"required","diagnostics":"patient required"}]}"#,
+            "refused"
+        ),
+        (403, "", "refused"),
+        (422, "", "refused"),
+        (404, "", "absent"),
+        (405, "", "absent"),
+        (501, "", "absent"),
+        (500, "", "transient"),
+        (429, "", "transient"),
+        (401, "", "transient"),
+    ])
+    func answersAreRead(status: Int, body: String, expected: String) {
+        let verdict = TypeProbe.verdict(status: status, body: Data(body.utf8))
+        let kind =
+            switch verdict {
+            case .served: "served"
+            case .refused: "refused"
+            case .absent: "absent"
+            case .transient: "transient"
+            }
+        #expect(kind == expected)
+        if status == 400, case .refused(let reason) = verdict { #expect(reason.contains("patient required")) }
+    }
+
+    @Test func patientScopedQueriesUseTheCompartmentParameter() {
+        #expect(TypeProbe.patientQuery("Observation", patientID: "p1") == "Observation?patient=p1")
+        #expect(TypeProbe.patientQuery("Schedule", patientID: "p1") == "Schedule?actor=Patient/p1")
+        #expect(TypeProbe.patientQuery("Practitioner", patientID: "p1") == nil)
+        #expect(TypeProbe.patientQuery("Patient", patientID: "p1") == nil)
+        #expect(TypeProbe.patientQuery("Condition", patientID: "a b&c") == "Condition?patient=a%20b%26c")
+        #expect(TypeProbe.everythingQuery(patientID: "p1", extra: "?_count=5") == "Patient/p1/$everything?_count=5")
+    }
+
+    @Test func coverageSaysWhatIsMissingAndWhy() throws {
+        var coverage = TypeCoverage(entries: [
+            .init(type: "Observation", access: .search, declared: true),
+            .init(type: "Patient", access: .search, declared: true),
+            .init(type: "CareTeam", access: .search, declared: false),
+            .init(type: "Practitioner", access: .search, declared: true),
+            .init(type: "AuditEvent", access: .excluded, declared: true),
+            .init(type: "Basic", access: .absent, declared: true, reason: "HTTP 404"),
+        ])
+        #expect(coverage.mirrored == ["Practitioner", "Patient", "CareTeam", "Observation"])
+        #expect(coverage.undeclared == ["CareTeam"])
+        #expect(coverage.absentDeclared == ["Basic"])
+        #expect(!coverage.isPartial)
+
+        coverage.mark("Observation", .perPatient, reason: "HTTP 400: patient required")
+        #expect(coverage.perPatient == ["Observation"])
+        #expect(coverage["Observation"]?.declared == true)
+        #expect(!coverage.isPartial)
+
+        coverage.mark("Device", .refused, reason: "HTTP 403: forbidden")
+        #expect(coverage.isPartial)
+        #expect(coverage.summary.contains("REFUSED by the EHR: Device (HTTP 403: forbidden)"))
+        #expect(!coverage.mirrored.contains("Device"))
+
+        coverage.markWithoutLastUpdated("Observation", reason: "HTTP 400: _lastUpdated")
+        #expect(coverage["Observation"]?.withoutLastUpdated == true)
+        #expect(coverage["Observation"]?.access == .perPatient)
+
+        // Kept as JSON in the replica: the same value comes back.
+        let decoded = try JSONDecoder().decode(TypeCoverage.self, from: JSONEncoder().encode(coverage))
+        #expect(decoded == coverage)
+
+        // Status: partial is critical, and says so in words.
+        var report = StatusReport(
+            state: "online", resources: 10, initialSyncComplete: true, lastSyncAt: nil, keySource: "k")
+        #expect(report.exitCode == 0)
+        report.types = TypesStatus(coverage)
+        #expect(report.exitCode == 2)
+        #expect(report.text(now: 0).contains("PARTIAL MIRROR — the EHR refuses to list: Device (HTTP 403: forbidden)"))
+    }
+}
