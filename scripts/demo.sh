@@ -31,7 +31,6 @@ base=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["base_url"])' 
 server=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["pid"])' "$info")
 "$PY" "$HARNESS" load --base-url "$base" --set "$DATA" \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print("   %d resources in %.0f s" % (r["total"], r["elapsed_s"]))'
-types=$(sed '/^$/d; s/.*/"&"/' "$DATA/load_order.txt" | paste -sd, -)
 
 echo "== key and configuration in $work"
 "$BIN/syncctl" key generate "$work/replica.key"
@@ -40,7 +39,8 @@ cat > "$work/ehr-sync.toml" <<TOML
 base_url = "$base"
 requests_per_second = 200
 [sync]
-resource_types = [$types]
+# No resource_types: the daemon discovers what the EHR serves (its CapabilityStatement is not
+# trusted alone).
 poll_interval = 30
 [replica]
 state_dir = "$work/state"

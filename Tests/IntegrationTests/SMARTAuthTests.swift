@@ -2,6 +2,7 @@ import Foundation
 import SyncEngine
 import SyncModel
 import SyncTestSupport
+import Synchronization
 import Testing
 
 /// SMART Backend Services against a real server: sekmet with inbound SMART auth required and one
@@ -134,6 +135,45 @@ import Testing
             #expect(try replica.records.count(type: "Observation") == 7)
         }
         Self.expectNoJWT(in: fixture.log)
+    }
+
+    /// Real servers' access tokens can stop working before their announced lifetime (a few
+    /// minutes at Epic, revocation): the proxy answers 401 to every token after its 12th
+    /// request. The daemon asks for a new token and goes on where it was, page after page.
+    @Test func tokensThatExpireMidRunAreReplacedAndTheCopyGoesOn() async throws {
+        let key = JWTSigningKey.generateES384()
+        let fhir = try await FHIRTestServer.start(smartClient: Self.register(key, keyID: "practice-key-1"))
+        defer { fhir.stop() }
+        let writer = try Self.writer(fhir, key: key)
+        let ids = try await Self.seed(fhir, writer: writer)
+        let proxy = try await FaultProxy.start(upstreamPort: fhir.port)
+        let uses = Mutex<[String: Int]>([:])
+        proxy.setPersonality { request in
+            guard let token = request.header("authorization") else { return nil }
+            let n = uses.withLock {
+                $0[token, default: 0] += 1
+                return $0[token]!
+            }
+            return n > 12 ? .status(401) : nil
+        }
+        let keys = try TemporaryDirectory("smart-key")
+        let keyPath = try Self.writeKey(key, in: keys)
+        let fixture = try DaemonFixture(
+            baseURL: proxy.url("/fhir"),
+            sync: "resource_types = \(typeList(Self.types))\npage_size = 1\nbulk_export = \"off\"",
+            ehr: Self.smartTOML(fhir, keyPath: keyPath, keyID: "practice-key-1"))
+        #expect(try fixture.runOnce() == 0, "daemon log:\n\(fixture.log.suffix(4000))")
+        let refused = await proxy.settledRequests().filter { $0.status == 401 }.count
+        #expect(refused >= 2, "the run was meant to outlive several tokens")
+        #expect(uses.withLock { $0.count } >= 3)
+        #expect(fixture.log.components(separatedBy: "access token refused (401)").count - 1 == refused)
+        let replica = try fixture.openReplica()
+        defer { replica.close() }
+        for type in Self.types {
+            #expect(try replica.records.count(type: type) == ids[type]?.count, "count of \(type)")
+        }
+        Self.expectNoJWT(in: fixture.log)
+        try await proxy.stop()
     }
 
     @Test func aKeyTheServerDoesNotKnowFailsFastWithTheOAuthError() async throws {
