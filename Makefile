@@ -4,7 +4,7 @@ CONFIG       ?= debug
 BENCH_FLAGS  := -c release --scratch-path .build-release
 SOURCES      := Sources Tests Benchmarks Package.swift
 
-.PHONY: help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall torture fuzz
+.PHONY: powercut help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall torture fuzz
 
 help:
 	@echo "make demo          start a test EHR with a synthetic practice and mirror it (quick start)"
@@ -67,6 +67,14 @@ torture: venv
 	$(SWIFT) build --build-tests
 	EHR_SYNC_TORTURE_KILLS=$(TORTURE_KILLS) $(if $(TORTURE_SEED),EHR_SYNC_TORTURE_SEED=$(TORTURE_SEED)) \
 		$(SWIFT) test --skip-build --disable-xctest --no-parallel --filter TortureTests
+
+# Power cuts (a FUSE layer dropping unsynced writes) during local writes and replay; the test suite
+# runs 24 creates. Options: POWERCUT_CREATES=200 POWERCUT_SEED=N (replays a failing run).
+POWERCUT_CREATES ?= 200
+powercut: venv
+	$(SWIFT) build --build-tests
+	EHR_SYNC_POWERCUT_CREATES=$(POWERCUT_CREATES) $(if $(POWERCUT_SEED),EHR_SYNC_POWERCUT_SEED=$(POWERCUT_SEED)) \
+		$(SWIFT) test --skip-build --disable-xctest --no-parallel --filter PowerLossTests
 
 # Coverage-guided fuzzing of the decoders of untrusted input. Options: FUZZ_SECONDS=60 FUZZ_TARGETS="json config"
 fuzz:

@@ -236,6 +236,9 @@ public final class FHIRTestServer: Sendable {
     }
 
     static var harnessScript: String { repoRoot + "/Tests/harness/sekmet_harness.py" }
+
+    /// Makes sure .build-venv (with its pinned packages) exists.
+    static func ensureVenv() async throws { try await VenvOnce.shared.ensure() }
     static var venvPython: String { repoRoot + "/.build-venv/bin/python" }
 
     // MARK: - Running the harness
