@@ -187,6 +187,9 @@ final class Daemon: Sendable {
         let daemon = Daemon(
             config: config, keySource: source, replica: replica, client: client, puller: puller,
             reconciler: reconciler, liveness: liveness, monitor: monitor, logger: logger)
+        // On per-patient servers, patients opened in the viewer within the hour are refreshed first.
+        let access = daemon.access
+        puller.prioritise { access.recentPatients() }
         // The trail is checked once at start: a broken one is critical in status from the first moment.
         _ = try? daemon.verifyAuditTrail()
         // So are the row sets, cheaply (counts, and the small tables in full): a deleted row or a

@@ -33,12 +33,8 @@ private let markerSystem = "https://ehr-sync.org/test/marker"
         defer { fs.unmount() }
         // The cut is real: bytes written but not fsynced are gone after it, fsynced ones stay.
         let probe = fixture.stateDir + "/cut-probe"
-        let handle = try #require(
-            FileHandle(
-                forWritingAtPath: {
-                    FileManager.default.createFile(atPath: probe, contents: nil)
-                    return probe
-                }()))
+        #expect(FileManager.default.createFile(atPath: probe, contents: nil))
+        let handle = try #require(FileHandle(forWritingAtPath: probe))
         try handle.write(contentsOf: Data("durable".utf8))
         try handle.synchronize()
         try handle.write(contentsOf: Data(" and lost".utf8))

@@ -130,4 +130,60 @@ private let markerSystem = "https://ehr-sync.org/test/marker"
             "personality \(personality): initial \(initialRequests) requests, idle cycle \(idleRequests) requests "
                 + "with a sweep, \(idleWithoutSweep) without")
     }
+
+    /// On a per-patient server, the patients with an appointment today are asked every cycle;
+    /// the others wait for the round (`patient_round`).
+    @Test func patientsWithAnAppointmentTodayAreRefreshedEveryCycleTheOthersOnTheRound() async throws {
+        let fhir = try await FHIRTestServer.start(dataset: "small")
+        defer { fhir.stop() }
+        let server = ServerClient(baseURL: fhir.baseURL)
+        let metadata = try await server.request(.GET, "metadata").body
+        let proxy = try await FaultProxy.start(upstreamPort: fhir.port, rewriteUpstreamURLs: true)
+        proxy.setPersonality(ServerPersonality.patientScoped.rule(metadata: metadata))
+        let patients = try await server.all("Patient").keys.sorted()
+        let (seen, unseen) = (patients[0], patients[1])
+        let today = ISO8601DateFormatter().string(from: Date()).prefix(10)
+        let appointment: [String: Any] = [
+            "resourceType": "Appointment", "id": "today-1", "status": "booked", "start": "\(today)T12:00:00Z",
+            "end": "\(today)T12:15:00Z",
+            "participant": [["actor": ["reference": "Patient/\(seen)"], "status": "accepted"]],
+        ]
+        #expect(try await server.put(appointment) < 300)
+        let fixture = try DaemonFixture(
+            baseURL: proxy.url("/fhir"), sync: "patient_round = 86400\noverlap = 0\nsweep_interval = 86400")
+        #expect(try fixture.runOnce() == 0, "log:\n\(fixture.log.suffix(3000))")  // first copy
+        #expect(try fixture.runOnce() == 0, "log:\n\(fixture.log.suffix(3000))")  // first round
+        do {
+            let replica = try fixture.openReplica()
+            defer { replica.close() }
+            #expect(try replica.records.resource(type: "Appointment", id: "today-1") != nil)
+        }
+
+        // Another client edits one Observation of each patient.
+        let observations = try await server.all("Observation")
+        func observation(of patient: String) throws -> [String: Any] {
+            try #require(
+                observations.values.first {
+                    ($0["subject"] as? [String: Any])?["reference"] as? String == "Patient/\(patient)"
+                })
+        }
+        var edited: [String: String] = [:]
+        for patient in [seen, unseen] {
+            var o = try observation(of: patient)
+            o["status"] = "amended"
+            #expect(try await server.put(o) < 300)
+            edited[patient] = o["id"] as? String
+        }
+        proxy.resetLog()
+        #expect(try fixture.runOnce() == 0, "log:\n\(fixture.log.suffix(3000))")
+        let everything = await proxy.settledRequests().filter { $0.uri.contains("$everything") }.map(\.uri)
+        #expect(everything.count == 1 && everything.first?.contains("Patient/\(seen)/") == true, "\(everything)")
+        let replica = try fixture.openReplica()
+        defer { replica.close() }
+        let refreshed = try replica.records.resource(type: "Observation", id: try #require(edited[seen]))
+        let waiting = try replica.records.resource(type: "Observation", id: try #require(edited[unseen]))
+        #expect(refreshed.map { String(decoding: $0.json, as: UTF8.self).contains("amended") } == true)
+        #expect(waiting.map { String(decoding: $0.json, as: UTF8.self).contains("amended") } == false)
+        try await proxy.stop()
+    }
 }

@@ -55,7 +55,7 @@ import Testing
         ),
         (
             "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npol_interval = 60",
-            "f.toml: unknown key pol_interval in [sync]; known: bulk_export, exclude_types, export_origins, group_id, mass_delete_count, mass_delete_floor, mass_delete_percent, overlap, page_size, poll_interval, resource_types, strategy, sweep_interval"
+            "f.toml: unknown key pol_interval in [sync]; known: bulk_export, exclude_types, export_origins, group_id, mass_delete_count, mass_delete_floor, mass_delete_percent, overlap, page_size, patient_round, poll_interval, resource_types, strategy, sweep_interval"
         ),
         (
             "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\npage_size = 0",

@@ -109,3 +109,65 @@ import Testing
         #expect(report.text(now: 0).contains("PARTIAL MIRROR — the EHR refuses to list: Device (HTTP 403: forbidden)"))
     }
 }
+
+/// Per-patient servers: who is asked each cycle, and from when.
+@Suite struct PatientRoundTests {
+    let patients = ["a", "b", "c", "d"]
+
+    @Test func theFirstCycleIsARoundFromTheCursor() {
+        let plan = PatientRound.plan(
+            patients: patients, matter: ["c"], cursor: "2026-12-07T10:00:00Z", last: nil, now: 1000, interval: 900)
+        #expect(plan.isRound)
+        #expect(plan.patients == ["c", "a", "b", "d"])
+        #expect(plan.since == "2026-12-07T10:00:00Z")
+    }
+
+    @Test func betweenRoundsOnlyThePatientsThatMatterAreAskedFromTheLastRound() {
+        let last = PatientRound.State(since: "2026-12-07T09:50:00Z", at: 1000)
+        let plan = PatientRound.plan(
+            patients: patients, matter: ["d", "b", "stranger"], cursor: "2026-12-07T10:00:00Z", last: last,
+            now: 1300, interval: 900)
+        #expect(!plan.isRound)
+        #expect(plan.patients == ["b", "d"])
+        // From the last round's start: a patient that starts to matter now misses nothing.
+        #expect(plan.since == "2026-12-07T09:50:00Z")
+    }
+
+    @Test func aRoundComesBackAfterItsIntervalOrAClockGoingBack() {
+        let last = PatientRound.State(since: "2026-12-07T09:50:00Z", at: 1000)
+        for now in [1900.0, 5000, 999] {
+            let plan = PatientRound.plan(
+                patients: patients, matter: [], cursor: "c", last: last, now: now, interval: 900)
+            #expect(plan.isRound, "now \(now)")
+            #expect(plan.patients == patients)
+        }
+        let always = PatientRound.plan(patients: patients, matter: [], cursor: "c", last: last, now: 1001, interval: 0)
+        #expect(always.isRound)
+    }
+
+    @Test func appointmentsTodayAndTomorrowNameTheirPatients() {
+        func appointment(_ start: String, status: String = "booked") -> Data {
+            Data(
+                #"{"resourceType":"Appointment","status":"\#(status)","start":"\#(start)","participant":[{"actor":{"reference":"Patient/p1"}},{"actor":{"reference":"Practitioner/d1"}}]}"#
+                    .utf8)
+        }
+        let days: Set<String> = ["2026-12-07", "2026-12-08"]
+        #expect(
+            PatientRound.scheduledPatients(appointment: appointment("2026-12-07T09:30:00+01:00"), days: days) == ["p1"])
+        #expect(PatientRound.scheduledPatients(appointment: appointment("2026-12-08T17:00:00Z"), days: days) == ["p1"])
+        #expect(PatientRound.scheduledPatients(appointment: appointment("2026-12-09T09:00:00Z"), days: days).isEmpty)
+        #expect(
+            PatientRound.scheduledPatients(
+                appointment: appointment("2026-12-07T09:00:00Z", status: "cancelled"), days: days
+            )
+            .isEmpty)
+    }
+
+    @Test func recentPatientsAreKeptAnHour() {
+        var recent = RecentPatients(keep: 3600)
+        recent.record("p1", at: 0)
+        recent.record("p2", at: 3000)
+        #expect(recent.patients(now: 3500) == ["p1", "p2"])
+        #expect(recent.patients(now: 3700) == ["p2"])
+    }
+}

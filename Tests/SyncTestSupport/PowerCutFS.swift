@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A directory whose unsynced writes a test can throw away, as a power cut would
 /// (`Tests/harness/powercut_fs.py`: FUSE over a backing directory, bytes reach it only when

@@ -59,14 +59,22 @@ struct IncrementalSync: PullEngine {
                 useHistory = false
             }
         }
+        var round: PatientRound.Plan?
         if !useHistory {
             let perPatient = context.coverage.perPatient
             for type in context.coverage.mirrored where !perPatient.contains(type) {
                 try await listChanges(of: type, since: since, into: &listing)
             }
-            if !perPatient.isEmpty, try await !listByEverything(perPatient, since: since, into: &listing) {
-                for type in perPatient {
-                    try await listChanges(of: type, since: since, into: &listing)
+            if !perPatient.isEmpty {
+                // Per-patient listings cost requests a patient: those that matter now every
+                // cycle, everyone on a slower round, all from the last round's start.
+                let plan = try patientPlan(cursor: cursor)
+                round = plan
+                let from = SyncCursor(plan.since)?.since(overlap: settings.overlap) ?? since
+                if try await !listByEverything(perPatient, patients: plan.patients, since: from, into: &listing) {
+                    for type in perPatient {
+                        try await listChanges(of: type, since: from, patients: plan.patients, into: &listing)
+                    }
                 }
             }
         }
@@ -131,6 +139,11 @@ struct IncrementalSync: PullEngine {
         if let cycleStart {
             state[State.cursor] = SyncCursor(serverTime: cycleStart).text
             if dueSweep { state[State.lastSweep] = SyncCursor(serverTime: cycleStart).text }
+            if round?.isRound == true {
+                let done = PatientRound.State(
+                    since: SyncCursor(serverTime: cycleStart).text, at: Date().timeIntervalSince1970)
+                state[State.patientRound] = String(decoding: try JSONEncoder().encode(done), as: UTF8.self)
+            }
         }
         try replica.syncState.set(state)
         logger.info(
@@ -144,7 +157,30 @@ struct IncrementalSync: PullEngine {
     /// A type's changes since the cursor: one `_lastUpdated` search, or one a patient for a
     /// type listed patient by patient. A refusal moves the type to the next way, or marks
     /// it refused; the other types go on.
-    func listChanges(of type: String, since: String, into listing: inout Listing) async throws {
+    /// Which patients per-patient listings ask this cycle, and from when.
+    func patientPlan(cursor: SyncCursor) throws -> PatientRound.Plan {
+        let last = try replica.syncState.value(State.patientRound).flatMap {
+            try? JSONDecoder().decode(PatientRound.State.self, from: Data($0.utf8))
+        }
+        var matter = context.recent.current()
+        if context.coverage.mirrored.contains("Appointment") {
+            let now = Date()
+            let format = DateFormatter()
+            format.locale = Locale(identifier: "en_US_POSIX")
+            format.dateFormat = "yyyy-MM-dd"
+            let days: Set<String> = [format.string(from: now), format.string(from: now.addingTimeInterval(86_400))]
+            try replica.records.forEachResource(type: "Appointment") { stored in
+                matter.formUnion(PatientRound.scheduledPatients(appointment: stored.json, days: days))
+            }
+        }
+        return PatientRound.plan(
+            patients: context.patientIDs(), matter: matter, cursor: cursor.text, last: last,
+            now: Date().timeIntervalSince1970, interval: settings.patientRound)
+    }
+
+    func listChanges(
+        of type: String, since: String, patients: [String]? = nil, into listing: inout Listing
+    ) async throws {
         let changed = "&_lastUpdated=ge\(since)&_sort=_lastUpdated&_count=\(settings.pageSize)"
         let whole = "&_sort=_id&_count=\(settings.pageSize)"
         var extra = context.coverage[type]?.withoutLastUpdated == true ? whole : changed
@@ -161,7 +197,7 @@ struct IncrementalSync: PullEngine {
                     try context.mark(type, .perPatient, reason: "HTTP \(code): \(reason)")
                 }
             }
-            for patient in context.patientIDs() {
+            for patient in patients ?? context.patientIDs() {
                 guard let query = TypeProbe.patientQuery(type, patientID: patient) else { return }
                 try await walkOrRelist(type, query: query, extra: &extra, whole: whole, since: since, into: &listing)
             }
@@ -172,10 +208,12 @@ struct IncrementalSync: PullEngine {
 
     /// The per-patient types' changes through `Patient/[id]/$everything?_since=`: one listing a
     /// patient for all of them. False when the server refuses the operation (remembered).
-    func listByEverything(_ types: [String], since: String, into listing: inout Listing) async throws -> Bool {
+    func listByEverything(_ types: [String], patients: [String], since: String, into listing: inout Listing)
+        async throws -> Bool
+    {
         if try replica.syncState.value(State.everythingRefused) != nil { return false }
         let wanted = Set(types)
-        for (index, patient) in context.patientIDs().enumerated() {
+        for (index, patient) in patients.enumerated() {
             let first = TypeProbe.everythingQuery(
                 patientID: patient, extra: "?_since=\(since)&_count=\(settings.pageSize)")
             do {

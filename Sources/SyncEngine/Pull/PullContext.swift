@@ -13,6 +13,8 @@ struct PullContext: Sendable {
     let settings: Puller.Settings
     let logger: Logger
     let progress: ProgressBoard
+    /// Patients opened recently (set by the daemon).
+    let recent = RecentSource()
 
     func publish(_ change: (inout PullProgress) -> Void) { progress.publish(change) }
 
@@ -123,6 +125,13 @@ extension PullEngine {
     var client: any FHIRTransport { context.transport }
     var logger: Logger { context.logger }
     var settings: Puller.Settings { context.settings }
+}
+
+/// Where the patients opened recently come from (late-bound: the daemon's access log).
+final class RecentSource: Sendable {
+    private let source = Mutex<@Sendable () -> Set<String>>({ [] })
+    func set(_ patients: @escaping @Sendable () -> Set<String>) { source.withLock { $0 = patients } }
+    func current() -> Set<String> { source.withLock { $0 }() }
 }
 
 /// The pull's progress, published by the engines and read by status; every publication is a

@@ -15,6 +15,8 @@ public final class Puller: Sendable {
         public var resourceTypes: [String]?
         public var excludeTypes: Set<String>
         public var strategy: SyncConfiguration.Strategy
+        /// Seconds between rounds of every patient on per-patient servers.
+        public var patientRound: Double
         public var pageSize: Int
         public var bulkExport: SyncConfiguration.BulkExport
         public var groupID: String?
@@ -31,6 +33,7 @@ public final class Puller: Sendable {
             resourceTypes = config.sync.resourceTypes
             excludeTypes = config.sync.excludeTypes
             strategy = config.sync.strategy
+            patientRound = config.sync.patientRound
             pageSize = config.sync.pageSize
             bulkExport = config.sync.bulkExport
             groupID = config.sync.groupID
@@ -62,6 +65,10 @@ public final class Puller: Sendable {
     var settings: Settings { context.settings }
 
     public var progress: PullProgress { context.progress.current }
+
+    /// Patients to refresh first on per-patient servers, besides those with an appointment
+    /// today or tomorrow (the daemon gives those opened in the viewer within the hour).
+    public func prioritise(_ patients: @escaping @Sendable () -> Set<String>) { context.recent.set(patients) }
 
     /// The types mirrored: configured, or discovered from the server (its CapabilityStatement
     /// and its answers); before discovery, the CapabilityStatement's defaults (empty before

@@ -43,6 +43,9 @@ public struct SyncConfiguration: Sendable, Equatable {
         /// Types never mirrored (`[sync] exclude_types`).
         public var excludeTypes: Set<String> = TypeProbe.defaultExcluded
         public var strategy: Strategy = .auto
+        /// Seconds between rounds of every patient on per-patient servers (the patients that
+        /// matter now are asked every cycle).
+        public var patientRound: Double = 900
         public var pollInterval: Double = 60
         public var pageSize: Int = 500
         public var bulkExport: BulkExport = .auto
@@ -254,7 +257,7 @@ public struct SyncConfiguration: Sendable, Equatable {
             try sync.allowOnly([
                 "resource_types", "poll_interval", "page_size", "bulk_export", "group_id", "sweep_interval",
                 "mass_delete_percent", "mass_delete_count", "mass_delete_floor", "overlap", "export_origins",
-                "exclude_types", "strategy",
+                "exclude_types", "strategy", "patient_round",
             ])
             var s = Sync()
             if let types = try sync.stringArray("resource_types") {
@@ -283,6 +286,7 @@ public struct SyncConfiguration: Sendable, Equatable {
                 }
                 s.strategy = value
             }
+            s.patientRound = try sync.number("patient_round", in: 0...86_400) ?? s.patientRound
             s.pollInterval = try sync.number("poll_interval", in: 1...86_400) ?? s.pollInterval
             s.pageSize = try sync.integer("page_size", in: 1...10_000) ?? s.pageSize
             if let mode = try sync.string("bulk_export") {

@@ -35,6 +35,8 @@ public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
     public static let coverage = SyncStateKey("types.coverage")
     /// When types were last discovered (local seconds) and with which settings.
     public static let discoveredAt = SyncStateKey("types.discoveredAt")
+    /// The last complete round of per-patient listings (``PatientRound/State``, JSON).
+    public static let patientRound = SyncStateKey("patients.round")
     /// Why the server's `Patient/[id]/$everything` cannot be used, once it refused it.
     public static let everythingRefused = SyncStateKey("everything.refused")
     /// The last patient whose `$everything` the first copy has stored.

@@ -8,6 +8,8 @@ import Synchronization
 public final class AccessLog: Sendable {
     let replica: Replica
     let monitor: Mutex<AccessMonitor>
+    /// Patients opened within the hour (refreshed first on per-patient servers).
+    let recent = Mutex(RecentPatients())
     let logger: Logger
     /// Concurrent accesses share one durable commit.
     let commits: GroupCommit<AuditRecord>
@@ -53,6 +55,7 @@ public final class AccessLog: Sendable {
             throw ReplicaError.from(error)
         }
         guard !distinct.isEmpty else { return }
+        recent.withLock { for patient in distinct { $0.record(patient, at: now) } }
         let alert = monitor.withLock { monitor in
             var raised: AccessMonitor.Alert?
             for patient in distinct {
@@ -68,6 +71,11 @@ public final class AccessLog: Sendable {
                     "window_s": "\(alert.windowSeconds)",
                 ])
         }
+    }
+
+    /// Patients opened within the hour.
+    public func recentPatients() -> Set<String> {
+        recent.withLock { $0.patients(now: Date().timeIntervalSince1970) }
     }
 
     /// Alerts of the last day, for status.
