@@ -102,6 +102,8 @@ extension Daemon {
                 access: access, sessions: sessions)
             let client = self.client
             dependencies.attachmentURL = { client.url($0) }
+            let puller = self.puller
+            dependencies.patientDataAsOf = { puller.dataAsOf(patient: $0) }
             web = WebViewer(dependencies, logger: logger)
         }
         do {

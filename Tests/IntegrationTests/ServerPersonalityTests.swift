@@ -20,9 +20,10 @@ private let markerSystem = "https://ehr-sync.org/test/marker"
         let proxy = try await FaultProxy.start(upstreamPort: fhir.port, rewriteUpstreamURLs: true)
         proxy.setPersonality(personality.rule(metadata: metadata))
         // No overlap window: the data set was loaded a moment ago, and re-reading it would make
-        // the idle cycle's figure the load's, not the protocol's.
+        // the idle cycle's figure the load's, not the protocol's. Every cycle is a round of every
+        // patient on per-patient servers (the round itself is tested below).
         let fixture = try DaemonFixture(
-            baseURL: proxy.url("/fhir"), sync: "sweep_interval = 0\npoll_interval = 1\noverlap = 0",
+            baseURL: proxy.url("/fhir"), sync: "sweep_interval = 0\npoll_interval = 1\noverlap = 0\npatient_round = 0",
             ehr: "requests_per_second = 1000", extra: "[replay]\nstart_jitter = 0", localAPIAuthor: "dr.test")
 
         // The first mirror: every record of every type the server holds.

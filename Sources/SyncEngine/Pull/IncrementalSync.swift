@@ -139,6 +139,10 @@ struct IncrementalSync: PullEngine {
         if let cycleStart {
             state[State.cursor] = SyncCursor(serverTime: cycleStart).text
             if dueSweep { state[State.lastSweep] = SyncCursor(serverTime: cycleStart).text }
+            if let round {
+                let at = SyncCursor(serverTime: cycleStart).text
+                context.listedAt.record(round.patients, at: at)
+            }
             if round?.isRound == true {
                 let done = PatientRound.State(
                     since: SyncCursor(serverTime: cycleStart).text, at: Date().timeIntervalSince1970)

@@ -15,6 +15,8 @@ struct PullContext: Sendable {
     let progress: ProgressBoard
     /// Patients opened recently (set by the daemon).
     let recent = RecentSource()
+    /// On per-patient servers: the server time each patient was last listed from, this process.
+    let listedAt = PatientListings()
 
     func publish(_ change: (inout PullProgress) -> Void) { progress.publish(change) }
 
@@ -125,6 +127,15 @@ extension PullEngine {
     var client: any FHIRTransport { context.transport }
     var logger: Logger { context.logger }
     var settings: Puller.Settings { context.settings }
+}
+
+/// On per-patient servers: the server time each patient was last listed from (this process).
+final class PatientListings: Sendable {
+    private let listed = Mutex<[String: String]>([:])
+    func record(_ patients: [String], at: String) {
+        listed.withLock { for patient in patients { $0[patient] = at } }
+    }
+    func at(_ patient: String) -> String? { listed.withLock { $0[patient] } }
 }
 
 /// Where the patients opened recently come from (late-bound: the daemon's access log).

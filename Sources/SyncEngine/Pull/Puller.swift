@@ -66,6 +66,20 @@ public final class Puller: Sendable {
 
     public var progress: PullProgress { context.progress.current }
 
+    /// How current one patient's records are (server time) on a server listed patient by
+    /// patient: the start of the last cycle that asked for them, else of the last round; nil
+    /// where the whole copy moves together (then the sync cursor says it).
+    public func dataAsOf(patient: String) -> String? {
+        guard let coverage = progress.coverage, !coverage.perPatient.isEmpty else { return nil }
+        if let listed = context.listedAt.at(patient) { return listed }
+        if let text = try? replica.syncState.value(State.patientRound),
+            let round = try? JSONDecoder().decode(PatientRound.State.self, from: Data(text.utf8))
+        {
+            return round.since
+        }
+        return try? replica.syncState.value(State.cursor)
+    }
+
     /// Patients to refresh first on per-patient servers, besides those with an appointment
     /// today or tomorrow (the daemon gives those opened in the viewer within the hour).
     public func prioritise(_ patients: @escaping @Sendable () -> Set<String>) { context.recent.set(patients) }

@@ -63,6 +63,9 @@ public final class WebViewer: Sendable {
         public var attachmentURL: @Sendable (String) -> String = { $0 }
         /// The practice's time zone for dates shown.
         public var timeZone: TimeZone = .current
+        /// How current one patient's records are (server time), when it differs from the whole
+        /// copy's (servers listed patient by patient); nil: the banner's.
+        public var patientDataAsOf: @Sendable (String) -> String? = { _ in nil }
 
         public init(
             replica: Replica, enqueue: @escaping @Sendable (LocalChange) throws(OutboxError) -> QueuedChange,
@@ -304,7 +307,14 @@ public final class WebViewer: Sendable {
             {
                 return refused
             }
-            return WebResponse.html(.ok, render(summary, signed.frame))
+            var frame = signed.frame
+            if let asOf = dependencies.patientDataAsOf(summary.patient.id),
+                frame.banner.dataAsOf.map({ asOf < $0 }) ?? true
+            {
+                // This patient's records are as of their last listing, not the whole copy's.
+                frame.banner.dataAsOf = asOf
+            }
+            return WebResponse.html(.ok, render(summary, frame))
         }
     }
 
