@@ -20,7 +20,8 @@
 4. Requests of one idle incremental cycle with types discovered (nothing pinned): through the server's
    system `_history` (`idle cycle requests (system history)`), and patient by patient as on a server
    without `_history` or whole-type searches (`[sync] strategy = "per-patient"`: one
-   `Patient/[id]/$everything?_since=` a patient, plus the shared types' `_lastUpdated` searches). Counted
+   `Patient/[id]/$everything?_since=` a patient, plus the shared types' `_lastUpdated` searches, in a round
+   of every patient; and between rounds, when only the patients that matter now are asked). Counted
    from the daemon's own debug `http` lines, the CapabilityStatement (read once a process) left out.
 
 Output: `name: value unit` lines on stdout, the headline ratio last; progress and notes go to stderr.
@@ -284,12 +285,14 @@ def run_daemon(daemon: Path, work: Path, logs: Path, label: str, base_url: str, 
 HTTP_LINE_RE = re.compile(r"^\S+ debug ehr-syncd: (.*)\[SyncEngine\] http$", re.M)
 
 
-def idle_cycle_requests(daemon: Path, work: Path, logs: Path, label: str, base_url: str, strategy: str) -> int:
+def idle_cycle_requests(daemon: Path, work: Path, logs: Path, label: str, base_url: str, strategy: str,
+                        patient_round: int = 900) -> int:
     """Requests of one idle incremental cycle: types discovered (nothing pinned), a first
     `--once` makes the mirror (not counted), a second one at debug level is the idle cycle
     (its requests counted from the daemon's own `http` log lines)."""
     folder = work / label
-    cfg = write_daemon_config(folder, base_url, None, f"strategy = {toml_str(strategy)}\n")
+    cfg = write_daemon_config(folder, base_url, None,
+                              f"strategy = {toml_str(strategy)}\npatient_round = {patient_round}\n")
     first = run_measured([str(daemon), "--config", str(cfg), "--once"], logs / f"{label}-initial.log")
     if first["rc"] != 0:
         raise BenchFailure(f"{label}: the first copy failed; see {logs / f'{label}-initial.log'}")
@@ -300,7 +303,8 @@ def idle_cycle_requests(daemon: Path, work: Path, logs: Path, label: str, base_u
         raise BenchFailure(f"{label}: the idle cycle failed; see {log}")
     # The CapabilityStatement is read once a process: a running daemon's cycles do not ask for it.
     count = sum(1 for line in HTTP_LINE_RE.findall(log.read_text(errors="replace")))
-    count -= len(re.findall(r"route=metadata .*\[SyncEngine\] http$", log.read_text(errors="replace"), re.M))
+    # (The client names that route "other".)
+    count -= len(re.findall(r"route=other .*\[SyncEngine\] http$", log.read_text(errors="replace"), re.M))
     info(f"{label}: idle cycle {count} requests")
     return count
 
@@ -553,9 +557,13 @@ def main() -> int:
         # patient as on a server without _history or whole-type searches (Patient/$everything?_since= for each).
         patients = sum(1 for line in (set_dir / "Patient.ndjson").open() if line.strip())
         idle_history = idle_cycle_requests(daemon, work, logs, "idle-history", base_url, "auto")
-        idle_patient = idle_cycle_requests(daemon, work, logs, "idle-per-patient", base_url, "per-patient")
+        # A round of every patient (patient_round = 0: every cycle is one), and a cycle between rounds (only the
+        # patients with an appointment today or tomorrow, or opened in the viewer: none here).
+        idle_patient = idle_cycle_requests(daemon, work, logs, "idle-per-patient", base_url, "per-patient", 0)
+        idle_between = idle_cycle_requests(daemon, work, logs, "idle-between-rounds", base_url, "per-patient", 900)
         result("idle cycle requests (system history)", idle_history, "", 0)
         result(f"idle cycle requests (per-patient, {patients} patients)", idle_patient, "", 0)
+        result("idle cycle requests (per-patient, between rounds)", idle_between, "", 0)
         # sekmet is not needed any more: free its CPU and memory before the 1M run (the cleanup's second
         # stop then answers "not-running").
         harness("stop", "--pid", str(pgid))
