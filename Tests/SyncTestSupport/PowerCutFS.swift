@@ -16,13 +16,21 @@ public final class PowerCutFS: @unchecked Sendable {
     private var process: Process?
     public private(set) var cuts = 0
 
-    /// Whether this machine can run it: root, /dev/fuse, libfuse2, the venv's fusepy.
+    /// Whether this machine can run it: root, /dev/fuse, libfuse2, the venv's fusepy, and a
+    /// kernel that lets this process mount (probed once with a real mount).
     public static let available: Bool = {
-        guard getuid() == 0, FileManager.default.fileExists(atPath: "/dev/fuse") else { return false }
+        guard getuid() == 0, FileManager.default.fileExists(atPath: "/dev/fuse"),
+            FileManager.default.isExecutableFile(atPath: FHIRTestServer.venvPython)
+        else { return false }
         let lib = [
             "/usr/lib/x86_64-linux-gnu/libfuse.so.2", "/usr/lib/aarch64-linux-gnu/libfuse.so.2", "/lib/libfuse.so.2",
         ]
-        return lib.contains { FileManager.default.fileExists(atPath: $0) }
+        guard lib.contains(where: { FileManager.default.fileExists(atPath: $0) }),
+            let probe = try? TemporaryDirectory("powercut-probe"),
+            let fs = try? PowerCutFS(mountPoint: probe.path + "/mnt")
+        else { return false }
+        defer { fs.unmount() }
+        return (try? fs.mount()) != nil
     }()
 
     /// Call once before the first `mount` (the venv holds fusepy).
