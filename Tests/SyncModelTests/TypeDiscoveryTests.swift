@@ -107,6 +107,17 @@ import Testing
         report.types = TypesStatus(coverage)
         #expect(report.exitCode == 2)
         #expect(report.text(now: 0).contains("PARTIAL MIRROR — the EHR refuses to list: Device (HTTP 403: forbidden)"))
+
+        // A long list of undeclared types stays one readable line; --json has them all.
+        let many = ["A1", "A2", "A3", "A4", "A5", "A6", "A7"].map {
+            TypeCoverage.Entry(type: $0, access: .search, declared: false)
+        }
+        report.types = TypesStatus(TypeCoverage(entries: many))
+        #expect(
+            report.text(now: 0).contains(
+                "Types         7 mirrored; 7 found although the EHR does not declare them (A1, A2, A3, A4, A5 and 2 more (status --json))"
+            ))
+        #expect(report.types?.undeclared.count == 7)
     }
 }
 

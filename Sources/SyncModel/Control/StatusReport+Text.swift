@@ -32,10 +32,12 @@ extension StatusReport {
             var text = "\(types.mirrored.count) mirrored"
             if !types.perPatient.isEmpty { text += " (\(types.perPatient.count) patient by patient)" }
             if !types.undeclared.isEmpty {
-                text += "; found although not declared by the EHR: " + types.undeclared.joined(separator: ", ")
+                text +=
+                    "; \(types.undeclared.count) found although the EHR does not declare them ("
+                    + Self.some(types.undeclared) + ")"
             }
             if !types.excluded.isEmpty {
-                text += "; skipped by configuration: " + types.excluded.joined(separator: ", ")
+                text += "; skipped by configuration: " + Self.some(types.excluded)
             }
             lines.append(("Types", text))
             if types.partial {
@@ -104,6 +106,13 @@ extension StatusReport {
         let width = lines.map(\.0.count).max() ?? 0
         return lines.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }
             .joined(separator: "\n") + "\n" + accessAlertsText
+    }
+
+    /// The first few names, and how many more (`--json` has them all).
+    static func some(_ names: [String], limit: Int = 5) -> String {
+        names.count <= limit
+            ? names.joined(separator: ", ")
+            : names.prefix(limit).joined(separator: ", ") + " and \(names.count - limit) more (status --json)"
     }
 
     /// `2026-11-29T09:20:00.000Z` → `2026-11-29 09:20 UTC`.
