@@ -59,6 +59,25 @@ import Testing
         if status == 400, case .refused(let reason) = verdict { #expect(reason.contains("patient required")) }
     }
 
+    @Test func refusalReasonsNeverCarryThePatientsId() {
+        let body = Data(
+            #"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"not-found","diagnostics":"Patient/pat-8f3a not found; subject pat-8f3a"}]}"#
+                .utf8)
+        for url in [
+            "Patient/pat-8f3a/$everything?_count=1", "Observation?patient=pat-8f3a&_count=1",
+            "Schedule?actor=Patient%2Fpat-8f3a",
+        ] {
+            let reason = TypeProbe.reason(body, url: url)
+            #expect(!reason.contains("pat-8f3a"), "\(url): \(reason)")
+            #expect(reason.contains("not found"))
+        }
+        if case .absent(let text) = TypeProbe.verdict(status: 404, body: body, url: "Observation?patient=pat-8f3a") {
+            #expect(!text.contains("pat-8f3a"))
+        } else {
+            Issue.record("a 404 is an absence")
+        }
+    }
+
     @Test func patientScopedQueriesUseTheCompartmentParameter() {
         #expect(TypeProbe.patientQuery("Observation", patientID: "p1") == "Observation?patient=p1")
         #expect(TypeProbe.patientQuery("Schedule", patientID: "p1") == "Schedule?actor=Patient/p1")

@@ -1,4 +1,5 @@
 public import Foundation
+import SyncModel
 import Synchronization
 
 /// Real EHRs as they behave, emulated by the fault proxy in front of sekmet (never inside it):
@@ -87,19 +88,7 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
     }
 
     /// The Patient compartment (R4), but Patient itself: what such servers scope to a patient.
-    static let clinicalTypes: Set<String> = [
-        "Account", "AdverseEvent", "AllergyIntolerance", "Appointment", "AppointmentResponse", "AuditEvent", "Basic",
-        "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim", "ClaimResponse", "ClinicalImpression",
-        "Communication", "CommunicationRequest", "Composition", "Condition", "Consent", "Coverage",
-        "CoverageEligibilityRequest", "CoverageEligibilityResponse", "DetectedIssue", "DeviceRequest",
-        "DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference", "Encounter",
-        "EnrollmentRequest", "EpisodeOfCare", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal", "Group",
-        "ImagingStudy", "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "Invoice", "List",
-        "MeasureReport", "Media", "MedicationAdministration", "MedicationDispense", "MedicationRequest",
-        "MedicationStatement", "MolecularSequence", "NutritionOrder", "Observation", "Person", "Procedure",
-        "Provenance", "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchSubject", "RiskAssessment",
-        "Schedule", "ServiceRequest", "Specimen", "SupplyDelivery", "SupplyRequest", "VisionPrescription",
-    ]
+    static let clinicalTypes = ServerCapabilities.patientCompartment.subtracting(["Patient"])
 
     static func refuse(_ status: Int, _ text: String) -> FaultMode {
         let code = status == 403 ? "forbidden" : status == 404 ? "not-supported" : "required"

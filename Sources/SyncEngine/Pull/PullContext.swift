@@ -55,7 +55,7 @@ struct PullContext: Sendable {
             if TypeProbe.isRefusal(response.status) {
                 throw RemoteError.refused(
                     route: route, code: response.status,
-                    reason: OperationOutcomeText.summary(response.body, limit: 160))
+                    reason: TypeProbe.reason(response.body, url: url))
             }
             guard response.status == 200 else { throw RemoteError.status(route: route, code: response.status) }
             do {

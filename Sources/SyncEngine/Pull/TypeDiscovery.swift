@@ -58,7 +58,7 @@ struct TypeDiscovery: PullEngine {
                     continue
                 }
                 let scoped = try await client.get(query)
-                let second = TypeProbe.verdict(status: scoped.status, body: scoped.body)
+                let second = TypeProbe.verdict(status: scoped.status, body: scoped.body, url: query)
                 switch second {
                 case .served, .transient:
                     coverage.set(.init(type: type, access: .perPatient, declared: isDeclared, reason: reason))

@@ -47,19 +47,41 @@ public enum TypeProbe {
         Array(Set(types)).sorted { TypeCoverage.order($0) < TypeCoverage.order($1) }
     }
 
-    /// Reads the answer to a search of a type.
-    public static func verdict(status: Int, body: Data) -> Verdict {
+    /// Reads the answer to a search of a type (`url`: what was asked, whose ids never reach the
+    /// reason kept).
+    public static func verdict(status: Int, body: Data, url: String = "") -> Verdict {
         switch status {
         case 200:
             if (try? BundlePage.parse(body)) != nil { return .served }
             return .transient("a 200 that is not a Bundle")
         case 400, 403, 422:
-            return .refused("HTTP \(status): " + OperationOutcomeText.summary(body, limit: 160))
+            return .refused("HTTP \(status): " + reason(body, url: url))
         case 404, 405, 410, 501:
-            return .absent("HTTP \(status): " + OperationOutcomeText.summary(body, limit: 160))
+            return .absent("HTTP \(status): " + reason(body, url: url))
         default:
             return .transient("HTTP \(status)")
         }
+    }
+
+    /// The server's words about a refused listing, for logs and status, without the ids the
+    /// request carried (a server may echo "Patient/123 not found"): a patient's id is PHI.
+    public static func reason(_ body: Data, url: String) -> String {
+        var text = OperationOutcomeText.summary(body, limit: 160)
+        let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        var values = (parts.first ?? "").split(separator: "/").dropFirst().filter { !$0.hasPrefix("$") }.map(
+            String.init)
+        for pair in (parts.count > 1 ? parts[1] : "").split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            guard kv.count == 2, ["patient", "subject", "actor", "_id", "member"].contains(String(kv[0])) else {
+                continue
+            }
+            let value = String(kv[1]).removingPercentEncoding ?? String(kv[1])
+            values.append(value.hasPrefix("Patient/") ? String(value.dropFirst("Patient/".count)) : value)
+        }
+        for value in values.sorted(by: { $0.count > $1.count }) where !value.isEmpty {
+            text = text.replacingOccurrences(of: value, with: "…")
+        }
+        return text
     }
 
     /// Whether an answer to a listing means "not this way" (as opposed to "not now").
