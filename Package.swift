@@ -124,6 +124,15 @@ let package = Package(
             path: "Benchmarks/Ingest",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "FleetBenchmark",
+            dependencies: [
+                "SyncModel", "SyncStore", "SyncEngine", "SyncTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Benchmarks/Fleet",
+            swiftSettings: strict
+        ),
         .target(
             name: "SyncTestSupport",
             dependencies: [

@@ -118,20 +118,24 @@ extension Daemon {
         }
     }
 
-    /// Replays pending local changes. The first replay after an outage waits a random
-    /// moment first (`[replay] start_jitter`), so practices coming back together do not
-    /// all write at once.
+    /// The EHR answered again after an outage of `outage` seconds. Before the first catch-up
+    /// and replay request, a random wait drawn over a window that grows with the outage (at
+    /// most `[replay] start_jitter`), so practices coming back together do not all come at
+    /// once; then the request rate starts slow (``RateController``).
+    func comeBack(outage: Double) async {
+        client.restartRate()
+        let wait = ReconnectionJitter.wait(
+            outage: outage, cap: config.replay.startJitter, unit: Double.random(in: 0..<1))
+        logger.notice(
+            "EHR back; first requests after a random wait",
+            metadata: ["outage_s": "\(Int(outage))", "wait_s": "\(String(format: "%.1f", wait))"])
+        if wait > 0 { try? await Task.sleep(for: .milliseconds(Int64(wait * 1000))) }
+    }
+
+    /// Replays pending local changes (paced by the client's rate, one budget with pulls).
     func replayOutbox() async throws {
         let counts = try replica.outbox.counts()
         guard (counts[.pending] ?? 0) > 0 else { return }
-        if loop.withLock({ state in
-            defer { state.replayJitterDue = false }
-            return state.replayJitterDue
-        }), config.replay.startJitter > 0 {
-            let wait = Double.random(in: 0...config.replay.startJitter)
-            logger.info("replay starts after a random wait", metadata: ["wait_s": "\(String(format: "%.1f", wait))"])
-            try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
-        }
         let caps = try await capabilities.current()
         logger.notice("replay started", metadata: ["pending": "\(counts[.pending] ?? 0)"])
         let started = ContinuousClock.now

@@ -60,7 +60,6 @@ final class Daemon: Sendable {
         /// A cycle is running.
         var running = false
         /// Set when the EHR was down: the next replay waits a random moment first.
-        var replayJitterDue = false
         /// Deletions queued through the local API (a burst is held for an administrator).
         var localDeletes = LocalDeleteGuard()
     }
@@ -168,7 +167,10 @@ final class Daemon: Sendable {
         let liveness = Liveness()
         let monitor = OutageMonitor(logger: logger)
         let client = FHIRClient(
-            baseURL: config.ehr.baseURL, requestsPerSecond: config.ehr.requestsPerSecond,
+            baseURL: config.ehr.baseURL,
+            rate: RateController.Settings(
+                policy: config.ehr.rateControl, floor: config.ehr.minRequestsPerSecond,
+                ceiling: config.ehr.requestsPerSecond),
             connectTimeout: config.ehr.connectTimeout, requestTimeout: config.ehr.requestTimeout,
             logger: logger, authorization: authorization, reauthorize: reauthorize, activity: { liveness.beat() },
             observe: { monitor.record($0) })
@@ -279,9 +281,10 @@ final class Daemon: Sendable {
             if monitor.state == .outage {
                 // No sync while the EHR is down: a health probe first, backing off.
                 probes += 1
+                let since = monitor.failingSince
                 if await probe() {
                     probes = 0
-                    loop.withLock { $0.replayJitterDue = true }
+                    await comeBack(outage: since.map { Date().timeIntervalSince1970 - $0 } ?? 0)
                 } else {
                     liveness.setIdle(true)
                     await wakeup.wait(.milliseconds(Int64(monitor.nextProbeDelay(attempt: probes) * 1000)))
@@ -473,6 +476,10 @@ final class Daemon: Sendable {
             // Not complete while a served type is neither mirrored nor excluded.
             if coverage.isPartial { report.initialSyncComplete = false }
         }
+        let rate = client.currentRate
+        report.requestRate = RequestRateStatus(
+            policy: config.ehr.rateControl.rawValue, requestsPerSecond: (rate.rate * 10).rounded() / 10,
+            ceiling: config.ehr.requestsPerSecond, slowStart: rate.slowStart)
         let fullSince = diskFullSince.withLock { $0 }
         report.storage = StorageStatus(
             full: fullSince != nil, fullSince: fullSince.map { FHIRInstant.format($0) },

@@ -19,11 +19,24 @@ private let markerSystem = "https://ehr-sync.org/test/marker"
         let metadata = try await server.request(.GET, "metadata").body
         let proxy = try await FaultProxy.start(upstreamPort: fhir.port, rewriteUpstreamURLs: true)
         proxy.setPersonality(personality.rule(metadata: metadata))
+        var sync = "sweep_interval = 0\npoll_interval = 1\noverlap = 0\npatient_round = 0"
+        if personality == .epic {
+            // The practice's Group, as its IT contractor registers it with the vendor.
+            let members = try await server.all("Patient").keys.sorted().map {
+                ["entity": ["reference": "Patient/\($0)"]]
+            }
+            let group: [String: Any] = [
+                "resourceType": "Group", "id": ServerPersonality.groupID, "type": "person", "actual": true,
+                "member": members,
+            ]
+            #expect(try await server.put(group) < 300)
+            sync += "\ngroup_id = \"\(ServerPersonality.groupID)\""
+        }
         // No overlap window: the data set was loaded a moment ago, and re-reading it would make
         // the idle cycle's figure the load's, not the protocol's. Every cycle is a round of every
         // patient on per-patient servers (the round itself is tested below).
         let fixture = try DaemonFixture(
-            baseURL: proxy.url("/fhir"), sync: "sweep_interval = 0\npoll_interval = 1\noverlap = 0\npatient_round = 0",
+            baseURL: proxy.url("/fhir"), sync: sync,
             ehr: "requests_per_second = 1000", extra: "[replay]\nstart_jitter = 0", localAPIAuthor: "dr.test")
 
         // The first mirror: every record of every type the server holds.
@@ -65,6 +78,17 @@ private let markerSystem = "https://ehr-sync.org/test/marker"
             !$0.uri.contains("_elements=id") && !($0.uri.contains("$everything") && !$0.uri.contains("_since"))
                 && !$0.uri.hasSuffix("/metadata")
         }.count
+
+        if personality == .epic {
+            // An idle cycle is one Group export with `_since`, not a search a patient.
+            let uris = idle.map(\.uri)
+            #expect(
+                uris.contains { $0.contains("Group/\(ServerPersonality.groupID)/$export") && $0.contains("_since=") },
+                "\(uris.prefix(20))")
+            #expect(
+                !uris.contains { $0.contains("Observation?patient=") && !$0.contains("_elements=id") },
+                "\(uris.prefix(20))")
+        }
 
         // Another client edits the EHR: 20 updates, 5 creates, 3 deletes.
         let observations = try await server.all("Observation")

@@ -241,7 +241,7 @@ import Testing
 
     @Test func takesTheClientsStats() async throws {
         let client = FHIRClient(
-            baseURL: URL(string: "http://127.0.0.1:9/fhir")!, requestsPerSecond: 10, connectTimeout: 1,
+            baseURL: URL(string: "http://127.0.0.1:9/fhir")!, rate: .init(ceiling: 10), connectTimeout: 1,
             requestTimeout: 1, logger: .init(label: "test"))
         let metrics = SyncMetrics()
         metrics.update(

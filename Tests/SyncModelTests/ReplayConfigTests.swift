@@ -20,7 +20,7 @@ import Testing
         let config = try Self.parse("")
         #expect(config.replay.provenance)
         #expect(config.replay.concurrency == 2)
-        #expect(config.replay.startJitter == 30)
+        #expect(config.replay.startJitter == 300)
         #expect(config.replay.policy == .merge)
         #expect(config.replay.policies == ["AllergyIntolerance": .manual, "MedicationRequest": .manual])
         #expect(config.localAPI == nil)

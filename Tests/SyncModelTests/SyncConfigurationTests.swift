@@ -24,6 +24,9 @@ import Testing
         #expect(config.sync.pollInterval == 60)
         #expect(config.sync.resourceTypes == nil)
         #expect(config.sync.bulkExport == .auto)
+        #expect(config.ehr.rateControl == .adaptive)
+        #expect(config.ehr.minRequestsPerSecond == 0.2)
+        #expect(config.ehr.requestsPerSecond == 20)
     }
 
     @Test func theShippedExampleIsValid() throws {
@@ -68,6 +71,18 @@ import Testing
         (
             "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\nbulk_export = \"yes\"",
             "f.toml: [sync] bulk_export: expected one of \"auto\", \"system\", \"group\", \"off\", got \"yes\""
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\nrate_control = \"aimd\"\n[replica]\nstate_dir = \"/x\"",
+            "f.toml: [ehr] rate_control: must be \"adaptive\" or \"fixed\", not \"aimd\""
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\nrequests_per_second = 5\nmin_requests_per_second = 10\n[replica]\nstate_dir = \"/x\"",
+            "f.toml: [ehr] min_requests_per_second: must not exceed requests_per_second (5.0)"
+        ),
+        (
+            "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[sync]\ngroup_id = \"Group/practice\"",
+            "f.toml: [sync] group_id: not a FHIR id (the Group's id, without Group/)"
         ),
         (
             "[ehr]\nbase_url = \"https://x\"\n[replica]\nstate_dir = \"/x\"\n[key]\nkey = \"c2VjcmV0\"",

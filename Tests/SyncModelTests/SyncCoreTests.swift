@@ -27,18 +27,6 @@ import Testing
     }
 }
 
-@Suite struct TokenBucketTests {
-    @Test func limitsTheRate() {
-        var bucket = TokenBucket(rate: 2, burst: 2)
-        #expect(bucket.take(now: 0) == 0)
-        #expect(bucket.take(now: 0) == 0)
-        #expect(bucket.take(now: 0) == 0.5)
-        #expect(bucket.take(now: 0) == 1)
-        // After the waits, tokens are back in step.
-        #expect(bucket.take(now: 10) == 0)
-    }
-}
-
 @Suite struct MassDeleteGuardTests {
     @Test(arguments: [
         (5828, 5, false), (5828, 291, false), (5828, 292, true), (1_000_000, 500, false), (1_000_000, 501, true),

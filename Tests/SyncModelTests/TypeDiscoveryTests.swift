@@ -200,4 +200,13 @@ import Testing
         #expect(recent.patients(now: 3500) == ["p1", "p2"])
         #expect(recent.patients(now: 3700) == ["p2"])
     }
+
+    /// One patient gone (404) or restricted (403) never turns `$everything` off for all;
+    /// a run of refusals from the first patient does.
+    @Test func everythingIsConcludedUnsupportedOnlyFromARunOfRefusalsAtTheStart() {
+        #expect(!TypeProbe.everythingUnsupported(refusedFromStart: 1, patients: 20))
+        #expect(TypeProbe.everythingUnsupported(refusedFromStart: 2, patients: 20))
+        #expect(TypeProbe.everythingUnsupported(refusedFromStart: 1, patients: 1))
+        #expect(!TypeProbe.everythingUnsupported(refusedFromStart: 0, patients: 0))
+    }
 }

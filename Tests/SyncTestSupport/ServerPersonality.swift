@@ -11,8 +11,9 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
     /// A patient-scoped vendor API: no `_history`, no `$export`, 400 with an OperationOutcome
     /// on clinical searches without `patient`, `_count` capped at 50; `Patient/$everything`.
     case patientScoped = "patient-scoped"
-    /// Epic-style: as patient-scoped, with `_count` capped at 100, 403 on `_history`, and no
-    /// `Patient/$everything`.
+    /// Epic-style: as patient-scoped, with `_count` capped at 100, 403 on `_history`, no
+    /// `Patient/$everything`, and Bulk Data at Group level only (`Group/[id]/$export`, with
+    /// `_since`); the practice configures its Group (``groupID``).
     case epic
     /// Oracle/Cerner-style: no `$export`, no `_history`, no `Patient/$everything`, `patient`
     /// required on clinical searches, `_lastUpdated` refused on some types, and a 429 with
@@ -25,6 +26,10 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
     case overDeclaring = "over-declaring"
 
     public var description: String { rawValue }
+
+    /// The practice's Group on servers that export at Group level (the tests create it with
+    /// every patient as a member).
+    public static let groupID = "practice"
 
     /// Types an over-declaring server lists but answers 404 for.
     public static let phantomTypes = ["Basic", "Media", "MolecularSequence"]
@@ -62,7 +67,10 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
                 return self == .epic
                     ? Self.refuse(403, "_history is not permitted") : Self.refuse(404, "Operation not supported")
             }
-            if target.isExport { return Self.refuse(404, "Bulk data export is not available") }
+            if target.isExport {
+                if self == .epic, target.segments.dropLast().dropLast().last == "Group" { return nil }
+                return Self.refuse(404, "Bulk data export is not available")
+            }
             if target.isEverything, self != .patientScoped {
                 return Self.refuse(404, "Operation Patient/$everything is not supported")
             }
@@ -122,7 +130,15 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
             }
             rest["operation"] = []
             for index in resources.indices {
-                resources[index]["operation"] = []
+                let groupExport = personality == .epic && resources[index]["type"] as? String == "Group"
+                resources[index]["operation"] =
+                    groupExport
+                    ? [
+                        [
+                            "name": "export",
+                            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+                        ]
+                    ] : []
             }
         }
         rest["resource"] = resources

@@ -4,7 +4,8 @@ import SyncModel
 import SyncStore
 
 /// One incremental cycle: changes since the server-time cursor (minus an overlap), from
-/// system `_history` when offered (it carries deletions), else `_lastUpdated` searches;
+/// system `_history` when offered (it carries deletions), else the practice's Group export
+/// with `_since` where configured, `_lastUpdated` searches, or per-patient listings;
 /// then a sweep when due, which lists every id to find deletions and server rollbacks.
 struct IncrementalSync: PullEngine {
     let context: PullContext
@@ -61,8 +62,14 @@ struct IncrementalSync: PullEngine {
         }
         var round: PatientRound.Plan?
         if !useHistory {
-            let perPatient = context.coverage.perPatient
-            for type in context.coverage.mirrored where !perPatient.contains(type) {
+            // The practice's Group export with `_since` where configured: one job for every
+            // patient's records; what it does not cover is listed as below.
+            var covered: Set<String> = []
+            if try groupExportWanted() {
+                covered = try await listByGroupExport(since: since, into: &listing) ?? []
+            }
+            let perPatient = context.coverage.perPatient.filter { !covered.contains($0) }
+            for type in context.coverage.mirrored where !perPatient.contains(type) && !covered.contains(type) {
                 try await listChanges(of: type, since: since, into: &listing)
             }
             if !perPatient.isEmpty {
@@ -217,18 +224,29 @@ struct IncrementalSync: PullEngine {
     {
         if try replica.syncState.value(State.everythingRefused) != nil { return false }
         let wanted = Set(types)
-        for (index, patient) in patients.enumerated() {
+        var refusedFromStart = 0
+        for patient in patients {
             let first = TypeProbe.everythingQuery(
                 patientID: patient, extra: "?_since=\(since)&_count=\(settings.pageSize)")
             do {
                 try await walk(
                     first, route: "Patient/$everything", since: since, history: false, only: wanted, into: &listing)
-            } catch RemoteError.refused(_, let code, let reason) where index == 0 {
+                refusedFromStart = -1
+            } catch RemoteError.refused(_, let code, let reason) {
+                if refusedFromStart >= 0 { refusedFromStart += 1 }
+                if refusedFromStart > 0,
+                    TypeProbe.everythingUnsupported(refusedFromStart: refusedFromStart, patients: patients.count)
+                {
+                    logger.warning(
+                        "the EHR refuses Patient/$everything; listing each type for each patient",
+                        metadata: ["status": "\(code)", "reason": "\(reason)"])
+                    try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"])
+                    return false
+                }
+                // One patient gone or restricted: the others go on (the sweep settles it).
                 logger.warning(
-                    "the EHR refuses Patient/$everything; listing each type for each patient",
-                    metadata: ["status": "\(code)", "reason": "\(reason)"])
-                try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"])
-                return false
+                    "the EHR refused one patient's Patient/$everything; the others go on",
+                    metadata: ["status": "\(code)"])
             }
         }
         return true
@@ -390,10 +408,10 @@ struct IncrementalSync: PullEngine {
     }
 
     /// Every id of the per-patient types, from each patient's `$everything`; nil when the
-    /// server refuses it (remembered) or one patient's listing fails (no deletions inferred).
+    /// server refuses it or one patient's listing fails (no deletions inferred).
     func idsByEverything(_ types: Set<String>) async throws -> [String: Set<String>]? {
         var ids: [String: Set<String>] = [:]
-        for (index, patient) in context.patientIDs().enumerated() {
+        for patient in context.patientIDs() {
             let first = TypeProbe.everythingQuery(patientID: patient, extra: "?_count=\(settings.pageSize)")
             var url: String? = first
             var walk = PageWalk(first: first)
@@ -408,8 +426,10 @@ struct IncrementalSync: PullEngine {
                     }
                     url = try walk.next(after: page.next)
                 }
-            } catch RemoteError.refused(_, let code, let reason) {
-                if index == 0 { try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"]) }
+            } catch RemoteError.refused {
+                // One patient's refusal (gone, restricted) or the operation's: no deletions
+                // inferred from this listing; the type-by-type listings sweep instead. Whether
+                // the operation is unsupported is the cycle's listing's to conclude.
                 return nil
             }
         }

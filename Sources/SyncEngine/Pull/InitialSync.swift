@@ -26,9 +26,13 @@ struct InitialSync: PullEngine {
         } else {
             do {
                 try await runExport(group: mode == "export-group")
-            } catch ExportUnavailable.refused(let status) {
-                logger.warning("bulk export refused; falling back to paged search", metadata: ["status": "\(status)"])
-                try replica.syncState.set([State.initialMode: "search", State.exportStatus: nil])
+            } catch BulkExportJob.Unavailable.refused(let status, let reason) {
+                logger.warning(
+                    "bulk export refused; falling back to paged search",
+                    metadata: ["status": "\(status)", "reason": "\(reason)"])
+                var state: [SyncStateKey: String?] = [State.initialMode: "search", State.exportStatus: nil]
+                if mode == "export-group" { state[State.groupExportRefused] = "HTTP \(status): \(reason)" }
+                try replica.syncState.set(state)
                 context.publish { $0.initialMode = "search" }
                 try await runSearch()
             }
@@ -63,8 +67,10 @@ struct InitialSync: PullEngine {
         case .system: return "export-system"
         case .group: return "export-group"
         case .auto:
+            // A Group configured is the practice asking for it (Epic-style servers export
+            // at Group level only, and may not declare it); a refusal falls back.
+            if settings.groupID != nil { return "export-group" }
             if capabilities.systemExport { return "export-system" }
-            if capabilities.groupExport, settings.groupID != nil { return "export-group" }
             // Asked for by the practice although not declared: tried; a refusal falls back.
             if settings.strategy == .export { return settings.groupID != nil ? "export-group" : "export-system" }
             return "search"
@@ -161,7 +167,9 @@ struct InitialSync: PullEngine {
         let resume = try replica.syncState.value(State.initialEverything)
         let patients = context.patientIDs().filter { resume == nil || $0 > resume! }
         var stored = 0
-        for patient in patients {
+        var refusedFromStart = resume == nil ? 0 : -1
+        var skipped = 0
+        patients: for patient in patients {
             let first = TypeProbe.everythingQuery(patientID: patient, extra: "?_count=\(settings.pageSize)")
             var url = first
             var walk = PageWalk(first: first)
@@ -170,13 +178,24 @@ struct InitialSync: PullEngine {
                 let page: BundlePage
                 do {
                     (_, page) = try await context.fetchPage(url, route: "Patient/$everything")
-                } catch RemoteError.refused(_, let code, let reason) where resume == nil && stored == 0 {
-                    logger.warning(
-                        "the EHR refuses Patient/$everything; listing each type for each patient",
-                        metadata: ["status": "\(code)", "reason": "\(reason)"])
-                    try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"])
-                    return false
+                } catch RemoteError.refused(_, let code, let reason) where batch.isEmpty {
+                    if refusedFromStart >= 0 { refusedFromStart += 1 }
+                    if refusedFromStart > 0,
+                        TypeProbe.everythingUnsupported(refusedFromStart: refusedFromStart, patients: patients.count)
+                    {
+                        logger.warning(
+                            "the EHR refuses Patient/$everything; listing each type for each patient",
+                            metadata: ["status": "\(code)", "reason": "\(reason)"])
+                        try replica.syncState.set([
+                            State.everythingRefused: "HTTP \(code): \(reason)", State.initialEverything: nil,
+                        ])
+                        return false
+                    }
+                    // One patient gone or restricted: the others go on (the sweep settles it).
+                    skipped += 1
+                    continue patients
                 }
+                if refusedFromStart >= 0 { refusedFromStart = -1 }
                 let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
                     \.resource)
                 batch += context.prepare(resources, types: wanted).prepared
@@ -198,7 +217,7 @@ struct InitialSync: PullEngine {
         try replica.syncState.set(done)
         logger.info(
             "types mirrored patient by patient (Patient/$everything)",
-            metadata: ["types": "\(types.count)", "patients": "\(patients.count)"])
+            metadata: ["types": "\(types.count)", "patients": "\(patients.count)", "skipped": "\(skipped)"])
         return true
     }
 
@@ -304,36 +323,27 @@ struct InitialSync: PullEngine {
 
     // MARK: Bulk export
 
-    enum ExportUnavailable: Error {
-        case refused(status: Int)
-    }
-
-    struct Manifest: Decodable {
-        struct Output: Decodable {
-            var type: String
-            var url: String
-            var count: Int?
-        }
-        var transactionTime: String
-        var requiresAccessToken: Bool?
-        var output: [Output]
-    }
+    typealias Manifest = BulkExportJob.Manifest
 
     func runExport(group: Bool) async throws {
+        let job = BulkExportJob(context: context)
         var manifestText = try replica.syncState.value(State.exportManifest)
         while manifestText == nil {
             var statusURL = try replica.syncState.value(State.exportStatus)
             if statusURL == nil {
                 statusURL = try await kickOff(group: group)
             }
-            manifestText = try await poll(statusURL!)
+            manifestText = try await job.poll(statusURL!)
+            try replica.syncState.set(
+                manifestText == nil ? [State.exportStatus: nil] : [State.exportManifest: manifestText])
         }
-        guard let manifest = try? JSONDecoder().decode(Manifest.self, from: Data(manifestText!.utf8)) else {
+        guard let manifest = Manifest.decode(manifestText!) else {
             try replica.syncState.set([State.exportManifest: nil, State.exportStatus: nil])
             throw RemoteError.badResponse(route: "$export", reason: "the export manifest is not valid")
         }
         // An export asked without `_type` keeps whatever types it returns (but those excluded).
-        let wanted = Set(manifest.output.map(\.type)).filter(accepts)
+        // A type name is checked before it becomes a sync_state key or a coverage entry.
+        let wanted = Set(manifest.output.map(\.type)).filter { FHIRID.isValidType($0) && accepts($0) }
         var perType: [String: Int] = [:]
         for output in manifest.output where wanted.contains(output.type) {
             perType[output.type, default: 0] += output.count ?? 0
@@ -345,18 +355,7 @@ struct InitialSync: PullEngine {
             let done = try replica.records.count(type: type)
             context.publish { $0.setDone(type, done: done, total: perType[type]) }
         }
-        // Files only from the EHR's origin or one the practice allowed: a manifest cannot send
-        // the daemon (with or without credentials) to fetch from anywhere.
-        for output in manifest.output where wanted.contains(output.type) {
-            let origin = FHIRClient.origin(of: client.url(output.url))
-            guard let origin, origin == client.origin || settings.exportOrigins.contains(origin) else {
-                throw RemoteError.badResponse(
-                    route: "$export",
-                    reason:
-                        "an export file is on another server (\(origin ?? "an invalid URL")); allow it in [sync] export_origins if it is the EHR's file store"
-                )
-            }
-        }
+        try job.checkOrigins(manifest.output.filter { wanted.contains($0.type) })
         for (index, output) in manifest.output.enumerated() where wanted.contains(output.type) {
             try await importFile(
                 index: index, output: output, sendCredentials: manifest.requiresAccessToken ?? true,
@@ -365,6 +364,7 @@ struct InitialSync: PullEngine {
         guard let cursor = SyncCursor(manifest.transactionTime) else {
             throw RemoteError.badResponse(route: "$export", reason: "transactionTime is not an instant")
         }
+        if let statusURL = try replica.syncState.value(State.exportStatus) { await job.release(statusURL) }
         try replica.syncState.set(Dictionary(uniqueKeysWithValues: wanted.map { (State.initialNext($0), "done") }))
         // What the export left out (a served type it does not cover) is listed by search.
         try await copyTypes(context.coverage.mirrored)
@@ -376,48 +376,17 @@ struct InitialSync: PullEngine {
     }
 
     func kickOff(group: Bool) async throws -> String {
-        var path = group ? "Group/\(settings.groupID ?? "")/$export" : "$export"
-        path += "?_outputFormat=application%2Ffhir%2Bndjson"
-        if let configured = settings.resourceTypes { path += "&_type=" + configured.joined(separator: ",") }
-        let response = try await client.get(path, headers: [("Prefer", "respond-async")])
-        guard response.status == 202, let location = response.headers["content-location"] else {
-            throw ExportUnavailable.refused(status: response.status)
-        }
+        let path = BulkExportJob.path(
+            group: group ? settings.groupID ?? "" : nil, since: nil, types: settings.resourceTypes)
+        let (location, date) = try await BulkExportJob(context: context).kickOff(path)
         var state: [SyncStateKey: String?] = [State.exportStatus: location]
-        if let date = response.serverDate {
+        if let date {
             // Never past this machine's clock (a Date header ahead would skip changes).
             state[State.initialStartedAt] = SyncCursor(serverTime: min(date, Date().timeIntervalSince1970)).text
         }
         try replica.syncState.set(state)
         logger.info("bulk export started", metadata: ["level": "\(group ? "group" : "system")"])
         return location
-    }
-
-    /// Polls the export status until the manifest is ready; nil when the job is gone and must
-    /// be started again.
-    func poll(_ statusURL: String) async throws -> String? {
-        while true {
-            let response = try await client.get(statusURL)
-            switch response.status {
-            case 200:
-                let text = String(decoding: response.body, as: UTF8.self)
-                try replica.syncState.set([State.exportManifest: text])
-                return text
-            case 202:
-                let wait =
-                    RetryAfter.seconds(
-                        response.headers["retry-after"], now: response.serverDate ?? Date().timeIntervalSince1970) ?? 1
-                let bounded = min(max(wait, 0.2), 120)
-                logger.debug("export in progress", metadata: ["wait_s": "\(bounded)"])
-                try await Task.sleep(for: .milliseconds(Int64(bounded * 1000)))
-            case 404, 410:
-                logger.warning("export job expired; starting a new one")
-                try replica.syncState.set([State.exportStatus: nil])
-                return nil
-            default:
-                throw RemoteError.status(route: "$export status", code: response.status)
-            }
-        }
     }
 
     func importFile(index: Int, output: Manifest.Output, sendCredentials: Bool, total: Int?) async throws {

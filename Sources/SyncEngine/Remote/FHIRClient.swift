@@ -28,7 +28,8 @@ public final class FHIRClient: FHIRTransport {
     public let baseURL: String
     public let origin: String
     let http: HTTPClient
-    let limiter: Mutex<TokenBucket>
+    /// The request rate, adapted to the EHR's answers (one budget for pull and replay).
+    let rateControl: Mutex<RateController>
     let backoff: Backoff
     let requestTimeout: TimeAmount
     let authorization: (@Sendable () async throws -> String?)?
@@ -43,7 +44,7 @@ public final class FHIRClient: FHIRTransport {
     let observe: @Sendable (OutageStateMachine.Event) -> Void
 
     public init(
-        baseURL: URL, requestsPerSecond: Double, connectTimeout: Double, requestTimeout: Double,
+        baseURL: URL, rate: RateController.Settings, connectTimeout: Double, requestTimeout: Double,
         backoff: Backoff = Backoff(), logger: Logger, authorization: (@Sendable () async throws -> String?)? = nil,
         reauthorize: (@Sendable () async -> Void)? = nil, activity: @escaping @Sendable () -> Void = {},
         observe: @escaping @Sendable (OutageStateMachine.Event) -> Void = { _ in }
@@ -61,7 +62,7 @@ public final class FHIRClient: FHIRTransport {
             decompression: .enabled(limit: .ratio(100)))
         config.connectionPool = .init(idleTimeout: .seconds(60))
         self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-        self.limiter = Mutex(TokenBucket(rate: requestsPerSecond))
+        self.rateControl = Mutex(RateController(settings: rate))
         self.backoff = backoff
         self.requestTimeout = .milliseconds(Int64(requestTimeout * 1000))
         self.authorization = authorization
@@ -152,13 +153,18 @@ public final class FHIRClient: FHIRTransport {
                 let elapsed = started.duration(to: .now)
                 logger.debug(
                     "http", metadata: ["route": "\(route)", "status": "\(status)", "ms": "\(elapsed.milliseconds)"])
+                let latency = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 if status < 500 && status != 429 {
+                    // Writes are small and alike: their time is the server's queue. A page's
+                    // time is mostly its size.
+                    learn(.answered(latency: method == "GET" ? nil : latency))
                     observe(probe ? .probeSucceeded : .succeeded)
                     return Response(status: status, headers: headerMap, body: body)
                 }
                 let date = headerMap["date"].flatMap(HTTPDate.parse) ?? Date().timeIntervalSince1970
                 retryAfter = RetryAfter.seconds(headerMap["retry-after"], now: date)
                 reason = "HTTP \(status)"
+                learn(.overloaded(retryAfter: retryAfter))
                 let failure: OutageStateMachine.Failure =
                     status == 503
                     ? .unavailable(retryAfter: retryAfter)
@@ -173,6 +179,7 @@ public final class FHIRClient: FHIRTransport {
                 statsBox.withLock { $0.networkErrors += 1 }
                 reason = Self.describe(error)
                 let failure = Self.classify(error)
+                learn(failure == .timeout ? .timeout : .unreachable)
                 observe(probe ? .probeFailed(failure) : .failed(failure))
             }
             if probe { throw .unavailable(route: route, reason: reason) }
@@ -265,10 +272,25 @@ public final class FHIRClient: FHIRTransport {
         line.count <= 2 && line.allSatisfy { $0 == 0x20 || $0 == 0x0D || $0 == 0x09 }
     }
 
+    /// The current request rate (requests a second) and whether it is in a slow start.
+    public var currentRate: (rate: Double, slowStart: Bool) {
+        rateControl.withLock { ($0.rate, $0.inSlowStart) }
+    }
+
+    /// Back from an outage: the rate starts slow again (the whole fleet is coming back).
+    public func restartRate() {
+        rateControl.withLock { $0.record(.unreachable, now: Double(ContinuousClock.now.seconds)) }
+    }
+
+    private func learn(_ outcome: RateController.Outcome) {
+        let now = Double(ContinuousClock.now.seconds)
+        rateControl.withLock { $0.record(outcome, now: now) }
+    }
+
     private func throttle() async throws(RemoteError) {
         let now = ContinuousClock.now
         let seconds = Double(now.seconds)
-        let wait = limiter.withLock { $0.take(now: seconds) }
+        let wait = rateControl.withLock { $0.delay(now: seconds) }
         if wait > 0 {
             do {
                 try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))

@@ -9,7 +9,12 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var baseURL: URL
         public var bearerTokenFile: String?
         public var smart: SMART?
+        /// The most requests a second (the adaptive rate's ceiling; the fixed rate).
         public var requestsPerSecond: Double = 20
+        /// The fewest requests a second the adaptive rate goes down to.
+        public var minRequestsPerSecond: Double = 0.2
+        /// `adaptive` (AIMD on the EHR's answers) or `fixed` (always `requests_per_second`).
+        public var rateControl: RateController.Policy = .adaptive
         public var connectTimeout: Double = 10
         public var requestTimeout: Double = 120
         public var maxResourceBytes: Int = 64 << 20
@@ -67,9 +72,10 @@ public struct SyncConfiguration: Sendable, Equatable {
         public var provenance = true
         /// Changes in flight at once.
         public var concurrency = 2
-        /// Longest random wait before replay starts once the EHR is back (spreads the load
-        /// of many practices returning at once).
-        public var startJitter: Double = 30
+        /// Longest random wait before the first request once the EHR is back: the wait is
+        /// drawn over a window that grows with the outage (``ReconnectionJitter``), at most
+        /// this (spreads the load of many practices returning at once).
+        public var startJitter: Double = 300
         /// Policy for types not listed in ``policies``.
         public var policy = ConflictPolicy.merge
         /// Per-type policies (`[replay.policies]`).
@@ -183,11 +189,26 @@ public struct SyncConfiguration: Sendable, Equatable {
         let ehrTable = try root.requiredTable("ehr")
         try ehrTable.allowOnly([
             "base_url", "bearer_token_file", "smart", "requests_per_second", "connect_timeout", "request_timeout",
-            "max_resource_bytes", "allow_insecure_http",
+            "max_resource_bytes", "allow_insecure_http", "rate_control", "min_requests_per_second",
         ])
         var ehr = EHR(baseURL: try ehrTable.requiredURL("base_url"))
         ehr.bearerTokenFile = try ehrTable.string("bearer_token_file")
         ehr.requestsPerSecond = try ehrTable.number("requests_per_second", in: 0.1...10_000) ?? ehr.requestsPerSecond
+        ehr.minRequestsPerSecond =
+            try ehrTable.number("min_requests_per_second", in: 0.01...10_000) ?? ehr.minRequestsPerSecond
+        if ehr.minRequestsPerSecond > ehr.requestsPerSecond {
+            throw ConfigError(
+                file: file, key: ehrTable.keyName("min_requests_per_second"),
+                message: "must not exceed requests_per_second (\(ehr.requestsPerSecond))")
+        }
+        if let mode = try ehrTable.string("rate_control") {
+            guard let policy = RateController.Policy(rawValue: mode) else {
+                throw ConfigError(
+                    file: file, key: ehrTable.keyName("rate_control"),
+                    message: "must be \"adaptive\" or \"fixed\", not \"\(mode)\"")
+            }
+            ehr.rateControl = policy
+        }
         ehr.connectTimeout = try ehrTable.number("connect_timeout", in: 0.1...3600) ?? ehr.connectTimeout
         ehr.requestTimeout = try ehrTable.number("request_timeout", in: 1...86_400) ?? ehr.requestTimeout
         ehr.maxResourceBytes = try ehrTable.integer("max_resource_bytes", in: 1024...(1 << 34)) ?? ehr.maxResourceBytes
@@ -300,6 +321,11 @@ public struct SyncConfiguration: Sendable, Equatable {
                 s.bulkExport = value
             }
             s.groupID = try sync.string("group_id")
+            if let group = s.groupID, !FHIRID.isValid(group) {
+                throw ConfigError(
+                    file: file, key: sync.keyName("group_id"), message: "not a FHIR id (the Group's id, without Group/)"
+                )
+            }
             if s.bulkExport == .group, s.groupID == nil {
                 throw ConfigError(
                     file: file, key: sync.keyName("group_id"), message: "required when bulk_export = \"group\"")

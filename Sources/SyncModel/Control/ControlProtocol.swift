@@ -366,6 +366,8 @@ public struct StatusReport: Codable, Sendable, Equatable {
     /// The EHR's resource types and how each is mirrored (``TypesStatus``); nil before the
     /// first discovery.
     public var types: TypesStatus?
+    /// The request rate towards the EHR (``RequestRateStatus``); nil from daemons before it.
+    public var requestRate: RequestRateStatus?
 
     public struct InitialSyncProgress: Codable, Sendable, Equatable {
         public var mode: String?
@@ -408,6 +410,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         case heldChanges, heldRegressions, heldMassDeletions, rejectedResources, keySource, version
         case outboxPending, outboxWaiting, outboxParked, conflicts
         case accessAlerts, localAPICertificate, auditTrail, integrity, reencryption, storage, backup, types
+        case requestRate
     }
 
     public init(from decoder: any Decoder) throws {
@@ -438,6 +441,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         storage = try c.decodeIfPresent(StorageStatus.self, forKey: .storage)
         backup = try c.decodeIfPresent(BackupStatus.self, forKey: .backup)
         types = try c.decodeIfPresent(TypesStatus.self, forKey: .types)
+        requestRate = try c.decodeIfPresent(RequestRateStatus.self, forKey: .requestRate)
     }
 
     /// Absent values are written as `null`, never left out: scripts read `lastSyncAt` even
@@ -470,6 +474,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
         try c.encode(storage, forKey: .storage)
         try c.encode(backup, forKey: .backup)
         try c.encode(types, forKey: .types)
+        try c.encode(requestRate, forKey: .requestRate)
     }
 
     /// Monitoring verdict (Nagios convention): 0 ok, 1 warning, 2 critical.
@@ -483,5 +488,25 @@ public struct StatusReport: Codable, Sendable, Equatable {
             return heldChanges > 0 || rejectedResources > 0 || outboxParked > 0 || conflicts > 0
                 || !accessAlerts.isEmpty || backup?.healthy == false ? 1 : 0
         }
+    }
+}
+
+/// The daemon's request rate towards the EHR (``RateController``): one budget for catch-up
+/// pulls and replay.
+public struct RequestRateStatus: Codable, Sendable, Equatable {
+    /// `adaptive` or `fixed` (`[ehr] rate_control`).
+    public var policy: String
+    /// The current rate, requests a second.
+    public var requestsPerSecond: Double
+    /// The ceiling (`[ehr] requests_per_second`).
+    public var ceiling: Double
+    /// Starting slow again (after an outage).
+    public var slowStart: Bool
+
+    public init(policy: String, requestsPerSecond: Double, ceiling: Double, slowStart: Bool) {
+        self.policy = policy
+        self.requestsPerSecond = requestsPerSecond
+        self.ceiling = ceiling
+        self.slowStart = slowStart
     }
 }

@@ -66,7 +66,13 @@ extension StatusReport {
             if outboxPending > 0 { parts.append("\(outboxPending) to send") }
             if outboxWaiting > 0 { parts.append("\(outboxWaiting) waiting") }
             if outboxParked > 0 { parts.append("\(outboxParked) rejected") }
-            lines.append(("Local changes", parts.joined(separator: ", ") + " (syncctl outbox)"))
+            var text = parts.joined(separator: ", ") + " (syncctl outbox)"
+            if outboxPending > 0, let rate = requestRate, state == "online" {
+                // What pace the EHR allows now (adaptive: it grows while the EHR keeps up).
+                text += "; sending at \(String(format: "%.1f", rate.requestsPerSecond)) requests/s"
+                if rate.slowStart { text += " (starting slow after the outage)" }
+            }
+            lines.append(("Local changes", text))
         }
         if conflicts > 0 { lines.append(("Conflicts", "\(conflicts) to review (syncctl conflicts)")) }
         if let error = lastError, state != "online" { lines.append(("Last error", error)) }

@@ -48,6 +48,8 @@ public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
     /// The last patient (by id) whose records of a type the first copy has stored, for
     /// types listed patient by patient.
     public static func initialPatient(_ type: String) -> SyncStateKey { SyncStateKey("initial.patient.\(type)") }
+    /// Why the server's Group `$export` cannot be used for incremental cycles, once it refused it.
+    public static let groupExportRefused = SyncStateKey("export.group.refused")
     /// Attachment URLs still to fetch.
     public static let attachmentsPending = SyncStateKey("attachments.pending")
 }

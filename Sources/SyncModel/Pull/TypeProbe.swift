@@ -101,6 +101,14 @@ public enum TypeProbe {
         }
     }
 
+    /// Whether refusals of `Patient/[id]/$everything` mean the server does not offer the
+    /// operation, rather than that one patient is gone or restricted (a 404 for a patient
+    /// deleted since, a 403 for a record under restricted access): only a run of refusals
+    /// from the first patient asked, two long (one when there is a single patient).
+    public static func everythingUnsupported(refusedFromStart: Int, patients: Int) -> Bool {
+        refusedFromStart >= min(2, max(patients, 1))
+    }
+
     /// `Patient/[id]/$everything` with `extra` (`?_since=…`).
     public static func everythingQuery(patientID: String, extra: String = "") -> String {
         let id = patientID.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(["-", "."])) ?? patientID
