@@ -4,7 +4,7 @@ CONFIG       ?= debug
 BENCH_FLAGS  := -c release --scratch-path .build-release
 SOURCES      := Sources Tests Benchmarks Package.swift
 
-.PHONY: powercut help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read venv clean install uninstall torture fuzz
+.PHONY: powercut help build test lint format demo bench bench-ingest bench-mirror bench-replay bench-read bench-fleet venv clean install uninstall torture fuzz
 
 help:
 	@echo "make demo          start a test EHR with a synthetic practice and mirror it (quick start)"
@@ -38,7 +38,7 @@ format:
 demo: venv
 	scripts/demo.sh
 
-bench: bench-ingest bench-mirror bench-replay bench-read
+bench: bench-ingest bench-mirror bench-replay bench-read bench-fleet
 
 bench-ingest:
 	$(SWIFT) build $(BENCH_FLAGS) --product IngestBenchmark
@@ -59,6 +59,12 @@ bench-read:
 	$(SWIFT) build $(BENCH_FLAGS) --product ehr-syncd
 	$(SWIFT) build $(BENCH_FLAGS) --product syncctl
 	python3 Benchmarks/read/bench_read.py $(BENCH_READ_ARGS)
+
+# A fleet of practices back together after an outage against a vendor of limited capacity
+# (#16). Options: make bench-fleet BENCH_FLEET_ARGS="--practices 40 --changes 20 --capacity 40"
+bench-fleet: venv
+	$(SWIFT) build $(BENCH_FLAGS) --product FleetBenchmark
+	.build-release/release/FleetBenchmark $(BENCH_FLEET_ARGS)
 
 # The crash campaign (#14): SIGKILLs in every phase, from a seeded schedule (make test runs a
 # short form). Options: make torture TORTURE_KILLS=210 TORTURE_SEED=12345

@@ -84,6 +84,13 @@ struct FleetFigures {
 }
 
 let markerSystem = "https://ehr-sync.org/bench/fleet"
+/// `FLEET_DEBUG=N`: practice N logs at debug level to stderr.
+let debugPractice = ProcessInfo.processInfo.environment["FLEET_DEBUG"].flatMap(Int.init)
+let debugLogger: Logger = {
+    var l = Logger(label: "practice")
+    l.logLevel = .debug
+    return l
+}()
 let ceiling = 20.0
 
 /// One simulated practice: the engines of a daemon over its own replica.
@@ -202,13 +209,32 @@ func runFleet(
     for index in 0..<options.practices {
         practices.append(
             try Practice.make(
-                index: index, policy: policy, baseURL: baseURL, changes: options.changes, logger: logger))
+                index: index, policy: policy, baseURL: baseURL, changes: options.changes,
+                logger: index == debugPractice ? debugLogger : logger))
     }
     let vendor = SimulatedVendor(capacity: options.capacity, rejection: options.rejection, retryAfter: 2)
     proxy.setPersonality(vendor.rule)
     info("\(policy): the vendor is back (capacity \(Int(options.capacity)) req/s)")
     let start = vendor.elapsed
     let outage = options.outageHours * 3600
+    let clients = practices.map(\.client)
+    let all = practices
+    let monitor = Task {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(10))
+            let rates = clients.map(\.currentRate.rate).sorted()
+            let slow = all.compactMap { p -> String? in
+                let pending = (try? p.replica.outbox.counts()[.pending]) ?? 0
+                return pending > 0 ? "\(p.index):\(pending)@\(String(format: "%.2f", p.client.currentRate.rate))" : nil
+            }
+            if slow.count <= 8 { info("\(policy): left \(slow.joined(separator: " "))") }
+            info(
+                "\(policy): t = \(Int(vendor.elapsed - start)) s, admitted \(vendor.admitted), rejected \(vendor.rejected), "
+                    + "rates min \(String(format: "%.2f", rates.first ?? 0)) median \(String(format: "%.2f", rates[rates.count / 2])) "
+                    + "max \(String(format: "%.2f", rates.last ?? 0))")
+        }
+    }
+    defer { monitor.cancel() }
     let finished = try await withThrowingTaskGroup(of: (Int, Double).self) { group in
         for practice in practices {
             group.addTask {

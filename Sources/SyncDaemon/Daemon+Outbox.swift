@@ -124,6 +124,8 @@ extension Daemon {
     /// once; then the request rate starts slow (``RateController``).
     func comeBack(outage: Double) async {
         client.restartRate()
+        // A sweep missed during the outage is not owed now, when every practice is back.
+        try? replica.syncState.set([.sweepNotBefore: SyncCursor(serverTime: Date().timeIntervalSince1970).text])
         let wait = ReconnectionJitter.wait(
             outage: outage, cap: config.replay.startJitter, unit: Double.random(in: 0..<1))
         logger.notice(

@@ -320,10 +320,15 @@ struct IncrementalSync: PullEngine {
         return next + (next.contains("?") ? "&" : "?") + "_since=" + since
     }
 
+    /// On the practice's own grid (``SweepSchedule``): a fleet's sweeps spread over the
+    /// interval, and none owed at the moment everyone comes back from an outage.
     func sweepDue(serverNow: Double?) throws -> Bool {
         guard let last = try replica.syncState.value(State.lastSweep).flatMap(SyncCursor.init) else { return true }
         guard let now = serverNow else { return false }
-        return now - last.serverTime >= settings.sweepInterval
+        let notBefore = try replica.syncState.value(State.sweepNotBefore).flatMap(SyncCursor.init)?.serverTime
+        return SweepSchedule.isDue(
+            lastSweep: last.serverTime, now: now, interval: settings.sweepInterval,
+            phase: SweepSchedule.phase(of: try replica.audit.witnessName()), notBefore: notBefore)
     }
 
     struct SweepResult {

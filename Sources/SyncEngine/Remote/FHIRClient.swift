@@ -110,7 +110,10 @@ public final class FHIRClient: FHIRTransport {
         if !sameOrigin && sendCredentials { throw .foreignOrigin(route: route) }
         var attempt = 0
         var reauthorized = false
+        var pushBacks = 0
+        let paced = rateControl.withLock { $0.settings.policy == .adaptive }
         while true {
+            var pushedBack = false
             attempt += 1
             activity()
             try await throttle()
@@ -157,14 +160,15 @@ public final class FHIRClient: FHIRTransport {
                 if status < 500 && status != 429 {
                     // Writes are small and alike: their time is the server's queue. A page's
                     // time is mostly its size.
-                    learn(.answered(latency: method == "GET" ? nil : latency))
+                    learn(.answered(latency: method == "GET" ? nil : latency), sentAt: started)
                     observe(probe ? .probeSucceeded : .succeeded)
                     return Response(status: status, headers: headerMap, body: body)
                 }
                 let date = headerMap["date"].flatMap(HTTPDate.parse) ?? Date().timeIntervalSince1970
                 retryAfter = RetryAfter.seconds(headerMap["retry-after"], now: date)
                 reason = "HTTP \(status)"
-                learn(.overloaded(retryAfter: retryAfter))
+                pushedBack = status == 429 || (status == 503 && retryAfter != nil)
+                learn(.overloaded(retryAfter: retryAfter), sentAt: started)
                 let failure: OutageStateMachine.Failure =
                     status == 503
                     ? .unavailable(retryAfter: retryAfter)
@@ -179,12 +183,22 @@ public final class FHIRClient: FHIRTransport {
                 statsBox.withLock { $0.networkErrors += 1 }
                 reason = Self.describe(error)
                 let failure = Self.classify(error)
-                learn(failure == .timeout ? .timeout : .unreachable)
+                learn(failure == .timeout ? .timeout : .unreachable, sentAt: started)
                 observe(probe ? .probeFailed(failure) : .failed(failure))
             }
             if probe { throw .unavailable(route: route, reason: reason) }
-            guard let delay = backoff.delay(attempt: attempt, retryAfter: retryAfter, unit: Double.random(in: 0..<1))
-            else {
+            var delay: Double?
+            if paced, pushedBack, pushBacks < Self.maxPushBacks {
+                // A server that is up but busy (429, or 503 with a Retry-After): the rate
+                // controller paces the retry (its rate dropped, the Retry-After is its floor);
+                // no exponential wait on top, which would leave a fleet idle behind it.
+                pushBacks += 1
+                attempt -= 1
+                delay = Double.random(in: 0..<0.25)
+            } else {
+                delay = backoff.delay(attempt: attempt, retryAfter: retryAfter, unit: Double.random(in: 0..<1))
+            }
+            guard let delay else {
                 logger.warning(
                     "giving up", metadata: ["route": "\(route)", "attempts": "\(attempt)", "reason": "\(reason)"])
                 throw .unavailable(route: route, reason: reason)
@@ -282,9 +296,13 @@ public final class FHIRClient: FHIRTransport {
         rateControl.withLock { $0.record(.unreachable, now: Double(ContinuousClock.now.seconds)) }
     }
 
-    private func learn(_ outcome: RateController.Outcome) {
+    /// Retries of one request the server pushed back (429) before giving up.
+    static let maxPushBacks = 40
+
+    private func learn(_ outcome: RateController.Outcome, sentAt: ContinuousClock.Instant) {
         let now = Double(ContinuousClock.now.seconds)
-        rateControl.withLock { $0.record(outcome, now: now) }
+        let sent = Double(sentAt.seconds)
+        rateControl.withLock { $0.record(outcome, now: now, sentAt: sent) }
     }
 
     private func throttle() async throws(RemoteError) {

@@ -27,6 +27,9 @@ public struct SyncStateKey: Hashable, Sendable, CustomStringConvertible {
     public static let cursor = SyncStateKey("cursor")
     /// Server time of the last sweep.
     public static let lastSweep = SyncStateKey("sweep.last")
+    /// When the EHR came back after an outage: a sweep slot missed before is not owed
+    /// (``SweepSchedule``).
+    public static let sweepNotBefore = SyncStateKey("sweep.notBefore")
     /// Local time of the last successful cycle.
     public static let lastSyncAt = SyncStateKey("lastSyncAt")
     /// The last audit trail line the EHR holds as an AuditEvent (``AuditWitness``).

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The daemon's request rate to the EHR, adapted as TCP adapts its window: additive increase
 /// while requests succeed within a latency target, multiplicative decrease on 429, 503,
 /// timeouts and latency well above the recent minimum (the server queueing), a slow start
@@ -15,35 +17,48 @@ public struct RateController: Sendable, Equatable {
 
     public struct Settings: Sendable, Equatable {
         public var policy: Policy = .adaptive
-        /// Never fewer requests a second than this (no starvation).
-        public var floor: Double = 0.2
+        /// Never fewer requests a second than this (no starvation; low enough that a whole
+        /// fleet at its floor stays under a vendor's capacity).
+        public var floor: Double = 0.05
         /// Never more requests a second than this (`[ehr] requests_per_second`).
         public var ceiling: Double = 20
-        /// Where a slow start begins (a tenth of the ceiling unless set).
+        /// Where a slow start begins (a tenth of the ceiling unless set)...
         public var initial: Double = 2
-        /// Additive increase: requests a second gained per second of success.
-        public var increase: Double = 1
+        /// ...and where it begins again after an outage, lower: the whole fleet is coming back.
+        public var restart: Double = 0.5
+        /// Additive increase: requests a second gained per second of success...
+        public var increase: Double = 0.1
+        /// ...plus this share of the rate per second (a lone practice regains its pace in
+        /// seconds; a fleet's aggregate grows by a bounded share of itself).
+        public var growth: Double = 0.05
         /// Multiplicative decrease on congestion.
         public var decrease: Double = 0.7
         /// Latency above this many times the recent minimum is congestion...
         public var latencyFactor: Double = 4
-        /// ...and only above this many seconds (fast answers never are).
+        /// ...and only above this many seconds (fast answers never are); a write slower than
+        /// `latencyCeiling` is queueing whatever the minimum (a minimum learnt while the server
+        /// already queued is too high).
         public var latencyFloor: Double = 0.25
+        public var latencyCeiling: Double = 0.5
         /// The longest `Retry-After` honoured as a floor (seconds).
         public var maxRetryAfter: Double = 600
 
         public init(
-            policy: Policy = .adaptive, floor: Double = 0.2, ceiling: Double = 20, initial: Double? = nil,
-            increase: Double = 1, decrease: Double = 0.7, latencyFactor: Double = 4, latencyFloor: Double = 0.25
+            policy: Policy = .adaptive, floor: Double = 0.05, ceiling: Double = 20, initial: Double? = nil,
+            increase: Double = 0.1, growth: Double = 0.05, decrease: Double = 0.7, latencyFactor: Double = 4,
+            latencyFloor: Double = 0.25, latencyCeiling: Double = 0.5
         ) {
             self.policy = policy
             self.floor = max(0.01, floor)
             self.ceiling = max(self.floor, ceiling)
             self.initial = min(max(initial ?? self.ceiling / 10, self.floor), self.ceiling)
+            self.restart = min(max(0.5, self.floor), self.initial)
             self.increase = max(0, increase)
+            self.growth = max(0, growth)
             self.decrease = min(max(decrease, 0.1), 0.95)
             self.latencyFactor = max(1.5, latencyFactor)
             self.latencyFloor = max(0, latencyFloor)
+            self.latencyCeiling = max(self.latencyFloor, latencyCeiling)
         }
     }
 
@@ -70,12 +85,22 @@ public struct RateController: Sendable, Equatable {
     public private(set) var notBefore: Double = 0
     /// The smallest recent latency (seconds), drifting up slowly so it follows the server.
     public private(set) var baseLatency: Double?
-    var lastDecrease = -Double.infinity
+    /// Answers received, decaying with a one-second time constant: the delivered rate.
+    var delivered = 0.0
+    var deliveredAt: Double?
+    /// When the rate was last decreased, and until when news belongs to that episode.
+    var lastDecrease: Double?
+    var holdUntil = -Double.infinity
     var lastSample: Double?
-    var next: Double?
+    /// When the last reserved request starts: the next one is `1 / rate` later, at the rate
+    /// of the moment it is reserved (a rate that grew since applies at once).
+    var lastStart: Double?
     var wasUnreachable = false
     /// When a request last had to wait for its slot: the rate, not the work, was the limit.
     var limitedAt = -Double.infinity
+    /// When the rate last grew: growth is per second of success, not per answer (a rate of
+    /// 0.1 a second must not jump with one answer).
+    var lastGrowth: Double?
 
     public init(settings: Settings) {
         self.settings = settings
@@ -99,15 +124,17 @@ public struct RateController: Sendable, Equatable {
     public mutating func delay(now: Double) -> Double {
         let interval = 1 / rate
         let burst = settings.policy == .fixed ? max(0, rate - 1) * interval : 0
-        var start = max(next ?? -Double.infinity, now - burst)
+        var start = max((lastStart ?? -Double.infinity) + interval, now - burst)
         start = max(start, notBefore)
-        next = start + interval
+        lastStart = start
         if start > now { limitedAt = now }
         return max(0, start - now)
     }
 
     /// Learns from one request's outcome.
-    public mutating func record(_ outcome: Outcome, now: Double) {
+    /// `sentAt`: when the request was sent. Congestion news from a request sent before the
+    /// last decrease belongs to that decrease's episode (as TCP decreases once per window).
+    public mutating func record(_ outcome: Outcome, now: Double, sentAt: Double? = nil) {
         guard settings.policy == .adaptive else {
             if case .overloaded(let retryAfter?) = outcome { honour(retryAfter, now: now) }
             return
@@ -115,39 +142,58 @@ public struct RateController: Sendable, Equatable {
         switch outcome {
         case .answered(let latency):
             if let latency { observe(latency: latency, now: now) }
-            if wasUnreachable {
-                // Back after an outage: start slow, as everyone else is coming back too.
-                wasUnreachable = false
-                threshold = max(settings.initial, min(threshold, rate) * settings.decrease)
-                rate = settings.initial
-                lastDecrease = now
-                return
-            }
+            deliver(now: now)
+            wasUnreachable = false
+            // Per second since the last growth (up to four: a slow rate's answers are rare).
+            let dt = min(max(now - (lastGrowth ?? now), 0), 4)
+            lastGrowth = now
             if let latency, isQueueing(latency) {
-                congestion(now: now)
+                congestion(now: now, sentAt: sentAt, queue: latency)
             } else if now - limitedAt > max(1, 2 / rate) {
                 // Fewer requests than the rate allows: nothing learnt about a higher one.
             } else if rate < threshold {
-                // Slow start: +10 % an answer (doubling in about seven).
-                rate = min(threshold, rate * 1.1)
+                // Slow start: +50 % a second.
+                rate = min(threshold, rate * pow(1.5, dt))
+            } else if let latency, let base = baseLatency, latency <= 2 * base {
+                // Answered as fast as ever: the server has room; probe faster (+50 % a second).
+                rate = rate * pow(1 + 10 * settings.growth, dt) + settings.increase * dt
             } else {
-                rate += settings.increase / rate
+                rate = rate * pow(1 + settings.growth, dt) + settings.increase * dt
             }
             rate = min(rate, settings.ceiling)
         case .overloaded(let retryAfter):
             if let retryAfter { honour(retryAfter, now: now) }
-            congestion(now: now)
+            congestion(now: now, sentAt: sentAt, queue: 0)
         case .timeout:
-            congestion(now: now)
+            congestion(now: now, sentAt: sentAt, queue: 0)
         case .unreachable:
-            wasUnreachable = true
+            // An outage: start slow when it ends, as everyone else comes back too.
+            if !wasUnreachable {
+                wasUnreachable = true
+                threshold = max(settings.restart, min(threshold, rate) * settings.decrease)
+                rate = settings.restart
+                lastGrowth = nil
+            }
         }
+    }
+
+    mutating func deliver(now: Double) {
+        if let at = deliveredAt { delivered *= exp(-max(now - at, 0)) }
+        delivered += 1
+        deliveredAt = now
+    }
+
+    /// Answers a second lately (the delivered rate).
+    func deliveredRate(now: Double) -> Double {
+        guard let at = deliveredAt else { return 0 }
+        return delivered * exp(-max(now - at, 0))
     }
 
     /// Latency above the target: the server queues our requests.
     func isQueueing(_ latency: Double) -> Bool {
-        guard let base = baseLatency else { return false }
-        return latency > settings.latencyFloor && latency > base * settings.latencyFactor
+        guard let base = baseLatency else { return latency > settings.latencyCeiling }
+        return latency > settings.latencyFloor
+            && (latency > base * settings.latencyFactor || latency > settings.latencyCeiling)
     }
 
     mutating func observe(latency: Double, now: Double) {
@@ -162,13 +208,19 @@ public struct RateController: Sendable, Equatable {
         lastSample = now
     }
 
-    /// One decrease per reaction time: the answers to requests already in flight when the
-    /// server pushed back carry the same news.
-    mutating func congestion(now: Double) {
-        let reaction = max(0.5, 2 * (baseLatency ?? 0.25))
-        guard now - lastDecrease >= reaction else { return }
+    /// One decrease per episode, as TCP decreases once per window: the answers to requests
+    /// sent before the decrease (those that were in the server's queue with it) carry the
+    /// same news and are not counted again, nor are answers before the queue seen then
+    /// (`queue` seconds) can have drained; at least half a second apart.
+    mutating func congestion(now: Double, sentAt: Double?, queue: Double) {
+        if let sentAt, let last = lastDecrease, sentAt < last { return }
+        if now < holdUntil { return }
         lastDecrease = now
-        rate = max(settings.floor, rate * settings.decrease)
+        holdUntil = now + max(0.5, queue)
+        // Multiplicatively, and at once down to what the server delivered lately when the rate
+        // was far above it (a slow start's overshoot), never by more than three quarters.
+        let delivered = deliveredRate(now: now)
+        rate = max(settings.floor, min(rate * settings.decrease, max(delivered, rate * 0.25)))
         threshold = rate
     }
 
