@@ -76,6 +76,7 @@ struct FleetFigures {
     var ideal: Double
     var rejectedShare: Double
     var fairness: Double
+    var ownFairness: Double
     var peakOfferedRatio: Double
     var requests: Int
     var onServer: Int
@@ -160,8 +161,8 @@ struct Practice: Sendable {
     }
 
     /// Back from the outage: the wait, the catch-up cycle, replay passes until the queue is
-    /// empty. Returns when this practice is done.
-    func comeBack(policy: RateController.Policy, outage: Double) async {
+    /// empty. Returns when this practice is done, with the wait it drew.
+    func comeBack(policy: RateController.Policy, outage: Double) async -> Double {
         let wait: Double
         switch policy {
         case .adaptive:
@@ -182,7 +183,7 @@ struct Practice: Sendable {
         }
         while true {
             let pending = (try? replica.outbox.counts()[.pending]) ?? 0
-            if pending == 0 { return }
+            if pending == 0 { return wait }
             do {
                 _ = try await reconciler.replay(conditionalCreate: { _ in true })
             } catch {
@@ -235,17 +236,19 @@ func runFleet(
         }
     }
     defer { monitor.cancel() }
-    let finished = try await withThrowingTaskGroup(of: (Int, Double).self) { group in
+    var waits = [Double](repeating: 0, count: practices.count)
+    let finished = try await withThrowingTaskGroup(of: (Int, Double, Double).self) { group in
         for practice in practices {
             group.addTask {
-                await practice.comeBack(policy: policy, outage: outage)
-                return (practice.index, vendor.elapsed - start)
+                let wait = await practice.comeBack(policy: policy, outage: outage)
+                return (practice.index, vendor.elapsed - start, wait)
             }
         }
         var times = [Double](repeating: 0, count: practices.count)
         var done = 0
-        for try await (index, at) in group {
+        for try await (index, at, wait) in group {
             times[index] = at
+            waits[index] = wait
             done += 1
             if done % max(1, practices.count / 10) == 0 {
                 info("\(policy): \(done)/\(practices.count) drained at \(Int(at)) s")
@@ -258,6 +261,11 @@ func runFleet(
     let sum = finished.reduce(0, +)
     let squares = finished.reduce(0) { $0 + $1 * $1 }
     let fairness = squares == 0 ? 1 : sum * sum / (Double(finished.count) * squares)
+    // The same over each practice's own time to drain, from the end of its reconnection wait
+    // (the wait is drawn at random on purpose; this shows whether any practice was starved).
+    let own = zip(finished, waits).map { max($0 - $1, 0.001) }
+    let ownSum = own.reduce(0, +)
+    let ownFairness = ownSum * ownSum / (Double(own.count) * own.reduce(0) { $0 + $1 * $1 })
     let peak = Double(vendor.peakOffered(after: Int(start) + 60)) / options.capacity
     proxy.setPersonality(nil)
     for practice in practices { await practice.close() }
@@ -282,7 +290,7 @@ func runFleet(
     let missing = expected - seen.count
     return FleetFigures(
         drain: drain, ideal: Double(requests) / options.capacity, rejectedShare: vendor.rejectedShare,
-        fairness: fairness, peakOfferedRatio: peak, requests: requests, onServer: seen.count,
+        fairness: fairness, ownFairness: ownFairness, peakOfferedRatio: peak, requests: requests, onServer: seen.count,
         duplicates: duplicates, missing: missing)
 }
 
@@ -291,6 +299,7 @@ func report(_ f: FleetFigures, prefix: String) {
     result("\(prefix)fleet ideal drain time", f.ideal, "s", digits: 1)
     result("\(prefix)fleet rejected share", f.rejectedShare, digits: 3)
     result("\(prefix)fleet fairness", f.fairness, digits: 3)
+    result("\(prefix)fleet fairness of time to drain after the jitter", f.ownFairness, digits: 3)
     result("\(prefix)fleet peak offered load ratio", f.peakOfferedRatio, digits: 2)
     result("\(prefix)fleet requests admitted", Double(f.requests), digits: 0)
     result("\(prefix)fleet changes missing", Double(f.missing), digits: 0)
