@@ -231,7 +231,7 @@ private func adaptive(ceiling: Double = 500, initial: Double = 1) -> RateControl
     }
 
     @Test func afterAnOutageTheRateStartsSlow() {
-        var c = adaptive(ceiling: 100, initial: 2)
+        var c = adaptive(ceiling: 100, initial: 10)
         var now = 0.0
         for _ in 0..<400 {
             now += c.delay(now: now)
@@ -240,14 +240,17 @@ private func adaptive(ceiling: Double = 500, initial: Double = 1) -> RateControl
         #expect(c.rate > 20)
         c.record(.unreachable, now: now)
         c.record(.unreachable, now: now + 5)
-        #expect(c.rate == 0.5)
+        // A fortieth of the ceiling, at least 0.5 a second (the default ceiling of 20: 0.5).
+        #expect(c.settings.restart == 2.5)
+        #expect(RateController.Settings(ceiling: 20).restart == 0.5)
+        #expect(c.rate == 2.5)
         #expect(c.inSlowStart)
         // Then it grows again as the EHR answers.
         _ = c.delay(now: now + 6)
         _ = c.delay(now: now + 6)
-        c.record(.answered(latency: 0.01), now: now + 6.5)
-        c.record(.answered(latency: 0.01), now: now + 7.5)
-        #expect(c.rate > 0.5)
+        c.record(.answered(latency: 0.01), now: now + 6.2)
+        c.record(.answered(latency: 0.01), now: now + 6.8)
+        #expect(c.rate > 2.5)
     }
 
     @Test func aRateNotUsedIsNotRaised() {

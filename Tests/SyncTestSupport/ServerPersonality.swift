@@ -17,7 +17,7 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
     case epic
     /// Oracle/Cerner-style: no `$export`, no `_history`, no `Patient/$everything`, `patient`
     /// required on clinical searches, `_lastUpdated` refused on some types, and a 429 with
-    /// Retry-After now and then.
+    /// Retry-After now and then (every 300th request).
     case cerner
     /// A CapabilityStatement that leaves out half the types it serves (and `_history`).
     case underDeclaring = "under-declaring"
@@ -74,7 +74,7 @@ public enum ServerPersonality: String, CaseIterable, Sendable, CustomStringConve
             if target.isEverything, self != .patientScoped {
                 return Self.refuse(404, "Operation Patient/$everything is not supported")
             }
-            if self == .cerner, count % 100 == 99 {
+            if self == .cerner, count % 300 == 299 {
                 return .status(429, retryAfter: 1)
             }
             guard let type = target.searchedType else { return nil }

@@ -111,6 +111,7 @@ public final class FHIRClient: FHIRTransport {
         var attempt = 0
         var reauthorized = false
         var pushBacks = 0
+        var firstPushBack: ContinuousClock.Instant?
         let paced = rateControl.withLock { $0.settings.policy == .adaptive }
         while true {
             var pushedBack = false
@@ -188,7 +189,10 @@ public final class FHIRClient: FHIRTransport {
             }
             if probe { throw .unavailable(route: route, reason: reason) }
             var delay: Double?
-            if paced, pushedBack, pushBacks < Self.maxPushBacks {
+            if paced, pushedBack, pushBacks < Self.maxPushBacks,
+                firstPushBack.map({ $0.duration(to: .now) < Self.pushBackBudget }) ?? true
+            {
+                if firstPushBack == nil { firstPushBack = started }
                 // A server that is up but busy (429, or 503 with a Retry-After): the rate
                 // controller paces the retry (its rate dropped, the Retry-After is its floor);
                 // no exponential wait on top, which would leave a fleet idle behind it.
@@ -296,8 +300,10 @@ public final class FHIRClient: FHIRTransport {
         rateControl.withLock { $0.record(.unreachable, now: Double(ContinuousClock.now.seconds)) }
     }
 
-    /// Retries of one request the server pushed back (429) before giving up.
+    /// Retries of one request the server pushed back (429) before giving up, and for how long
+    /// at most (then the cycle ends and the next one tries again).
     static let maxPushBacks = 40
+    static let pushBackBudget: Duration = .seconds(180)
 
     private func learn(_ outcome: RateController.Outcome, sentAt: ContinuousClock.Instant) {
         let now = Double(ContinuousClock.now.seconds)

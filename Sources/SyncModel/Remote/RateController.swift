@@ -24,13 +24,14 @@ public struct RateController: Sendable, Equatable {
         public var ceiling: Double = 20
         /// Where a slow start begins (a tenth of the ceiling unless set)...
         public var initial: Double = 2
-        /// ...and where it begins again after an outage, lower: the whole fleet is coming back.
+        /// ...and where it begins again after an outage, lower: the whole fleet is coming back
+        /// (a fortieth of the ceiling, at least 0.5 a second).
         public var restart: Double = 0.5
         /// Additive increase: requests a second gained per second of success...
         public var increase: Double = 0.1
         /// ...plus this share of the rate per second (a lone practice regains its pace in
         /// seconds; a fleet's aggregate grows by a bounded share of itself).
-        public var growth: Double = 0.05
+        public var growth: Double = 0.1
         /// Multiplicative decrease on congestion.
         public var decrease: Double = 0.7
         /// Latency above this many times the recent minimum is congestion...
@@ -45,14 +46,14 @@ public struct RateController: Sendable, Equatable {
 
         public init(
             policy: Policy = .adaptive, floor: Double = 0.05, ceiling: Double = 20, initial: Double? = nil,
-            increase: Double = 0.1, growth: Double = 0.05, decrease: Double = 0.7, latencyFactor: Double = 4,
+            increase: Double = 0.1, growth: Double = 0.1, decrease: Double = 0.7, latencyFactor: Double = 4,
             latencyFloor: Double = 0.25, latencyCeiling: Double = 0.5
         ) {
             self.policy = policy
             self.floor = max(0.01, floor)
             self.ceiling = max(self.floor, ceiling)
             self.initial = min(max(initial ?? self.ceiling / 10, self.floor), self.ceiling)
-            self.restart = min(max(0.5, self.floor), self.initial)
+            self.restart = min(max(0.5, self.floor, self.ceiling / 40), self.initial)
             self.increase = max(0, increase)
             self.growth = max(0, growth)
             self.decrease = min(max(decrease, 0.1), 0.95)
@@ -156,7 +157,7 @@ public struct RateController: Sendable, Equatable {
                 rate = min(threshold, rate * pow(1.5, dt))
             } else if let latency, let base = baseLatency, latency <= 2 * base {
                 // Answered as fast as ever: the server has room; probe faster (+50 % a second).
-                rate = rate * pow(1 + 10 * settings.growth, dt) + settings.increase * dt
+                rate = rate * pow(1 + 5 * settings.growth, dt) + settings.increase * dt
             } else {
                 rate = rate * pow(1 + settings.growth, dt) + settings.increase * dt
             }
