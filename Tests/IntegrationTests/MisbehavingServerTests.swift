@@ -77,6 +77,8 @@ import Testing
             return (done["Patient"] ?? 0) > 0 && fixture.log.contains("paging loops")
                 && fixture.log.contains("expected Bundle, got OperationOutcome")
                 && fixture.log.contains("type=Observation")
+                // The cycle's end, where the partial copy is reported.
+                && report?.lastError?.contains("the first copy is partial") == true
         }
         #expect(contained, "\(String(describing: report))\nlog:\n\(fixture.log.suffix(4000))")
         let log = fixture.log
