@@ -21,7 +21,6 @@ private struct FleetSimulation {
     var pacing: [Bool]
     var admitted = 0
     var rejected = 0
-    var perSecond: [Int] = []
     var work: [Int]
     var finished: [Double?]
     /// (time, rate) of each client at each answer.
@@ -77,11 +76,6 @@ private struct FleetSimulation {
                     nextFree = slot + 1 / capacity
                     admitted += 1
                     admittedAt[c].append(slot)
-                    let second = Int(slot)
-                    if perSecond.count <= second {
-                        perSecond += Array(repeating: 0, count: second - perSecond.count + 1)
-                    }
-                    perSecond[second] += 1
                     let latency = slot - now + baseLatency
                     schedule(now + latency, .answer(c, .answered(latency: latency), sentAt: now))
                 }

@@ -208,5 +208,17 @@ import Testing
         #expect(TypeProbe.everythingUnsupported(refusedFromStart: 2, patients: 20))
         #expect(TypeProbe.everythingUnsupported(refusedFromStart: 1, patients: 1))
         #expect(!TypeProbe.everythingUnsupported(refusedFromStart: 0, patients: 0))
+        // In a pass: an answer ends the run; a resumed pass has had its answer.
+        var pass = EverythingRefusals(patients: 20)
+        let first = pass.refuse()
+        let second = pass.refuse()
+        #expect(!first && second)
+        var late = EverythingRefusals(patients: 20)
+        late.answer()
+        let afterAnswer = [late.refuse(), late.refuse()]
+        #expect(afterAnswer == [false, false])
+        var resumed = EverythingRefusals(patients: 20, resumed: true)
+        let afterResume = [resumed.refuse(), resumed.refuse()]
+        #expect(afterResume == [false, false])
     }
 }

@@ -26,7 +26,6 @@ public final class SimulatedVendor: Sendable {
         var rejected = 0
         /// Requests offered in each second since the start.
         var offered: [Int] = []
-        var lastAdmittedAt = 0.0
     }
 
     public init(capacity: Double, maxQueue: Double = 2, rejection: Rejection = .tooManyRequests, retryAfter: Int = 2) {
@@ -60,7 +59,6 @@ public final class SimulatedVendor: Sendable {
             }
             s.nextFree = slot + 1 / capacity
             s.admitted += 1
-            s.lastAdmittedAt = slot
             let ms = Int(wait * 1000)
             return ms > 0 ? .latency(milliseconds: ms) : nil
         }

@@ -224,23 +224,17 @@ struct IncrementalSync: PullEngine {
     {
         if try replica.syncState.value(State.everythingRefused) != nil { return false }
         let wanted = Set(types)
-        var refusedFromStart = 0
+        var refusals = EverythingRefusals(patients: patients.count)
         for patient in patients {
             let first = TypeProbe.everythingQuery(
                 patientID: patient, extra: "?_since=\(since)&_count=\(settings.pageSize)")
             do {
                 try await walk(
                     first, route: "Patient/$everything", since: since, history: false, only: wanted, into: &listing)
-                refusedFromStart = -1
+                refusals.answer()
             } catch RemoteError.refused(_, let code, let reason) {
-                if refusedFromStart >= 0 { refusedFromStart += 1 }
-                if refusedFromStart > 0,
-                    TypeProbe.everythingUnsupported(refusedFromStart: refusedFromStart, patients: patients.count)
-                {
-                    logger.warning(
-                        "the EHR refuses Patient/$everything; listing each type for each patient",
-                        metadata: ["status": "\(code)", "reason": "\(reason)"])
-                    try replica.syncState.set([State.everythingRefused: "HTTP \(code): \(reason)"])
+                if refusals.refuse() {
+                    try rememberEverythingRefused(code: code, reason: reason)
                     return false
                 }
                 // One patient gone or restricted: the others go on (the sweep settles it).

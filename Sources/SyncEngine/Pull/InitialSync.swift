@@ -167,7 +167,7 @@ struct InitialSync: PullEngine {
         let resume = try replica.syncState.value(State.initialEverything)
         let patients = context.patientIDs().filter { resume == nil || $0 > resume! }
         var stored = 0
-        var refusedFromStart = resume == nil ? 0 : -1
+        var refusals = EverythingRefusals(patients: patients.count, resumed: resume != nil)
         var skipped = 0
         patients: for patient in patients {
             let first = TypeProbe.everythingQuery(patientID: patient, extra: "?_count=\(settings.pageSize)")
@@ -179,23 +179,15 @@ struct InitialSync: PullEngine {
                 do {
                     (_, page) = try await context.fetchPage(url, route: "Patient/$everything")
                 } catch RemoteError.refused(_, let code, let reason) where batch.isEmpty {
-                    if refusedFromStart >= 0 { refusedFromStart += 1 }
-                    if refusedFromStart > 0,
-                        TypeProbe.everythingUnsupported(refusedFromStart: refusedFromStart, patients: patients.count)
-                    {
-                        logger.warning(
-                            "the EHR refuses Patient/$everything; listing each type for each patient",
-                            metadata: ["status": "\(code)", "reason": "\(reason)"])
-                        try replica.syncState.set([
-                            State.everythingRefused: "HTTP \(code): \(reason)", State.initialEverything: nil,
-                        ])
+                    if refusals.refuse() {
+                        try rememberEverythingRefused(code: code, reason: reason, more: [State.initialEverything: nil])
                         return false
                     }
                     // One patient gone or restricted: the others go on (the sweep settles it).
                     skipped += 1
                     continue patients
                 }
-                if refusedFromStart >= 0 { refusedFromStart = -1 }
+                refusals.answer()
                 let resources = page.entries.filter { $0.searchMode == nil || $0.searchMode == "match" }.compactMap(
                     \.resource)
                 batch += context.prepare(resources, types: wanted).prepared

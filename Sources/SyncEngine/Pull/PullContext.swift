@@ -123,6 +123,15 @@ protocol PullEngine {
 }
 
 extension PullEngine {
+    /// The server refuses `Patient/[id]/$everything`: remembered (with `more` state in the same
+    /// commit); per-patient types are listed type by type from now on.
+    func rememberEverythingRefused(code: Int, reason: String, more: [SyncStateKey: String?] = [:]) throws {
+        logger.warning(
+            "the EHR refuses Patient/$everything; listing each type for each patient",
+            metadata: ["status": "\(code)", "reason": "\(reason)"])
+        try replica.syncState.set(more.merging([SyncStateKey.everythingRefused: "HTTP \(code): \(reason)"]) { $1 })
+    }
+
     var replica: Replica { context.replica }
     var client: any FHIRTransport { context.transport }
     var logger: Logger { context.logger }

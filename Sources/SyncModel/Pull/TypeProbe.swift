@@ -123,3 +123,28 @@ public enum TypeProbe {
         return "\(type)?\(parameter)=\(value)\(extra)"
     }
 }
+
+/// The refusals of `Patient/[id]/$everything` met in one pass over the patients: whether one
+/// means the server does not offer the operation (``TypeProbe/everythingUnsupported(refusedFromStart:patients:)``:
+/// a run of refusals from the first patient asked) or only that this patient is gone or
+/// restricted. A pass resumed after some patients were stored has had its answer.
+public struct EverythingRefusals: Sendable {
+    let patients: Int
+    var fromStart = 0
+    var answered: Bool
+
+    public init(patients: Int, resumed: Bool = false) {
+        self.patients = patients
+        self.answered = resumed
+    }
+
+    /// A patient's listing was answered.
+    public mutating func answer() { answered = true }
+
+    /// A patient's listing was refused; true when that means the operation is unsupported.
+    public mutating func refuse() -> Bool {
+        guard !answered else { return false }
+        fromStart += 1
+        return TypeProbe.everythingUnsupported(refusedFromStart: fromStart, patients: patients)
+    }
+}
